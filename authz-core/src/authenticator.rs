@@ -1,0 +1,117 @@
+//! Local authentication: the verified-token cache in front of signature verification.
+//!
+//! This is the hot path of the filter. A hit costs one SHA-256 and one map lookup; a miss
+//! verifies with the keys held locally; a token whose key we do not hold is handed back to the
+//! caller ([`LocalVerdict::Unknown`]) to ask the sidecar, which can fetch keys.
+
+use std::sync::Arc;
+
+use crate::cache::{TokenCache, digest};
+use crate::claims::ClaimsPolicy;
+use crate::identity::Identity;
+use crate::keys::KeySet;
+use crate::token::{TokenError, verify_token};
+
+/// A verified identity with its header projection computed once.
+#[derive(Debug)]
+pub struct Verified {
+    pub identity: Identity,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Verified {
+    pub fn new(identity: Identity) -> Self {
+        let headers = identity.headers();
+        Self { identity, headers }
+    }
+}
+
+/// The outcome of trying to authenticate a bearer token locally.
+#[derive(Debug)]
+pub enum LocalVerdict {
+    Valid { verified: Arc<Verified>, cache_hit: bool },
+    Invalid(TokenError),
+    /// We hold no key for this token: only the sidecar can decide.
+    Unknown,
+}
+
+/// Keys, claim rules and the cache, owned by one filter VM (or one sidecar task).
+#[derive(Debug)]
+pub struct Authenticator {
+    keys: KeySet,
+    policy: ClaimsPolicy,
+    cache: TokenCache<Arc<Verified>>,
+}
+
+impl Authenticator {
+    pub fn new(policy: ClaimsPolicy, cache_capacity: usize) -> Self {
+        Self { keys: KeySet::new(), policy, cache: TokenCache::new(cache_capacity) }
+    }
+
+    /// Replaces the key set. Cached identities stay valid (they were verified with keys that
+    /// were trusted then); revocation is handled by its own set.
+    pub fn set_keys(&mut self, keys: KeySet) {
+        self.keys = keys;
+    }
+
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn authenticate(&mut self, token: &str, now: u64) -> LocalVerdict {
+        let key = digest(token);
+        if let Some(v) = self.cache.get(&key, now) {
+            return LocalVerdict::Valid { verified: Arc::clone(v), cache_hit: true };
+        }
+        let claims = match verify_token(token, &self.keys, &self.policy, now) {
+            Ok(c) => c,
+            Err(TokenError::UnknownKey) => return LocalVerdict::Unknown,
+            Err(e) => return LocalVerdict::Invalid(e),
+        };
+        match Identity::from_claims(claims) {
+            Ok(identity) => {
+                let exp = identity.expires_at;
+                let verified = Arc::new(Verified::new(identity));
+                self.cache.insert(key, Arc::clone(&verified), exp, now);
+                LocalVerdict::Valid { verified, cache_hit: false }
+            }
+            Err(e) => LocalVerdict::Invalid(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn caches_valid_tokens_only_and_defers_unknown_keys() {
+        let now = 1_700_000_000;
+        let mut ks = KeySet::new();
+        ks.add_hmac_secret(b"k", Algorithm::HS256);
+        let mut a = Authenticator::new(ClaimsPolicy::default(), 16);
+        a.set_keys(ks);
+        let sign = |c: serde_json::Value| encode(&Header::new(Algorithm::HS256), &c, &EncodingKey::from_secret(b"k")).unwrap();
+        let good = sign(json!({"sub": "u", "exp": now + 100}));
+        assert!(matches!(a.authenticate(&good, now), LocalVerdict::Valid { cache_hit: false, .. }));
+        assert!(matches!(a.authenticate(&good, now), LocalVerdict::Valid { cache_hit: true, .. }));
+        // A cached identity never outlives its token: at `exp` the entry is gone and the token
+        // is verified afresh (still inside the clock-skew window), and refused after it.
+        assert!(matches!(a.authenticate(&good, now + 100), LocalVerdict::Valid { cache_hit: false, .. }));
+        assert!(matches!(a.authenticate(&good, now + 161), LocalVerdict::Invalid(TokenError::Expired)));
+        let expired = sign(json!({"sub": "u", "exp": now - 100}));
+        assert!(matches!(a.authenticate(&expired, now), LocalVerdict::Invalid(TokenError::Expired)));
+        assert_eq!(a.cached(), 0);
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("rotated".into());
+        let unknown = encode(&h, &json!({"sub": "u", "exp": now + 100}), &EncodingKey::from_secret(b"k")).unwrap();
+        assert!(matches!(a.authenticate(&unknown, now), LocalVerdict::Unknown));
+    }
+}

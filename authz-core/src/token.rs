@@ -1,0 +1,129 @@
+//! Verifying a compact JWS access token: header rules, key choice, signature, then claims.
+//!
+//! The order matters for cost and safety: cheap structural checks first, the key looked up
+//! by `kid` with its own algorithm (never the header's word alone), the signature checked
+//! before the payload is trusted, and the claims judged last with the caller's clock.
+
+use jsonwebtoken::{Algorithm, Validation};
+
+use crate::claims::{Claims, ClaimsPolicy};
+use crate::crypto;
+use crate::keys::KeySet;
+
+/// Tokens longer than this are refused before any parsing (a header is bounded anyway; this
+/// keeps a hostile client from making us base64-decode megabytes).
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Why a token was refused. Every variant maps to a stable machine-readable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is malformed")]
+    Malformed,
+    #[error("token is too large")]
+    TooLarge,
+    #[error("token algorithm is not accepted")]
+    UnsupportedAlgorithm,
+    #[error("token header names a critical extension we do not understand")]
+    UnknownCritical,
+    #[error("no key is known for this token")]
+    UnknownKey,
+    #[error("token algorithm does not match its key")]
+    AlgorithmMismatch,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token was issued in the future")]
+    IssuedInFuture,
+    #[error("token lacks the {0} claim")]
+    MissingClaim(&'static str),
+    #[error("token issuer is not accepted")]
+    WrongIssuer,
+    #[error("token audience is not accepted")]
+    WrongAudience,
+}
+
+impl TokenError {
+    /// The stable code used in denial bodies, metrics and audit events.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::Malformed => "token_malformed",
+            TokenError::TooLarge => "token_too_large",
+            TokenError::UnsupportedAlgorithm => "token_unsupported_alg",
+            TokenError::UnknownCritical => "token_unknown_crit",
+            TokenError::UnknownKey => "token_unknown_key",
+            TokenError::AlgorithmMismatch => "token_alg_mismatch",
+            TokenError::BadSignature => "token_bad_signature",
+            TokenError::Expired => "token_expired",
+            TokenError::NotYetValid => "token_not_yet_valid",
+            TokenError::IssuedInFuture => "token_issued_in_future",
+            TokenError::MissingClaim(_) => "token_missing_claim",
+            TokenError::WrongIssuer => "token_wrong_issuer",
+            TokenError::WrongAudience => "token_wrong_audience",
+        }
+    }
+}
+
+/// Verifies `token` against `keys` and `policy` at time `now` (Unix seconds).
+pub fn verify_token(token: &str, keys: &KeySet, policy: &ClaimsPolicy, now: u64) -> Result<Claims, TokenError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::TooLarge);
+    }
+    if token.bytes().filter(|b| *b == b'.').count() != 2 {
+        return Err(TokenError::Malformed);
+    }
+    // `alg: none` (any casing) and unknown algorithms fail to deserialize here.
+    let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::Json(_) if header_names_unknown_alg(token) => TokenError::UnsupportedAlgorithm,
+        _ => TokenError::Malformed,
+    })?;
+    // We implement no JWS extension, so any `crit` entry must be refused (RFC 7515 §4.1.11).
+    if header.crit.is_some() {
+        return Err(TokenError::UnknownCritical);
+    }
+    // `jku`, `x5u` and an embedded `jwk` are ignored on purpose: keys come only from our key set.
+    let key = keys.find(header.kid.as_deref(), header.alg).ok_or(TokenError::UnknownKey)?;
+    if key.alg != header.alg {
+        return Err(TokenError::AlgorithmMismatch);
+    }
+    crypto::ensure_provider();
+    let data = jsonwebtoken::decode::<Claims>(token, &key.key, &signature_only(header.alg)).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind;
+        match e.kind() {
+            ErrorKind::InvalidSignature => TokenError::BadSignature,
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => TokenError::AlgorithmMismatch,
+            ErrorKind::InvalidKeyFormat | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidEcdsaKey => {
+                TokenError::AlgorithmMismatch
+            }
+            _ => TokenError::Malformed,
+        }
+    })?;
+    policy.check(&data.claims, now)?;
+    Ok(data.claims)
+}
+
+/// `jsonwebtoken` validation reduced to the signature: time and audience rules are ours
+/// ([`ClaimsPolicy`]), so both hosts use the clock they are given.
+fn signature_only(alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v.required_spec_claims.clear();
+    v
+}
+
+/// Distinguishes "header names an algorithm we refuse" (e.g. `none`) from plain garbage, so the
+/// denial reason is precise. Only runs on the error path.
+fn header_names_unknown_alg(token: &str) -> bool {
+    use base64::Engine as _;
+    let Some(h) = token.split('.').next() else { return false };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h) else { return false };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return false };
+    v.get("alg").is_some_and(|a| a.is_string())
+}
+
+#[cfg(test)]
+mod tests;

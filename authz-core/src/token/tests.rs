@@ -1,0 +1,149 @@
+//! Table-driven verdicts for every kind of token the gateway must accept or refuse.
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::keys::VerifyKey;
+
+const NOW: u64 = 1_700_000_000;
+const PRIV: &str = include_str!("../../../tests/fixtures/dev-rsa-private.pem");
+const PUB: &str = include_str!("../../../tests/fixtures/dev-rsa-public.pem");
+const OTHER_PRIV: &str = include_str!("../../../tests/fixtures/other-rsa-private.pem");
+const SECRET: &[u8] = b"platform-jwt-secret";
+
+fn keys() -> KeySet {
+    let mut ks = KeySet::new();
+    ks.insert(VerifyKey {
+        kid: Some("dev-1".into()),
+        alg: Algorithm::RS256,
+        key: DecodingKey::from_rsa_pem(PUB.as_bytes()).unwrap(),
+    });
+    ks.add_hmac_secret(SECRET, Algorithm::HS256);
+    ks
+}
+
+fn policy() -> ClaimsPolicy {
+    ClaimsPolicy { issuers: vec!["https://auth.test".into()], audiences: vec!["gateway".into()], clock_skew_secs: 60 }
+}
+
+fn claims() -> Value {
+    json!({"sub": "u1", "iss": "https://auth.test", "aud": "gateway", "exp": NOW + 300, "iat": NOW, "roles": ["user"]})
+}
+
+fn with(mut c: Value, k: &str, v: Value) -> Value {
+    c[k] = v;
+    c
+}
+
+fn rs256(c: &Value) -> String {
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some("dev-1".into());
+    encode(&h, c, &EncodingKey::from_rsa_pem(PRIV.as_bytes()).unwrap()).unwrap()
+}
+
+fn hs256(c: &Value) -> String {
+    encode(&Header::new(Algorithm::HS256), c, &EncodingKey::from_secret(SECRET)).unwrap()
+}
+
+fn b64(v: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+}
+
+/// A token assembled by hand, for headers `jsonwebtoken` would never produce.
+fn raw(header: Value, c: &Value, sig: &str) -> String {
+    format!("{}.{}.{}", b64(&header), b64(c), sig)
+}
+
+/// Correctly HS256-signed, whatever the header and payload say.
+fn signed_raw(header: Value, c: &Value) -> String {
+    let msg = format!("{}.{}", b64(&header), b64(c));
+    let sig = jsonwebtoken::crypto::sign(msg.as_bytes(), &EncodingKey::from_secret(SECRET), Algorithm::HS256).unwrap();
+    format!("{msg}.{sig}")
+}
+
+fn sig_of(token: &str) -> String {
+    token.rsplit('.').next().unwrap().to_string()
+}
+
+#[test]
+fn verdicts() {
+    crate::crypto::ensure_provider();
+    let good = rs256(&claims());
+    let other_key = {
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some("dev-1".into());
+        encode(&h, &claims(), &EncodingKey::from_rsa_pem(OTHER_PRIV.as_bytes()).unwrap()).unwrap()
+    };
+    // HS256 "signed" with the RSA public key as the secret: the algorithm-confusion attack.
+    let confused = {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("dev-1".into());
+        encode(&h, &claims(), &EncodingKey::from_secret(PUB.as_bytes())).unwrap()
+    };
+    let tampered = {
+        let parts: Vec<&str> = good.split('.').collect();
+        format!("{}.{}.{}", parts[0], b64(&with(claims(), "sub", json!("admin"))), parts[2])
+    };
+    let cases: Vec<(&str, String, Result<&str, TokenError>)> = vec![
+        ("valid RS256", good.clone(), Ok("u1")),
+        ("valid HS256 without kid", hs256(&claims()), Ok("u1")),
+        ("expired", rs256(&with(claims(), "exp", json!(NOW - 3600))), Err(TokenError::Expired)),
+        ("not yet valid", rs256(&with(claims(), "nbf", json!(NOW + 3600))), Err(TokenError::NotYetValid)),
+        ("iat in future", rs256(&with(claims(), "iat", json!(NOW + 3600))), Err(TokenError::IssuedInFuture)),
+        ("missing exp", rs256(&with(claims(), "exp", Value::Null)), Err(TokenError::MissingClaim("exp"))),
+        ("wrong issuer", rs256(&with(claims(), "iss", json!("https://evil"))), Err(TokenError::WrongIssuer)),
+        ("wrong audience", rs256(&with(claims(), "aud", json!("billing-api"))), Err(TokenError::WrongAudience)),
+        ("bad signature (other key)", other_key, Err(TokenError::BadSignature)),
+        ("tampered payload", tampered, Err(TokenError::BadSignature)),
+        ("HMAC with the RSA public key", confused, Err(TokenError::AlgorithmMismatch)),
+        ("alg none", raw(json!({"alg": "none", "kid": "dev-1"}), &claims(), ""), Err(TokenError::UnsupportedAlgorithm)),
+        ("alg NoNe", raw(json!({"alg": "NoNe"}), &claims(), ""), Err(TokenError::UnsupportedAlgorithm)),
+        ("unknown kid", raw(json!({"alg": "RS256", "kid": "nope"}), &claims(), &sig_of(&good)), Err(TokenError::UnknownKey)),
+        ("kidless RS256 (no default RSA key)", raw(json!({"alg": "RS256"}), &claims(), &sig_of(&good)), Err(TokenError::UnknownKey)),
+        (
+            "unknown crit",
+            raw(json!({"alg": "RS256", "kid": "dev-1", "crit": ["exp"], "exp": 1}), &claims(), &sig_of(&good)),
+            Err(TokenError::UnknownCritical),
+        ),
+        ("two segments", "a.b".into(), Err(TokenError::Malformed)),
+        ("four segments", format!("{good}.x"), Err(TokenError::Malformed)),
+        ("garbage header", "!!!.e30.sig".into(), Err(TokenError::Malformed)),
+        ("header not JSON", format!("{}.e30.sig", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("nope")), Err(TokenError::Malformed)),
+        ("empty signature", format!("{}.", good.rsplit_once('.').unwrap().0), Err(TokenError::BadSignature)),
+        ("signature not base64url", raw(json!({"alg": "HS256"}), &claims(), "x"), Err(TokenError::Malformed)),
+        ("payload not an object (signed)", signed_raw(json!({"alg": "HS256"}), &json!([1, 2])), Err(TokenError::Malformed)),
+        ("too large", "a".repeat(MAX_TOKEN_LEN + 1), Err(TokenError::TooLarge)),
+    ];
+    let ks = keys();
+    for (name, token, want) in cases {
+        let got = verify_token(&token, &ks, &policy(), NOW);
+        match want {
+            Ok(sub) => assert_eq!(got.map(|c| c.sub.unwrap_or_default()).as_deref(), Ok(sub), "case {name}"),
+            Err(e) => assert_eq!(got.map(|_| ()), Err(e), "case {name}"),
+        }
+    }
+}
+
+#[test]
+fn codes_are_stable_and_distinct() {
+    let all = [
+        TokenError::Malformed,
+        TokenError::TooLarge,
+        TokenError::UnsupportedAlgorithm,
+        TokenError::UnknownCritical,
+        TokenError::UnknownKey,
+        TokenError::AlgorithmMismatch,
+        TokenError::BadSignature,
+        TokenError::Expired,
+        TokenError::NotYetValid,
+        TokenError::IssuedInFuture,
+        TokenError::MissingClaim("exp"),
+        TokenError::WrongIssuer,
+        TokenError::WrongAudience,
+    ];
+    let codes: std::collections::HashSet<_> = all.iter().map(TokenError::code).collect();
+    assert_eq!(codes.len(), all.len());
+    assert_eq!(TokenError::Expired.code(), "token_expired");
+}

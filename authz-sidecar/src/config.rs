@@ -1,0 +1,375 @@
+//! Sidecar configuration: a YAML file, then environment overrides, then validation.
+//!
+//! Unknown keys are an error. Secrets come only from the environment (`JWT_SECRET`) and are
+//! never printed: [`Config`]'s `Debug` redacts them, and URLs are logged without credentials.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use authz_core::duration::serde_str;
+use serde::Deserialize;
+
+/// Everything the sidecar runs with.
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listener: ext_authz `Check`, the `authz.v1` control stream, gRPC health.
+    #[serde(default = "default_grpc")]
+    pub grpc_listen: SocketAddr,
+    /// HTTP listener: `/healthz`, `/readyz`, `/metrics`.
+    #[serde(default = "default_admin")]
+    pub admin_listen: SocketAddr,
+    /// Base URL of the platform's auth service (env `IAM_URL`).
+    #[serde(default)]
+    pub iam_url: String,
+    /// Redis for the shared identity cache (env `REDIS_URL`).
+    #[serde(default)]
+    pub redis_url: String,
+    #[serde(default)]
+    pub jwt: JwtConfig,
+    #[serde(default)]
+    pub jwks: JwksConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Paths (without query) that need no credential; identity headers are still removed.
+    #[serde(default)]
+    pub public_paths: Vec<String>,
+    /// Extra header names removed from every request, beyond `x-user-*` and `x-internal-service`.
+    #[serde(default)]
+    pub strip_headers: Vec<String>,
+    /// Timeout of each call to the auth service (JWKS, introspection).
+    #[serde(default = "default_iam_timeout", with = "serde_str")]
+    pub iam_timeout: Duration,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// HMAC secret for the platform's kid-less HS256 tokens. Environment only (`JWT_SECRET`).
+    #[serde(skip)]
+    pub jwt_secret: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Accepted `iss` values; empty accepts any issuer.
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values; empty skips the audience check.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default = "default_skew", with = "serde_str")]
+    pub clock_skew: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwksConfig {
+    /// Path of the JWKS document under `iamUrl`.
+    #[serde(default = "default_jwks_path")]
+    pub path: String,
+    /// Background refresh period.
+    #[serde(default = "default_refresh", with = "serde_str")]
+    pub refresh_interval: Duration,
+    /// Minimum time between two fetches triggered by unknown `kid`s (flood protection).
+    #[serde(default = "default_min_refresh", with = "serde_str")]
+    pub min_refresh_interval: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Identities kept in memory.
+    #[serde(default = "default_capacity")]
+    pub memory_capacity: u64,
+    /// Prefix of every Redis key the sidecar writes.
+    #[serde(default = "default_prefix")]
+    pub redis_prefix: String,
+    /// Upper bound on how long an identity is cached, whatever the token's `exp`.
+    #[serde(default = "default_max_ttl", with = "serde_str")]
+    pub max_ttl: Duration,
+    /// Deadline of each Redis command; a slow Redis is treated as absent.
+    #[serde(default = "default_redis_timeout", with = "serde_str")]
+    pub redis_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    #[serde(default = "default_format")]
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `authz_sidecar=debug` (env `RUST_LOG` wins).
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn default_grpc() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9191))
+}
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9192))
+}
+fn default_iam_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_skew() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_jwks_path() -> String {
+    "/.well-known/jwks.json".into()
+}
+fn default_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_min_refresh() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_capacity() -> u64 {
+    100_000
+}
+fn default_prefix() -> String {
+    "authz:".into()
+}
+fn default_max_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_format() -> LogFormat {
+    LogFormat::Text
+}
+fn default_level() -> String {
+    "info".into()
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self { issuers: Vec::new(), audiences: Vec::new(), clock_skew: default_skew() }
+    }
+}
+impl Default for JwksConfig {
+    fn default() -> Self {
+        Self { path: default_jwks_path(), refresh_interval: default_refresh(), min_refresh_interval: default_min_refresh() }
+    }
+}
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            memory_capacity: default_capacity(),
+            redis_prefix: default_prefix(),
+            max_ttl: default_max_ttl(),
+            redis_timeout: default_redis_timeout(),
+        }
+    }
+}
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: default_format(), level: default_level() }
+    }
+}
+
+/// A configuration that cannot be used, with the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: String, source: serde_yaml::Error },
+    #[error("config `{field}`: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// Environment variables read on top of the file. Passed in (not read here) so tests are pure.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Config {
+    /// Reads `path` (if any), applies the environment, validates.
+    pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?,
+            None => String::new(),
+        };
+        let origin = path.map_or_else(|| "(defaults)".to_string(), |p| p.display().to_string());
+        Self::from_yaml(&text, &origin, env)
+    }
+
+    pub fn from_yaml(text: &str, origin: &str, env: &dyn Env) -> Result<Self, ConfigError> {
+        // An empty document means "all defaults".
+        let text = if text.trim().is_empty() { "{}" } else { text };
+        let mut cfg: Config =
+            serde_yaml::from_str(text).map_err(|source| ConfigError::Parse { path: origin.to_string(), source })?;
+        cfg.apply_env(env)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, env: &dyn Env) -> Result<(), ConfigError> {
+        if let Some(v) = env.var("IAM_URL") {
+            self.iam_url = v;
+        }
+        if let Some(v) = env.var("REDIS_URL") {
+            self.redis_url = v;
+        }
+        if let Some(v) = env.var("JWT_SECRET") {
+            self.jwt_secret = Some(v);
+        }
+        if let Some(v) = env.var("AUTHZ_GRPC_LISTEN") {
+            self.grpc_listen = v.parse().map_err(|e| ConfigError::Invalid { field: "AUTHZ_GRPC_LISTEN", reason: format!("{e}") })?;
+        }
+        if let Some(v) = env.var("AUTHZ_ADMIN_LISTEN") {
+            self.admin_listen = v.parse().map_err(|e| ConfigError::Invalid { field: "AUTHZ_ADMIN_LISTEN", reason: format!("{e}") })?;
+        }
+        if let Some(v) = env.var("AUTHZ_LOG_FORMAT") {
+            self.log.format = match v.as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                other => {
+                    return Err(ConfigError::Invalid { field: "AUTHZ_LOG_FORMAT", reason: format!("{other:?} is not text or json") });
+                }
+            };
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: &str| Err(ConfigError::Invalid { field, reason: reason.to_string() });
+        if self.iam_url.is_empty() {
+            return invalid("iamUrl", "required (or set IAM_URL)");
+        }
+        if !(self.iam_url.starts_with("http://") || self.iam_url.starts_with("https://")) {
+            return invalid("iamUrl", "must start with http:// or https://");
+        }
+        if self.redis_url.is_empty() {
+            return invalid("redisUrl", "required (or set REDIS_URL)");
+        }
+        if redis::Client::open(self.redis_url.as_str()).is_err() {
+            return invalid("redisUrl", "is not a valid Redis URL");
+        }
+        if !self.jwks.path.starts_with('/') {
+            return invalid("jwks.path", "must start with '/'");
+        }
+        if self.jwks.refresh_interval.is_zero() {
+            return invalid("jwks.refreshInterval", "must be greater than zero");
+        }
+        if self.jwt_secret.as_deref().is_some_and(|s| s.len() < 16) {
+            return invalid("JWT_SECRET", "must be at least 16 bytes");
+        }
+        for p in &self.public_paths {
+            if !p.starts_with('/') {
+                return Err(ConfigError::Invalid { field: "publicPaths", reason: format!("{p:?} must start with '/'") });
+            }
+        }
+        Ok(())
+    }
+
+    /// The Redis URL without its password, for logs.
+    pub fn redacted_redis_url(&self) -> String {
+        redact_url(&self.redis_url)
+    }
+}
+
+/// `scheme://user:secret@host/...` → `scheme://user:***@host/...`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((auth, host)) = rest.rsplit_once('@') else { return url.to_string() };
+    let user = auth.split(':').next().unwrap_or("");
+    format!("{scheme}://{user}:***@{host}")
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("grpc_listen", &self.grpc_listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("iam_url", &redact_url(&self.iam_url))
+            .field("redis_url", &self.redacted_redis_url())
+            .field("jwt", &self.jwt)
+            .field("jwks", &self.jwks)
+            .field("cache", &self.cache)
+            .field("public_paths", &self.public_paths)
+            .field("strip_headers", &self.strip_headers)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    struct MapEnv(HashMap<&'static str, &'static str>);
+    impl Env for MapEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|s| s.to_string())
+        }
+    }
+
+    fn env(pairs: &[(&'static str, &'static str)]) -> MapEnv {
+        MapEnv(pairs.iter().copied().collect())
+    }
+
+    #[test]
+    fn env_overrides_file_and_secret_is_redacted() {
+        let yaml = "iamUrl: http://file\nredisUrl: redis://file:6379\njwt:\n  clockSkew: 30s\n";
+        let cfg = Config::from_yaml(
+            yaml,
+            "t",
+            &env(&[("IAM_URL", "http://env:8000"), ("JWT_SECRET", "0123456789abcdef-secret"), ("REDIS_URL", "redis://:pw@r:6379")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.iam_url, "http://env:8000");
+        assert_eq!(cfg.jwt.clock_skew, Duration::from_secs(30));
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("0123456789abcdef-secret"), "{dbg}");
+        assert!(!dbg.contains(":pw@"), "{dbg}");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let base = "iamUrl: http://a\nredisUrl: redis://r\n";
+        let cases = [
+            (format!("{base}bogus: 1\n"), "bogus"),
+            (format!("{base}jwt:\n  clockSkew: soon\n"), "clockSkew"),
+            ("redisUrl: redis://r\n".to_string(), "iamUrl"),
+            ("iamUrl: ftp://a\nredisUrl: redis://r\n".to_string(), "iamUrl"),
+            ("iamUrl: http://a\n".to_string(), "redisUrl"),
+            (format!("{base}publicPaths: [health]\n"), "publicPaths"),
+            (format!("{base}log:\n  format: xml\n"), "format"),
+        ];
+        for (yaml, field) in cases {
+            let err = Config::from_yaml(&yaml, "t", &env(&[])).unwrap_err().to_string();
+            assert!(err.contains(field), "{yaml}: {err}");
+        }
+        let err = Config::from_yaml(base, "t", &env(&[("JWT_SECRET", "short")])).unwrap_err().to_string();
+        assert!(err.contains("JWT_SECRET") && !err.contains("short"), "{err}");
+    }
+
+    #[test]
+    fn redacts_urls() {
+        assert_eq!(redact_url("redis://:pw@host:6379/0"), "redis://:***@host:6379/0");
+        assert_eq!(redact_url("redis://u:pw@host"), "redis://u:***@host");
+        assert_eq!(redact_url("redis://host"), "redis://host");
+    }
+}

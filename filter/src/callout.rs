@@ -1,0 +1,155 @@
+//! The `Check` callout to the sidecar: building the request and reading the answer.
+//!
+//! Pure functions over bytes, so every branch is unit-tested natively; `http.rs` only moves
+//! their results through hostcalls.
+
+use authz_proto::ext_authz::{
+    AttributeContext, CheckRequest, CheckResponse, HttpRequest, HttpResponse, Request,
+};
+use prost::Message;
+
+/// What the filter does with the sidecar's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalloutVerdict {
+    /// Continue upstream after setting and removing these request headers.
+    Allow { set: Vec<(String, String)>, remove: Vec<String> },
+    /// Answer the client directly.
+    Deny { status: u16, headers: Vec<(String, String)>, body: String },
+    /// The sidecar could not be asked or did not answer sensibly: 503, never a pass.
+    Unavailable,
+}
+
+/// Encodes a `CheckRequest` carrying the (already sanitised) request headers. Repeated
+/// headers are joined with `,` as Envoy's own ext_authz client does.
+pub fn build_check_request(headers: &[(String, Vec<u8>)], trace_id: &str) -> Vec<u8> {
+    let mut http = HttpRequest { id: trace_id.to_string(), ..HttpRequest::default() };
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value);
+        match name.as_str() {
+            ":method" => http.method = value.into_owned(),
+            ":path" => http.path = value.into_owned(),
+            ":authority" => http.host = value.into_owned(),
+            ":scheme" => http.scheme = value.into_owned(),
+            n if n.starts_with(':') => {}
+            n => {
+                http.headers
+                    .entry(n.to_string())
+                    .and_modify(|v| {
+                        v.push(',');
+                        v.push_str(&value);
+                    })
+                    .or_insert_with(|| value.into_owned());
+            }
+        }
+    }
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request { http: Some(http) }),
+            ..AttributeContext::default()
+        }),
+    }
+    .encode_to_vec()
+}
+
+/// Reads the sidecar's answer. `grpc_status` is the call's status (0 = OK): anything else,
+/// or a body that does not decode, is `Unavailable`.
+pub fn interpret(grpc_status: u32, body: Option<&[u8]>) -> CalloutVerdict {
+    if grpc_status != 0 {
+        return CalloutVerdict::Unavailable;
+    }
+    let Some(Ok(resp)) = body.map(CheckResponse::decode) else {
+        return CalloutVerdict::Unavailable;
+    };
+    let code = resp.status.as_ref().map_or(0, |s| s.code);
+    let pairs = |opts: &[authz_proto::ext_authz::HeaderValueOption]| -> Vec<(String, String)> {
+        opts.iter()
+            .filter_map(|o| o.header.as_ref())
+            .map(|h| (h.key.to_ascii_lowercase(), h.value_str().into_owned()))
+            .collect()
+    };
+    match (code, resp.http_response) {
+        (0, Some(HttpResponse::OkResponse(ok))) => CalloutVerdict::Allow { set: pairs(&ok.headers), remove: ok.headers_to_remove },
+        (0, None) => CalloutVerdict::Allow { set: Vec::new(), remove: Vec::new() },
+        // An OK status with a denial body (or the reverse) is a broken server: fail closed.
+        (0, Some(HttpResponse::DeniedResponse(_))) => CalloutVerdict::Unavailable,
+        (_, Some(HttpResponse::DeniedResponse(d))) => {
+            let status = d.status.as_ref().map(|s| s.code).filter(|c| (400..600).contains(c)).unwrap_or(403);
+            CalloutVerdict::Deny { status: u16::try_from(status).unwrap_or(403), headers: pairs(&d.headers), body: d.body }
+        }
+        // Envoy's own ext_authz answers a bare denial with 403; so do we.
+        (_, _) => CalloutVerdict::Deny { status: 403, headers: Vec::new(), body: String::new() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use authz_proto::ext_authz::{
+        DeniedHttpResponse, HeaderValue, HeaderValueOption, HttpStatus, OkHttpResponse, RpcStatus,
+    };
+
+    use super::*;
+
+    fn hv(k: &str, v: &str) -> HeaderValueOption {
+        HeaderValueOption {
+            header: Some(HeaderValue { key: k.into(), value: v.into(), raw_value: Vec::new() }),
+            append_action: 2,
+        }
+    }
+
+    #[test]
+    fn request_carries_pseudo_headers_and_joins_repeats() {
+        let headers = vec![
+            (":method".to_string(), b"GET".to_vec()),
+            (":path".to_string(), b"/api/tools/x".to_vec()),
+            (":authority".to_string(), b"gw".to_vec()),
+            ("x-api-key".to_string(), b"k".to_vec()),
+            ("accept".to_string(), b"a".to_vec()),
+            ("accept".to_string(), b"b".to_vec()),
+        ];
+        let req = CheckRequest::decode(build_check_request(&headers, "t1").as_slice()).unwrap();
+        let http = req.attributes.unwrap().request.unwrap().http.unwrap();
+        assert_eq!((http.method.as_str(), http.path.as_str(), http.host.as_str(), http.id.as_str()), ("GET", "/api/tools/x", "gw", "t1"));
+        assert_eq!(http.headers["accept"], "a,b");
+        assert_eq!(http.headers["x-api-key"], "k");
+        assert!(!http.headers.contains_key(":path"));
+    }
+
+    #[test]
+    fn answers() {
+        let ok = CheckResponse {
+            status: Some(RpcStatus { code: 0, message: String::new() }),
+            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                headers: vec![hv("X-User-Id", "u1")],
+                headers_to_remove: vec!["x-user-roles".into()],
+                response_headers_to_add: vec![],
+            })),
+        };
+        assert_eq!(
+            interpret(0, Some(&ok.encode_to_vec())),
+            CalloutVerdict::Allow { set: vec![("x-user-id".into(), "u1".into())], remove: vec!["x-user-roles".into()] }
+        );
+        let denied = CheckResponse {
+            status: Some(RpcStatus { code: 16, message: String::new() }),
+            http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+                status: Some(HttpStatus { code: 401 }),
+                headers: vec![hv("www-authenticate", "Bearer")],
+                body: "{}".into(),
+            })),
+        };
+        assert_eq!(
+            interpret(0, Some(&denied.encode_to_vec())),
+            CalloutVerdict::Deny { status: 401, headers: vec![("www-authenticate".into(), "Bearer".into())], body: "{}".into() }
+        );
+        let bare = CheckResponse { status: Some(RpcStatus { code: 7, message: String::new() }), http_response: None };
+        assert!(matches!(interpret(0, Some(&bare.encode_to_vec())), CalloutVerdict::Deny { status: 403, .. }));
+        let confused = CheckResponse {
+            status: Some(RpcStatus { code: 0, message: String::new() }),
+            http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse::default())),
+        };
+        assert_eq!(interpret(0, Some(&confused.encode_to_vec())), CalloutVerdict::Unavailable);
+        assert_eq!(interpret(14, None), CalloutVerdict::Unavailable, "UNAVAILABLE");
+        assert_eq!(interpret(4, Some(&ok.encode_to_vec())), CalloutVerdict::Unavailable, "deadline");
+        assert_eq!(interpret(0, None), CalloutVerdict::Unavailable);
+        assert_eq!(interpret(0, Some(b"\xff\xff\xff")), CalloutVerdict::Unavailable);
+    }
+}

@@ -1,0 +1,166 @@
+//! The filter's configuration: JSON in Envoy's plugin `configuration`, parsed in two phases.
+//!
+//! [`RawConfig`] mirrors the JSON (camelCase, unknown fields refused); [`Settings`] is the
+//! validated form the filter runs with. Any error names the field, and Envoy refuses the plugin.
+
+use std::time::Duration;
+
+use authz_core::ClaimsPolicy;
+use authz_core::headers::StripRules;
+use authz_core::routes::PublicRoutes;
+use serde::Deserialize;
+
+/// The configuration as written.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawConfig {
+    /// Envoy cluster of the sidecar's gRPC port (ext_authz `Check` and the control stream).
+    pub sidecar_cluster: String,
+    /// Deadline of a `Check` callout; past it the request gets 503.
+    #[serde(default = "default_timeout")]
+    pub sidecar_timeout: String,
+    /// Accepted `iss` values; empty accepts any.
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values (one match suffices); empty skips the check.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    #[serde(default = "default_skew")]
+    pub clock_skew: String,
+    /// Verified tokens remembered per worker.
+    #[serde(default = "default_cache")]
+    pub cache_capacity: usize,
+    /// Paths (without query) that need no credential.
+    #[serde(default)]
+    pub public_paths: Vec<String>,
+    /// Path prefixes that need no credential.
+    #[serde(default)]
+    pub public_prefixes: Vec<String>,
+    /// Extra header names removed from every request, beyond `x-user-*` and `x-internal-service`.
+    #[serde(default)]
+    pub strip_headers: Vec<String>,
+    /// Keep a control stream to the sidecar for keys (off: every token whose key is not
+    /// known goes to the sidecar).
+    #[serde(default = "yes")]
+    pub control_stream: bool,
+    /// First delay before reconnecting a closed control stream; doubles up to 30 s.
+    #[serde(default = "default_reconnect")]
+    pub reconnect_interval: String,
+}
+
+fn default_timeout() -> String {
+    "250ms".into()
+}
+fn default_skew() -> String {
+    "60s".into()
+}
+fn default_cache() -> usize {
+    10_000
+}
+fn default_reconnect() -> String {
+    "500ms".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// A configuration error, naming the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("filter configuration is not valid: at `{path}`: {reason}")]
+    Json { path: String, reason: String },
+    #[error("filter configuration field `{field}`: {reason}")]
+    Field { field: &'static str, reason: String },
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Settings {
+    pub sidecar_cluster: String,
+    pub sidecar_timeout: Duration,
+    pub claims: ClaimsPolicy,
+    pub cache_capacity: usize,
+    pub public: PublicRoutes,
+    pub strip: StripRules,
+    pub control_stream: bool,
+    pub reconnect_interval: Duration,
+}
+
+impl Settings {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| ConfigError::Json { path: e.path().to_string(), reason: e.inner().to_string() })?;
+        Self::try_from(raw)
+    }
+}
+
+fn duration(field: &'static str, s: &str) -> Result<Duration, ConfigError> {
+    authz_core::duration::parse(s).map_err(|e| ConfigError::Field { field, reason: e.to_string() })
+}
+
+impl TryFrom<RawConfig> for Settings {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        if raw.sidecar_cluster.trim().is_empty() {
+            return Err(ConfigError::Field { field: "sidecarCluster", reason: "must not be empty".into() });
+        }
+        let sidecar_timeout = duration("sidecarTimeout", &raw.sidecar_timeout)?;
+        if sidecar_timeout.is_zero() {
+            return Err(ConfigError::Field { field: "sidecarTimeout", reason: "must be greater than zero".into() });
+        }
+        let skew = duration("clockSkew", &raw.clock_skew)?;
+        for p in raw.public_paths.iter().chain(&raw.public_prefixes) {
+            if !p.starts_with('/') {
+                return Err(ConfigError::Field { field: "publicPaths", reason: format!("{p:?} must start with '/'") });
+            }
+        }
+        Ok(Self {
+            sidecar_cluster: raw.sidecar_cluster,
+            sidecar_timeout,
+            claims: ClaimsPolicy {
+                issuers: raw.issuers,
+                audiences: raw.audiences,
+                clock_skew_secs: skew.as_secs(),
+            },
+            cache_capacity: raw.cache_capacity,
+            public: PublicRoutes::new(raw.public_paths, raw.public_prefixes),
+            strip: StripRules::new(raw.strip_headers),
+            control_stream: raw.control_stream,
+            reconnect_interval: duration("reconnectInterval", &raw.reconnect_interval)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let s = Settings::from_json(br#"{"sidecarCluster": "authz_sidecar"}"#).unwrap();
+        assert_eq!(s.sidecar_timeout, Duration::from_millis(250));
+        assert_eq!(s.claims.clock_skew_secs, 60);
+        assert!(s.control_stream);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (r#"{}"#, "sidecarCluster"),
+            (r#"{"sidecarCluster": "c", "bogus": 1}"#, "bogus"),
+            (r#"{"sidecarCluster": "c", "sidecarTimeout": "fast"}"#, "sidecarTimeout"),
+            (r#"{"sidecarCluster": "c", "sidecarTimeout": "0ms"}"#, "sidecarTimeout"),
+            (r#"{"sidecarCluster": "c", "clockSkew": "1 minute"}"#, "clockSkew"),
+            (r#"{"sidecarCluster": "c", "publicPaths": ["health"]}"#, "publicPaths"),
+            (r#"{"sidecarCluster": "c", "cacheCapacity": -1}"#, "cacheCapacity"),
+            (r#"{"sidecarCluster": ""}"#, "sidecarCluster"),
+        ];
+        for (json, field) in cases {
+            let err = Settings::from_json(json.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(field), "{json}: {err}");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The per-request context: the hot path.
+
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use authz_core::Denial;
+use authz_core::authenticator::LocalVerdict;
+use authz_core::credential::{self, Credential};
+use authz_core::headers::X_TRACE_ID;
+use authz_core::request::sanitize;
+use authz_proto::ext_authz;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use crate::callout::{CalloutVerdict, build_check_request, interpret};
+use crate::root::log;
+use crate::worker::Shared;
+
+pub struct Http {
+    shared: Option<Shared>,
+    trace_id: String,
+    pending: Option<u32>,
+}
+
+impl Http {
+    pub fn new(shared: Option<Shared>) -> Self {
+        Self { shared, trace_id: String::new(), pending: None }
+    }
+
+    fn now(&self) -> u64 {
+        self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+
+    fn deny(&self, d: &Denial) -> Action {
+        if let Some(s) = &self.shared {
+            s.borrow().metrics.denied.inc();
+        }
+        let body = d.body(&self.trace_id);
+        let challenge = d.www_authenticate();
+        let mut headers = vec![("content-type", "application/json"), (X_TRACE_ID, self.trace_id.as_str())];
+        if let Some(c) = &challenge {
+            headers.push(("www-authenticate", c.as_str()));
+        }
+        self.send_http_response(u32::from(d.status), headers, Some(body.as_bytes()));
+        Action::Pause
+    }
+
+    /// Hands the request to the sidecar; the answer arrives in `on_grpc_call_response`. The
+    /// sanitised headers are written first, so whatever happens next no client-sent identity
+    /// header survives.
+    fn ask_sidecar(&mut self, shared: &Shared, headers: Vec<(String, Vec<u8>)>) -> Action {
+        self.set_http_request_headers_bytes(headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect());
+        let (cluster, timeout, metrics) = {
+            let w = shared.borrow();
+            (w.settings.sidecar_cluster.clone(), w.settings.sidecar_timeout, w.metrics)
+        };
+        metrics.callouts.inc();
+        let msg = build_check_request(&headers, &self.trace_id);
+        match self.dispatch_grpc_call(&cluster, ext_authz::SERVICE, ext_authz::METHOD, Vec::new(), Some(&msg), timeout) {
+            Ok(token) => {
+                self.pending = Some(token);
+                Action::Pause
+            }
+            Err(status) => {
+                metrics.callout_errors.inc();
+                log::warn(&format!("ext_authz callout to {cluster} could not be dispatched: {status:?}"));
+                self.deny(&Denial::unavailable("authz_unavailable", "the authorization service is unavailable"))
+            }
+        }
+    }
+}
+
+impl Context for Http {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        if self.pending != Some(token_id) {
+            return;
+        }
+        self.pending = None;
+        let body = if response_size > 0 { self.get_grpc_call_response_body(0, response_size) } else { None };
+        let Some(shared) = self.shared.clone() else { return };
+        let metrics = shared.borrow().metrics;
+        match interpret(status_code, body.as_deref()) {
+            CalloutVerdict::Allow { set, remove } => {
+                for name in &remove {
+                    self.set_http_request_header(name, None);
+                }
+                for (name, value) in &set {
+                    self.set_http_request_header(name, Some(value));
+                }
+                metrics.allowed.inc();
+                self.resume_http_request();
+            }
+            CalloutVerdict::Deny { status, mut headers, body } => {
+                metrics.denied.inc();
+                if !headers.iter().any(|(k, _)| k == X_TRACE_ID) {
+                    headers.push((X_TRACE_ID.to_string(), self.trace_id.clone()));
+                }
+                let refs = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                self.send_http_response(u32::from(status), refs, Some(body.as_bytes()));
+            }
+            CalloutVerdict::Unavailable => {
+                metrics.callout_errors.inc();
+                log::warn(&format!("ext_authz callout failed (grpc status {status_code})"));
+                self.deny(&Denial::unavailable("authz_unavailable", "the authorization service is unavailable"));
+            }
+        }
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            // Only reachable if Envoy ran a filter whose configuration failed: fail closed.
+            return self.deny(&Denial::unavailable("filter_unconfigured", "the gateway is not configured"));
+        };
+        let headers = self.get_http_request_headers_bytes();
+        let (settings, metrics) = {
+            let w = shared.borrow();
+            (Rc::clone(&w.settings), w.metrics)
+        };
+        let mut req = sanitize(headers, &settings.strip, || shared.borrow_mut().random16());
+        self.trace_id = std::mem::take(&mut req.trace_id);
+        let path = req.headers.iter().find(|(k, _)| k == ":path").map(|(_, v)| v.as_slice()).unwrap_or(b"/");
+        let public = std::str::from_utf8(path).is_ok_and(|p| settings.public.is_public(p));
+
+        let outcome = if public {
+            Ok(None)
+        } else {
+            match credential::extract(&req.headers) {
+                Credential::None => Err(Denial::missing_credential()),
+                Credential::Invalid(code) => Err(Denial::invalid_credential(code)),
+                Credential::ApiKey(_) => return self.ask_sidecar(&shared, req.headers),
+                Credential::Bearer(token) => {
+                    let now = self.now();
+                    let verdict = shared.borrow_mut().auth.authenticate(token, now);
+                    match verdict {
+                        LocalVerdict::Valid { verified, cache_hit } => {
+                            if cache_hit { metrics.cache_hits.inc() } else { metrics.cache_misses.inc() }
+                            Ok(Some(verified))
+                        }
+                        LocalVerdict::Invalid(e) => {
+                            metrics.cache_misses.inc();
+                            Err(Denial::from_token_error(&e))
+                        }
+                        LocalVerdict::Unknown => {
+                            metrics.cache_misses.inc();
+                            return self.ask_sidecar(&shared, req.headers);
+                        }
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(verified) => {
+                if let Some(v) = verified {
+                    req.headers.extend(v.headers.iter().map(|(k, val)| (k.clone(), val.clone().into_bytes())));
+                }
+                self.set_http_request_headers_bytes(req.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect());
+                metrics.allowed.inc();
+                Action::Continue
+            }
+            Err(d) => self.deny(&d),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Filter counters, defined through proxy-wasm so they appear in Envoy's `/stats`
+//! (Envoy shows them under the `wasmcustom.` prefix).
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+/// One counter; a failed definition (never expected) leaves it inert rather than failing
+/// requests over a statistic.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counter(Option<u32>);
+
+impl Counter {
+    fn define(name: &str) -> Self {
+        Self(hostcalls::define_metric(MetricType::Counter, name).ok())
+    }
+
+    pub fn inc(self) {
+        if let Some(id) = self.0 {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+}
+
+/// The filter's counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Metrics {
+    pub allowed: Counter,
+    pub denied: Counter,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub callouts: Counter,
+    pub callout_errors: Counter,
+    pub key_updates: Counter,
+    pub control_stream_closed: Counter,
+}
+
+impl Metrics {
+    pub fn define() -> Self {
+        Self {
+            allowed: Counter::define("authz_filter.allowed"),
+            denied: Counter::define("authz_filter.denied"),
+            cache_hits: Counter::define("authz_filter.cache_hits"),
+            cache_misses: Counter::define("authz_filter.cache_misses"),
+            callouts: Counter::define("authz_filter.callouts"),
+            callout_errors: Counter::define("authz_filter.callout_errors"),
+            key_updates: Counter::define("authz_filter.key_updates"),
+            control_stream_closed: Counter::define("authz_filter.control_stream_closed"),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The root context of a filter VM: configuration, and the control stream that brings keys.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use authz_core::KeySet;
+use authz_proto::authz::v1::{ControlEvent, SubscribeRequest, control_event};
+use prost::Message;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+
+use crate::config::Settings;
+use crate::http::Http;
+use crate::metrics::Metrics;
+use crate::worker::{Shared, Worker};
+
+const CONTROL_SERVICE: &str = "authz.v1.Control";
+const CONTROL_METHOD: &str = "Subscribe";
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const TICK: Duration = Duration::from_millis(200);
+
+#[derive(Default)]
+pub struct Root {
+    shared: Option<Shared>,
+    stream: Option<u32>,
+    backoff: Duration,
+    next_attempt: Option<SystemTime>,
+    key_version: u64,
+}
+
+impl Root {
+    fn open_stream(&mut self) {
+        let Some(shared) = &self.shared else { return };
+        let settings = Rc::clone(&shared.borrow().settings);
+        let opened = self.open_grpc_stream(&settings.sidecar_cluster, CONTROL_SERVICE, CONTROL_METHOD, Vec::new());
+        match opened {
+            Ok(token) => {
+                let req = SubscribeRequest { node: "envoy-filter".into() }.encode_to_vec();
+                // Server streaming: one request, then half-close.
+                self.send_grpc_stream_message(token, Some(&req), true);
+                self.stream = Some(token);
+                self.next_attempt = None;
+            }
+            Err(status) => {
+                log::warn(&format!("control stream to {} could not be opened: {status:?}", settings.sidecar_cluster));
+                self.schedule_reconnect();
+            }
+        }
+    }
+
+    fn schedule_reconnect(&mut self) {
+        let Some(shared) = &self.shared else { return };
+        let base = shared.borrow().settings.reconnect_interval;
+        self.backoff = if self.backoff.is_zero() { base } else { (self.backoff * 2).min(MAX_BACKOFF) };
+        self.next_attempt = Some(self.get_current_time() + self.backoff);
+    }
+
+    fn apply(&mut self, event: ControlEvent) {
+        let Some(shared) = &self.shared else { return };
+        match event.event {
+            Some(control_event::Event::Keys(snapshot)) => {
+                if snapshot.version != 0 && snapshot.version == self.key_version {
+                    return;
+                }
+                let mut keys = KeySet::new();
+                match keys.extend_from_jwks_json(&snapshot.jwks_json) {
+                    Ok(()) => {
+                        let mut w = shared.borrow_mut();
+                        w.auth.set_keys(keys);
+                        w.metrics.key_updates.inc();
+                        self.key_version = snapshot.version;
+                        // A healthy stream resets the backoff.
+                        self.backoff = Duration::ZERO;
+                    }
+                    // Keep the last good keys: a bad snapshot must not lock everyone out.
+                    Err(e) => log::warn(&format!("control stream: key snapshot refused: {e}")),
+                }
+            }
+            None => log::warn("control stream: event of an unknown kind ignored"),
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_grpc_stream_message(&mut self, token_id: u32, message_size: usize) {
+        if self.stream != Some(token_id) {
+            return;
+        }
+        let Some(bytes) = self.get_grpc_stream_message(0, message_size) else { return };
+        match ControlEvent::decode(bytes.as_slice()) {
+            Ok(event) => self.apply(event),
+            Err(e) => log::warn(&format!("control stream: undecodable event: {e}")),
+        }
+    }
+
+    fn on_grpc_stream_close(&mut self, token_id: u32, status_code: u32) {
+        if self.stream != Some(token_id) {
+            return;
+        }
+        self.stream = None;
+        if let Some(shared) = &self.shared {
+            shared.borrow().metrics.control_stream_closed.inc();
+        }
+        log::info(&format!("control stream closed (grpc status {status_code}); reconnecting"));
+        self.schedule_reconnect();
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let settings = match Settings::from_json(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error(&e.to_string());
+                return false;
+            }
+        };
+        let control = settings.control_stream;
+        self.shared = Some(Rc::new(RefCell::new(Worker::new(settings, Metrics::define()))));
+        if control {
+            self.set_tick_period(TICK);
+            self.open_stream();
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        if self.stream.is_none() && self.next_attempt.is_some_and(|t| self.get_current_time() >= t) {
+            self.open_stream();
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http::new(self.shared.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Logging through the host, ignoring a failed log call (nothing useful can be done with it).
+pub mod log {
+    use proxy_wasm::hostcalls;
+    use proxy_wasm::types::LogLevel;
+
+    pub fn error(msg: &str) {
+        let _ = hostcalls::log(LogLevel::Error, msg);
+    }
+    pub fn warn(msg: &str) {
+        let _ = hostcalls::log(LogLevel::Warn, msg);
+    }
+    pub fn info(msg: &str) {
+        let _ = hostcalls::log(LogLevel::Info, msg);
+    }
+}

@@ -1,0 +1,32 @@
+//! State shared by the root context and the HTTP contexts of one filter VM (one Envoy worker).
+//!
+//! A VM is single-threaded, so `Rc<RefCell<_>>` is enough: no locks on the request path.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use authz_core::authenticator::Authenticator;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+
+pub struct Worker {
+    pub settings: Rc<Settings>,
+    pub auth: Authenticator,
+    pub metrics: Metrics,
+    pub rng: fastrand::Rng,
+}
+
+pub type Shared = Rc<RefCell<Worker>>;
+
+impl Worker {
+    pub fn new(settings: Settings, metrics: Metrics) -> Self {
+        let auth = Authenticator::new(settings.claims.clone(), settings.cache_capacity);
+        Self { settings: Rc::new(settings), auth, metrics, rng: fastrand::Rng::new() }
+    }
+
+    /// 16 random bytes for a new trace id (non-cryptographic: trace ids are not secrets).
+    pub fn random16(&mut self) -> [u8; 16] {
+        self.rng.u128(..).to_le_bytes()
+    }
+}
