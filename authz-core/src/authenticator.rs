@@ -29,7 +29,10 @@ impl Verified {
 /// The outcome of trying to authenticate a bearer token locally.
 #[derive(Debug)]
 pub enum LocalVerdict {
-    Valid { verified: Arc<Verified>, cache_hit: bool },
+    Valid {
+        verified: Arc<Verified>,
+        cache_hit: bool,
+    },
     Invalid(TokenError),
     /// We hold no key for this token: only the sidecar can decide.
     Unknown,
@@ -98,7 +101,8 @@ mod tests {
         ks.add_hmac_secret(b"k", Algorithm::HS256);
         let mut a = Authenticator::new(ClaimsPolicy::default(), 16);
         a.set_keys(ks);
-        let sign = |c: serde_json::Value| encode(&Header::new(Algorithm::HS256), &c, &EncodingKey::from_secret(b"k")).unwrap();
+        let sign =
+            |c: serde_json::Value| encode(&Header::new(Algorithm::HS256), &c, &EncodingKey::from_secret(b"k")).unwrap();
         let good = sign(json!({"sub": "u", "exp": now + 100}));
         assert!(matches!(a.authenticate(&good, now), LocalVerdict::Valid { cache_hit: false, .. }));
         assert!(matches!(a.authenticate(&good, now), LocalVerdict::Valid { cache_hit: true, .. }));

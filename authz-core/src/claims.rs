@@ -144,11 +144,7 @@ mod tests {
             ("missing issuer", |c| c.iss = None, Err(TokenError::MissingClaim("iss"))),
             ("wrong audience", |c| c.aud = Audience::One("billing".into()), Err(TokenError::WrongAudience)),
             ("missing audience", |c| c.aud = Audience::None, Err(TokenError::WrongAudience)),
-            (
-                "audience array with match",
-                |c| c.aud = Audience::Many(vec!["x".into(), "gateway".into()]),
-                Ok(()),
-            ),
+            ("audience array with match", |c| c.aud = Audience::Many(vec!["x".into(), "gateway".into()]), Ok(())),
             (
                 "audience array without match",
                 |c| c.aud = Audience::Many(vec!["x".into(), "y".into()]),

@@ -94,7 +94,10 @@ mod tests {
             (h(&[("authorization", "ApiKey k-123")]), Credential::ApiKey("k-123")),
             (h(&[("x-api-key", "k-123")]), Credential::ApiKey("k-123")),
             (h(&[("x-api-key", "k"), ("authorization", "Bearer t")]), Credential::Invalid("ambiguous_credentials")),
-            (h(&[("authorization", "Bearer t"), ("authorization", "Bearer u")]), Credential::Invalid("duplicate_credential_header")),
+            (
+                h(&[("authorization", "Bearer t"), ("authorization", "Bearer u")]),
+                Credential::Invalid("duplicate_credential_header"),
+            ),
             (h(&[("authorization", "Bearer t\u{7f}")]), Credential::Invalid("malformed_credential")),
         ];
         for (headers, want) in cases {

@@ -50,7 +50,8 @@ mod tests {
     #[test]
     fn strips_identity_headers_only() {
         let rules = StripRules::new(["X-Quota-Lease".to_string()]);
-        for name in ["x-user-id", "X-User-Id", "x-user-roles", "x-user-anything", "x-internal-service", "x-quota-lease"] {
+        for name in ["x-user-id", "X-User-Id", "x-user-roles", "x-user-anything", "x-internal-service", "x-quota-lease"]
+        {
             assert!(rules.is_identity_header(name), "{name}");
         }
         for name in ["x-user", "x-userid", "authorization", "x-trace-id", "user-agent", "x-users-id"] {

@@ -157,7 +157,11 @@ impl Default for JwtConfig {
 }
 impl Default for JwksConfig {
     fn default() -> Self {
-        Self { path: default_jwks_path(), refresh_interval: default_refresh(), min_refresh_interval: default_min_refresh() }
+        Self {
+            path: default_jwks_path(),
+            refresh_interval: default_refresh(),
+            min_refresh_interval: default_min_refresh(),
+        }
     }
 }
 impl Default for CacheConfig {
@@ -234,17 +238,22 @@ impl Config {
             self.jwt_secret = Some(v);
         }
         if let Some(v) = env.var("AUTHZ_GRPC_LISTEN") {
-            self.grpc_listen = v.parse().map_err(|e| ConfigError::Invalid { field: "AUTHZ_GRPC_LISTEN", reason: format!("{e}") })?;
+            self.grpc_listen =
+                v.parse().map_err(|e| ConfigError::Invalid { field: "AUTHZ_GRPC_LISTEN", reason: format!("{e}") })?;
         }
         if let Some(v) = env.var("AUTHZ_ADMIN_LISTEN") {
-            self.admin_listen = v.parse().map_err(|e| ConfigError::Invalid { field: "AUTHZ_ADMIN_LISTEN", reason: format!("{e}") })?;
+            self.admin_listen =
+                v.parse().map_err(|e| ConfigError::Invalid { field: "AUTHZ_ADMIN_LISTEN", reason: format!("{e}") })?;
         }
         if let Some(v) = env.var("AUTHZ_LOG_FORMAT") {
             self.log.format = match v.as_str() {
                 "json" => LogFormat::Json,
                 "text" => LogFormat::Text,
                 other => {
-                    return Err(ConfigError::Invalid { field: "AUTHZ_LOG_FORMAT", reason: format!("{other:?} is not text or json") });
+                    return Err(ConfigError::Invalid {
+                        field: "AUTHZ_LOG_FORMAT",
+                        reason: format!("{other:?} is not text or json"),
+                    });
                 }
             };
         }
@@ -276,7 +285,10 @@ impl Config {
         }
         for p in &self.public_paths {
             if !p.starts_with('/') {
-                return Err(ConfigError::Invalid { field: "publicPaths", reason: format!("{p:?} must start with '/'") });
+                return Err(ConfigError::Invalid {
+                    field: "publicPaths",
+                    reason: format!("{p:?} must start with '/'"),
+                });
             }
         }
         Ok(())
@@ -336,7 +348,11 @@ mod tests {
         let cfg = Config::from_yaml(
             yaml,
             "t",
-            &env(&[("IAM_URL", "http://env:8000"), ("JWT_SECRET", "0123456789abcdef-secret"), ("REDIS_URL", "redis://:pw@r:6379")]),
+            &env(&[
+                ("IAM_URL", "http://env:8000"),
+                ("JWT_SECRET", "0123456789abcdef-secret"),
+                ("REDIS_URL", "redis://:pw@r:6379"),
+            ]),
         )
         .unwrap();
         assert_eq!(cfg.iam_url, "http://env:8000");
@@ -364,6 +380,15 @@ mod tests {
         }
         let err = Config::from_yaml(base, "t", &env(&[("JWT_SECRET", "short")])).unwrap_err().to_string();
         assert!(err.contains("JWT_SECRET") && !err.contains("short"), "{err}");
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let text = include_str!("../config.example.yaml");
+        let cfg = Config::from_yaml(text, "config.example.yaml", &env(&[])).unwrap();
+        assert_eq!(cfg.grpc_listen.port(), 9191);
+        assert_eq!(cfg.admin_listen.port(), 9192);
+        assert_eq!(cfg.jwks.min_refresh_interval, Duration::from_secs(10));
     }
 
     #[test]

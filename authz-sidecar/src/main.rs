@@ -1,1 +1,65 @@
-fn main() {}
+//! `authz-sidecar`: run the server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use authz_sidecar::config::{Config, LogFormat, ProcessEnv};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// The gateway's ext_authz and control-plane sidecar.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// YAML configuration file (every key is documented in the README).
+    #[arg(long, env = "AUTHZ_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cfg.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref(), &ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("authz-sidecar: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+    };
+    match authz_sidecar::server::run(config, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "authz-sidecar failed");
+            ExitCode::FAILURE
+        }
+    }
+}

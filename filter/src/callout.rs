@@ -3,9 +3,7 @@
 //! Pure functions over bytes, so every branch is unit-tested natively; `http.rs` only moves
 //! their results through hostcalls.
 
-use authz_proto::ext_authz::{
-    AttributeContext, CheckRequest, CheckResponse, HttpRequest, HttpResponse, Request,
-};
+use authz_proto::ext_authz::{AttributeContext, CheckRequest, CheckResponse, HttpRequest, HttpResponse, Request};
 use prost::Message;
 
 /// What the filter does with the sidecar's answer.
@@ -68,13 +66,19 @@ pub fn interpret(grpc_status: u32, body: Option<&[u8]>) -> CalloutVerdict {
             .collect()
     };
     match (code, resp.http_response) {
-        (0, Some(HttpResponse::OkResponse(ok))) => CalloutVerdict::Allow { set: pairs(&ok.headers), remove: ok.headers_to_remove },
+        (0, Some(HttpResponse::OkResponse(ok))) => {
+            CalloutVerdict::Allow { set: pairs(&ok.headers), remove: ok.headers_to_remove }
+        }
         (0, None) => CalloutVerdict::Allow { set: Vec::new(), remove: Vec::new() },
         // An OK status with a denial body (or the reverse) is a broken server: fail closed.
         (0, Some(HttpResponse::DeniedResponse(_))) => CalloutVerdict::Unavailable,
         (_, Some(HttpResponse::DeniedResponse(d))) => {
             let status = d.status.as_ref().map(|s| s.code).filter(|c| (400..600).contains(c)).unwrap_or(403);
-            CalloutVerdict::Deny { status: u16::try_from(status).unwrap_or(403), headers: pairs(&d.headers), body: d.body }
+            CalloutVerdict::Deny {
+                status: u16::try_from(status).unwrap_or(403),
+                headers: pairs(&d.headers),
+                body: d.body,
+            }
         }
         // Envoy's own ext_authz answers a bare denial with 403; so do we.
         (_, _) => CalloutVerdict::Deny { status: 403, headers: Vec::new(), body: String::new() },
@@ -108,7 +112,10 @@ mod tests {
         ];
         let req = CheckRequest::decode(build_check_request(&headers, "t1").as_slice()).unwrap();
         let http = req.attributes.unwrap().request.unwrap().http.unwrap();
-        assert_eq!((http.method.as_str(), http.path.as_str(), http.host.as_str(), http.id.as_str()), ("GET", "/api/tools/x", "gw", "t1"));
+        assert_eq!(
+            (http.method.as_str(), http.path.as_str(), http.host.as_str(), http.id.as_str()),
+            ("GET", "/api/tools/x", "gw", "t1")
+        );
         assert_eq!(http.headers["accept"], "a,b");
         assert_eq!(http.headers["x-api-key"], "k");
         assert!(!http.headers.contains_key(":path"));
@@ -138,7 +145,11 @@ mod tests {
         };
         assert_eq!(
             interpret(0, Some(&denied.encode_to_vec())),
-            CalloutVerdict::Deny { status: 401, headers: vec![("www-authenticate".into(), "Bearer".into())], body: "{}".into() }
+            CalloutVerdict::Deny {
+                status: 401,
+                headers: vec![("www-authenticate".into(), "Bearer".into())],
+                body: "{}".into()
+            }
         );
         let bare = CheckResponse { status: Some(RpcStatus { code: 7, message: String::new() }), http_response: None };
         assert!(matches!(interpret(0, Some(&bare.encode_to_vec())), CalloutVerdict::Deny { status: 403, .. }));

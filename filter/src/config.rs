@@ -120,11 +120,7 @@ impl TryFrom<RawConfig> for Settings {
         Ok(Self {
             sidecar_cluster: raw.sidecar_cluster,
             sidecar_timeout,
-            claims: ClaimsPolicy {
-                issuers: raw.issuers,
-                audiences: raw.audiences,
-                clock_skew_secs: skew.as_secs(),
-            },
+            claims: ClaimsPolicy { issuers: raw.issuers, audiences: raw.audiences, clock_skew_secs: skew.as_secs() },
             cache_capacity: raw.cache_capacity,
             public: PublicRoutes::new(raw.public_paths, raw.public_prefixes),
             strip: StripRules::new(raw.strip_headers),

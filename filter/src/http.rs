@@ -56,7 +56,8 @@ impl Http {
         };
         metrics.callouts.inc();
         let msg = build_check_request(&headers, &self.trace_id);
-        match self.dispatch_grpc_call(&cluster, ext_authz::SERVICE, ext_authz::METHOD, Vec::new(), Some(&msg), timeout) {
+        match self.dispatch_grpc_call(&cluster, ext_authz::SERVICE, ext_authz::METHOD, Vec::new(), Some(&msg), timeout)
+        {
             Ok(token) => {
                 self.pending = Some(token);
                 Action::Pause
@@ -135,7 +136,11 @@ impl HttpContext for Http {
                     let verdict = shared.borrow_mut().auth.authenticate(token, now);
                     match verdict {
                         LocalVerdict::Valid { verified, cache_hit } => {
-                            if cache_hit { metrics.cache_hits.inc() } else { metrics.cache_misses.inc() }
+                            if cache_hit {
+                                metrics.cache_hits.inc()
+                            } else {
+                                metrics.cache_misses.inc()
+                            }
                             Ok(Some(verified))
                         }
                         LocalVerdict::Invalid(e) => {
@@ -155,7 +160,9 @@ impl HttpContext for Http {
                 if let Some(v) = verified {
                     req.headers.extend(v.headers.iter().map(|(k, val)| (k.clone(), val.clone().into_bytes())));
                 }
-                self.set_http_request_headers_bytes(req.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect());
+                self.set_http_request_headers_bytes(
+                    req.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect(),
+                );
                 metrics.allowed.inc();
                 Action::Continue
             }

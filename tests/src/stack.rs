@@ -1,0 +1,345 @@
+//! The whole product running locally: Redis, the auth stand-in, echo upstreams, the sidecar
+//! and Envoy (with the wasm filter, or with native ext_authz), on 127.0.0.1.
+//!
+//! Every process is started with `kill_on_drop`, and the stack's temporary folder (configs,
+//! logs, Redis data) is removed on drop, so a failing test leaves nothing running. On a
+//! start-up failure the error carries the tail of the failing process's log.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::process::{Child, Command};
+
+use crate::auth_standin::{self, AuthStandin};
+use crate::render::{render, yaml_string};
+use crate::tokens::{AUDIENCE, DEV_JWT_SECRET, ISSUER};
+use crate::{echo, paths};
+
+/// Which authorization filter Envoy runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `envoy/gateway.yaml`: the wasm filter, calling the sidecar only when needed.
+    Wasm,
+    /// `envoy/gateway-ext-authz.yaml`: Envoy's native ext_authz filter on every request.
+    ExtAuthz,
+}
+
+/// The upstream services behind the gateway: (Envoy cluster, echo name, default local port).
+pub const SERVICES: &[(&str, &str, u16)] = &[
+    ("workbench", "workbench", 8000),
+    ("tes", "tes", 8081),
+    ("toolserver", "toolserver", 9090),
+    ("model_registry", "model-registry", 8095),
+    ("rag", "rag", 8096),
+    ("lims", "lims", 7000),
+];
+
+/// Ports of one stack.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    pub gateway: u16,
+    pub envoy_admin: u16,
+    pub sidecar_grpc: u16,
+    pub sidecar_admin: u16,
+    pub redis: u16,
+    pub auth: u16,
+}
+
+impl Ports {
+    /// The documented fixed ports (`make run`).
+    pub fn fixed() -> Self {
+        Self { gateway: 8080, envoy_admin: 9901, sidecar_grpc: 9191, sidecar_admin: 9192, redis: 6380, auth: 8100 }
+    }
+
+    /// Free ephemeral ports (tests).
+    pub fn ephemeral() -> anyhow::Result<Self> {
+        Ok(Self {
+            gateway: free_port()?,
+            envoy_admin: free_port()?,
+            sidecar_grpc: free_port()?,
+            sidecar_admin: free_port()?,
+            redis: free_port()?,
+            auth: 0,
+        })
+    }
+}
+
+/// A port the OS considers free right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    /// Envoy worker threads.
+    pub concurrency: u32,
+    pub ports: Ports,
+    /// Echo upstreams on their documented ports instead of ephemeral ones.
+    pub fixed_upstream_ports: bool,
+    /// Extra JSON fields merged into the filter configuration (tests of config handling).
+    pub filter_config_override: Option<serde_json::Value>,
+}
+
+impl Options {
+    pub fn test(mode: Mode) -> anyhow::Result<Self> {
+        Ok(Self {
+            mode,
+            concurrency: 2,
+            ports: Ports::ephemeral()?,
+            fixed_upstream_ports: false,
+            filter_config_override: None,
+        })
+    }
+}
+
+pub struct Stack {
+    pub opts: Options,
+    pub ports: Ports,
+    pub auth: AuthStandin,
+    pub upstreams: Vec<(&'static str, SocketAddr)>,
+    pub client: reqwest::Client,
+    dir: tempfile::TempDir,
+    redis: Option<Child>,
+    sidecar: Option<Child>,
+    envoy: Option<Child>,
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn spawn_logged(mut cmd: Command, log: &Path) -> anyhow::Result<Child> {
+    let out = std::fs::File::create(log)?;
+    let err = out.try_clone()?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err).kill_on_drop(true);
+    cmd.spawn().with_context(|| format!("starting {:?}", cmd.as_std().get_program()))
+}
+
+/// Polls `check` until it returns true, or fails after `timeout` with the tail of `log`.
+async fn wait_until<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    log: &Path,
+    child: &mut Child,
+    mut check: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("{what} exited ({status}) before it was ready; log:\n{}", log_tail(log));
+        }
+        if check().await {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            anyhow::bail!("{what} not ready after {timeout:?}; log:\n{}", log_tail(log));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Stack {
+    pub async fn start(opts: Options) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("authz-stack-").tempdir()?;
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        let auth = auth_standin::spawn(SocketAddr::from(([127, 0, 0, 1], opts.ports.auth))).await?;
+        let mut ports = opts.ports.clone();
+        ports.auth = auth.addr.port();
+        let mut upstreams = Vec::new();
+        for (_, name, port) in SERVICES {
+            let port = if opts.fixed_upstream_ports { *port } else { 0 };
+            upstreams.push((*name, echo::spawn(name, SocketAddr::from(([127, 0, 0, 1], port))).await?));
+        }
+        let mut stack = Self { opts, ports, auth, upstreams, client, dir, redis: None, sidecar: None, envoy: None };
+        stack.start_redis().await?;
+        stack.start_sidecar().await?;
+        stack.start_envoy().await?;
+        Ok(stack)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn gateway_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.ports.gateway, path)
+    }
+
+    async fn start_redis(&mut self) -> anyhow::Result<()> {
+        let log = self.dir().join("redis.log");
+        let mut cmd = Command::new(paths::redis_server());
+        cmd.args(["--bind", "127.0.0.1", "--port", &self.ports.redis.to_string(), "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir());
+        let mut child = spawn_logged(cmd, &log)?;
+        let port = self.ports.redis;
+        wait_until("redis-server", Duration::from_secs(10), &log, &mut child, || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        })
+        .await?;
+        self.redis = Some(child);
+        Ok(())
+    }
+
+    /// Kills Redis (as a crash would).
+    pub async fn stop_redis(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.redis.take() {
+            c.kill().await?;
+        }
+        Ok(())
+    }
+
+    fn sidecar_config(&self) -> String {
+        format!(
+            "grpcListen: 127.0.0.1:{grpc}\nadminListen: 127.0.0.1:{admin}\niamUrl: {iam}\nredisUrl: redis://127.0.0.1:{redis}\n\
+             jwt:\n  issuers: [\"{ISSUER}\"]\n  audiences: [\"{AUDIENCE}\"]\n\
+             jwks:\n  minRefreshInterval: 1s\n\
+             publicPaths: [/health]\nstripHeaders: [x-quota-lease]\n",
+            grpc = self.ports.sidecar_grpc,
+            admin = self.ports.sidecar_admin,
+            iam = self.auth.url(),
+            redis = self.ports.redis,
+        )
+    }
+
+    /// Starts the sidecar and waits until `/readyz` says keys and Redis are ready.
+    pub async fn start_sidecar(&mut self) -> anyhow::Result<()> {
+        let config = self.dir().join("sidecar.yaml");
+        std::fs::write(&config, self.sidecar_config())?;
+        let log = self.dir().join("sidecar.log");
+        let mut cmd = Command::new(paths::sidecar()?);
+        cmd.arg("--config").arg(&config).env("JWT_SECRET", DEV_JWT_SECRET).env("RUST_LOG", "info");
+        cmd.env_remove("IAM_URL").env_remove("REDIS_URL");
+        let mut child = spawn_logged(cmd, &log)?;
+        let url = format!("http://127.0.0.1:{}/readyz", self.ports.sidecar_admin);
+        let client = self.client.clone();
+        wait_until("authz-sidecar", Duration::from_secs(20), &log, &mut child, || {
+            let (client, url) = (client.clone(), url.clone());
+            async move { client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await?;
+        self.sidecar = Some(child);
+        Ok(())
+    }
+
+    /// Kills the sidecar (as a crash would) and waits for it to be gone.
+    pub async fn stop_sidecar(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.sidecar.take() {
+            c.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// The variables the Envoy templates need.
+    pub fn envoy_vars(&self) -> anyhow::Result<BTreeMap<&'static str, String>> {
+        let mut vars: BTreeMap<&'static str, String> = BTreeMap::new();
+        vars.insert("SIDECAR_TIMEOUT", "1s".into());
+        vars.insert("SIDECAR_TIMEOUT_ENVOY", "1s".into());
+        vars.insert("JWT_ISSUER", ISSUER.into());
+        vars.insert("JWT_AUDIENCE", AUDIENCE.into());
+        let filter_template = std::fs::read_to_string(paths::workspace().join("envoy/filter.json"))?;
+        let mut filter: serde_json::Value = serde_json::from_str(&render(&filter_template, &vars)?)?;
+        if let (Some(extra), Some(obj)) = (&self.opts.filter_config_override, filter.as_object_mut()) {
+            for (k, v) in extra.as_object().into_iter().flatten() {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        vars.insert("FILTER_CONFIG", yaml_string(&filter.to_string()));
+        vars.insert("WASM_PATH", paths::filter_wasm()?.display().to_string());
+        vars.insert("ADMIN_ADDRESS", "127.0.0.1".into());
+        vars.insert("ADMIN_PORT", self.ports.envoy_admin.to_string());
+        vars.insert("LISTEN_ADDRESS", "127.0.0.1".into());
+        vars.insert("LISTEN_PORT", self.ports.gateway.to_string());
+        let timeout = std::env::var("ROUTE_TIMEOUT").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(15);
+        vars.insert("ROUTE_TIMEOUT", format!("{timeout}s"));
+        vars.insert("SIDECAR_HOST", "127.0.0.1".into());
+        vars.insert("SIDECAR_GRPC_PORT", self.ports.sidecar_grpc.to_string());
+        for ((cluster, _, _), (_, addr)) in SERVICES.iter().zip(&self.upstreams) {
+            let upper = cluster.to_ascii_uppercase();
+            vars.insert(Box::leak(format!("{upper}_HOST").into_boxed_str()), addr.ip().to_string());
+            vars.insert(Box::leak(format!("{upper}_PORT").into_boxed_str()), addr.port().to_string());
+        }
+        Ok(vars)
+    }
+
+    /// Renders the Envoy config for this stack's mode into the stack folder.
+    pub fn render_envoy_config(&self) -> anyhow::Result<PathBuf> {
+        let template = match self.opts.mode {
+            Mode::Wasm => "envoy/gateway.yaml",
+            Mode::ExtAuthz => "envoy/gateway-ext-authz.yaml",
+        };
+        let text = std::fs::read_to_string(paths::workspace().join(template))?;
+        let path = self.dir().join("envoy.yaml");
+        std::fs::write(&path, render(&text, &self.envoy_vars()?)?)?;
+        Ok(path)
+    }
+
+    /// Starts Envoy and waits until it is live and (wasm mode) every worker holds keys.
+    pub async fn start_envoy(&mut self) -> anyhow::Result<()> {
+        let config = self.render_envoy_config()?;
+        let log = self.dir().join("envoy.log");
+        let mut cmd = Command::new(paths::envoy()?);
+        cmd.arg("-c").arg(&config).args([
+            "--concurrency",
+            &self.opts.concurrency.to_string(),
+            "--disable-hot-restart",
+            "--log-level",
+            "info",
+        ]);
+        let mut child = spawn_logged(cmd, &log)?;
+        let ready = format!("http://127.0.0.1:{}/ready", self.ports.envoy_admin);
+        let client = self.client.clone();
+        wait_until("envoy", Duration::from_secs(60), &log, &mut child, || {
+            let (client, url) = (client.clone(), ready.clone());
+            async move { client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await?;
+        if self.opts.mode == Mode::Wasm {
+            let workers = u64::from(self.opts.concurrency);
+            let client = self.client.clone();
+            let stats = format!("http://127.0.0.1:{}/stats?filter=authz_filter.key_updates", self.ports.envoy_admin);
+            wait_until("filter keys", Duration::from_secs(30), &log, &mut child, || {
+                let (client, url) = (client.clone(), stats.clone());
+                async move { stat_value(&client, &url, "authz_filter.key_updates").await.is_some_and(|n| n >= workers) }
+            })
+            .await?;
+        }
+        self.envoy = Some(child);
+        Ok(())
+    }
+
+    /// The value of an Envoy counter whose name ends with `suffix`.
+    pub async fn envoy_stat(&self, suffix: &str) -> Option<u64> {
+        let url = format!("http://127.0.0.1:{}/stats?filter={suffix}", self.ports.envoy_admin);
+        stat_value(&self.client, &url, suffix).await
+    }
+
+    /// The Envoy log so far (for assertions on error messages).
+    pub fn envoy_log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// The sidecar log so far.
+    pub fn sidecar_log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("sidecar.log")).unwrap_or_default()
+    }
+}
+
+async fn stat_value(client: &reqwest::Client, url: &str, suffix: &str) -> Option<u64> {
+    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| {
+        let (name, value) = l.split_once(": ")?;
+        name.ends_with(suffix).then(|| value.trim().parse().ok()).flatten()
+    })
+}

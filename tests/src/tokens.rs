@@ -1,0 +1,54 @@
+//! Signing test and demo tokens with the development keys in `tests/fixtures`.
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::Value;
+
+/// The development signing key (RS256, kid `dev-1`). Protects nothing.
+pub const DEV_PRIVATE_PEM: &str = include_str!("../fixtures/dev-rsa-private.pem");
+/// A key nobody trusts, for bad-signature cases.
+pub const OTHER_PRIVATE_PEM: &str = include_str!("../fixtures/other-rsa-private.pem");
+pub const DEV_KID: &str = "dev-1";
+pub const ISSUER: &str = "https://auth.dev.local";
+pub const AUDIENCE: &str = "platform-gateway";
+/// The HS256 secret the demo stack sets as `JWT_SECRET`.
+pub const DEV_JWT_SECRET: &str = "dev-only-hs256-secret-change-me";
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Claims of a valid user token for `sub`, 15 minutes long.
+pub fn user_claims(sub: &str, email: &str, roles: &[&str]) -> Value {
+    let now = now();
+    serde_json::json!({
+        "sub": sub, "email": email, "roles": roles,
+        "iss": ISSUER, "aud": AUDIENCE,
+        "iat": now, "nbf": now, "exp": now + 900,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "sid": uuid::Uuid::new_v4().to_string(),
+    })
+}
+
+/// RS256 with the development key and `kid`.
+pub fn sign_rs256(claims: &Value, kid: Option<&str>) -> anyhow::Result<String> {
+    sign_with(claims, kid, DEV_PRIVATE_PEM)
+}
+
+/// RS256 with an arbitrary PEM private key.
+pub fn sign_with(claims: &Value, kid: Option<&str>, pem: &str) -> anyhow::Result<String> {
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = kid.map(str::to_string);
+    Ok(jsonwebtoken::encode(&h, claims, &EncodingKey::from_rsa_pem(pem.as_bytes())?)?)
+}
+
+/// HS256 without `kid`, as the platform's `JWT_SECRET` tokens are.
+pub fn sign_hs256(claims: &Value, secret: &str) -> anyhow::Result<String> {
+    Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes()))?)
+}
+
+/// A token with `alg: none` and an empty signature.
+pub fn unsigned(claims: &Value) -> String {
+    use base64::Engine as _;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.", b64(&serde_json::json!({"alg": "none", "typ": "JWT"})), b64(claims))
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: real Envoy (with the built `.wasm` or native ext_authz), the real sidecar
+//! binary, real Redis, and the development stand-ins. Run by `make test`, which builds the
+//! artifacts first.
+
+mod e2e {
+    pub mod client;
+    pub mod config_errors;
+    pub mod ext_authz;
+    pub mod verdicts;
+    pub mod wasm;
+}
