@@ -10,7 +10,7 @@ use crate::cache::{TokenCache, digest};
 use crate::claims::ClaimsPolicy;
 use crate::identity::Identity;
 use crate::keys::KeySet;
-use crate::token::{TokenError, verify_token};
+use crate::token::{TokenError, verify_token_time};
 
 /// A verified identity with its header projection computed once.
 #[derive(Debug)]
@@ -61,6 +61,11 @@ impl Authenticator {
         &self.keys
     }
 
+    /// The default issuers and audiences.
+    pub fn policy(&self) -> &ClaimsPolicy {
+        &self.policy
+    }
+
     pub fn cached(&self) -> usize {
         self.cache.len()
     }
@@ -68,9 +73,16 @@ impl Authenticator {
     pub fn authenticate(&mut self, token: &str, now: u64) -> LocalVerdict {
         let key = digest(token);
         if let Some(v) = self.cache.get(&key, now) {
-            return LocalVerdict::Valid { verified: Arc::clone(v), cache_hit: true };
+            // A token verified by a key that has since been retired is verified again (and
+            // refused): retiring a key must end its tokens at once.
+            if v.identity.key_id.as_deref().is_none_or(|kid| self.keys.has_kid(kid)) {
+                return LocalVerdict::Valid { verified: Arc::clone(v), cache_hit: true };
+            }
+            self.cache.remove(&key);
         }
-        let claims = match verify_token(token, &self.keys, &self.policy, now) {
+        // Issuer and audience are the route's business (`Route::check`), so one cached
+        // verification serves every route.
+        let claims = match verify_token_time(token, &self.keys, &self.policy, now) {
             Ok(c) => c,
             Err(TokenError::UnknownKey) => return LocalVerdict::Unknown,
             Err(e) => return LocalVerdict::Invalid(e),
@@ -113,6 +125,21 @@ mod tests {
         let expired = sign(json!({"sub": "u", "exp": now - 100}));
         assert!(matches!(a.authenticate(&expired, now), LocalVerdict::Invalid(TokenError::Expired)));
         assert_eq!(a.cached(), 0);
+        // Retiring a key ends its cached tokens.
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("k1".into());
+        let with_kid = encode(&h, &json!({"sub": "u", "exp": now + 100}), &EncodingKey::from_secret(b"k")).unwrap();
+        let mut ks = KeySet::new();
+        ks.insert(crate::keys::VerifyKey {
+            kid: Some("k1".into()),
+            alg: Algorithm::HS256,
+            key: jsonwebtoken::DecodingKey::from_secret(b"k"),
+        });
+        a.set_keys(ks);
+        assert!(matches!(a.authenticate(&with_kid, now), LocalVerdict::Valid { cache_hit: false, .. }));
+        assert!(matches!(a.authenticate(&with_kid, now), LocalVerdict::Valid { cache_hit: true, .. }));
+        a.set_keys(KeySet::new());
+        assert!(matches!(a.authenticate(&with_kid, now), LocalVerdict::Unknown));
         let mut h = Header::new(Algorithm::HS256);
         h.kid = Some("rotated".into());
         let unknown = encode(&h, &json!({"sub": "u", "exp": now + 100}), &EncodingKey::from_secret(b"k")).unwrap();

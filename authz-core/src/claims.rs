@@ -18,12 +18,46 @@ pub enum Audience {
 }
 
 impl Audience {
-    fn contains_any(&self, allowed: &[String]) -> bool {
+    /// The audiences as a list.
+    pub fn into_vec(self) -> Vec<String> {
         match self {
-            Audience::None => false,
-            Audience::One(a) => allowed.iter().any(|x| x == a),
-            Audience::Many(list) => list.iter().any(|a| allowed.iter().any(|x| x == a)),
+            Audience::None => Vec::new(),
+            Audience::One(a) => vec![a],
+            Audience::Many(list) => list,
         }
+    }
+
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Audience::None => &[],
+            Audience::One(a) => std::slice::from_ref(a),
+            Audience::Many(list) => list,
+        }
+    }
+}
+
+/// Which issuers and audiences a request accepts: the global defaults, or a route's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Accepted issuers; empty accepts any issuer.
+    pub issuers: Vec<String>,
+    /// Accepted audiences (any one suffices); empty skips the audience check.
+    pub audiences: Vec<String>,
+}
+
+impl Scope {
+    /// Checks a token's `iss` and `aud` (`aud` as a list).
+    pub fn check(&self, iss: Option<&str>, aud: &[String]) -> Result<(), TokenError> {
+        if !self.issuers.is_empty() {
+            let iss = iss.ok_or(TokenError::MissingClaim("iss"))?;
+            if !self.issuers.iter().any(|i| i == iss) {
+                return Err(TokenError::WrongIssuer);
+            }
+        }
+        if !self.audiences.is_empty() && !aud.iter().any(|a| self.audiences.contains(a)) {
+            return Err(TokenError::WrongAudience);
+        }
+        Ok(())
     }
 }
 
@@ -51,6 +85,19 @@ pub struct Claims {
     /// Session id, for session checks and revocation.
     #[serde(default)]
     pub sid: Option<String>,
+    /// When the user last authenticated (OIDC `auth_time`), for step-up rules.
+    #[serde(default)]
+    pub auth_time: Option<u64>,
+    /// The calling service's name: present only in service-to-service tokens.
+    #[serde(default)]
+    pub svc: Option<String>,
+    /// The action an action token (`X-Action-Token`) authorises.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// The `kid` of the key that verified the signature: set by the verifier, never read
+    /// from the payload.
+    #[serde(skip)]
+    pub verified_kid: Option<String>,
 }
 
 /// What a token must satisfy beyond its signature.
@@ -71,8 +118,19 @@ impl Default for ClaimsPolicy {
 }
 
 impl ClaimsPolicy {
-    /// Checks the claims at time `now` (Unix seconds).
+    /// The default scope (issuers and audiences) of this policy.
+    pub fn scope(&self) -> Scope {
+        Scope { issuers: self.issuers.clone(), audiences: self.audiences.clone() }
+    }
+
+    /// Checks every claim at time `now` (Unix seconds): time, subject, issuer and audience.
     pub fn check(&self, claims: &Claims, now: u64) -> Result<(), TokenError> {
+        self.check_time(claims, now)?;
+        self.scope().check(claims.iss.as_deref(), claims.aud.as_slice())
+    }
+
+    /// Checks what does not depend on the route: `exp`, `nbf`, `iat` and `sub`.
+    pub fn check_time(&self, claims: &Claims, now: u64) -> Result<(), TokenError> {
         let skew = self.clock_skew_secs;
         let exp = claims.exp.ok_or(TokenError::MissingClaim("exp"))?;
         if exp.saturating_add(skew) <= now {
@@ -87,15 +145,6 @@ impl ClaimsPolicy {
         match claims.sub.as_deref() {
             Some(s) if !s.is_empty() => {}
             _ => return Err(TokenError::MissingClaim("sub")),
-        }
-        if !self.issuers.is_empty() {
-            let iss = claims.iss.as_deref().ok_or(TokenError::MissingClaim("iss"))?;
-            if !self.issuers.iter().any(|i| i == iss) {
-                return Err(TokenError::WrongIssuer);
-            }
-        }
-        if !self.audiences.is_empty() && !claims.aud.contains_any(&self.audiences) {
-            return Err(TokenError::WrongAudience);
         }
         Ok(())
     }

@@ -12,6 +12,8 @@ pub const X_TRACE_ID: &str = "x-trace-id";
 pub const TRACEPARENT: &str = "traceparent";
 pub const AUTHORIZATION: &str = "authorization";
 pub const X_API_KEY: &str = "x-api-key";
+/// Step-up: a short-lived token authorising one action (`action` claim).
+pub const X_ACTION_TOKEN: &str = "x-action-token";
 
 /// Which incoming headers are identity headers and must be removed.
 #[derive(Debug, Clone, Default)]

@@ -1,7 +1,7 @@
 //! A verified identity and the headers it projects onto the upstream request.
 
 use crate::claims::Claims;
-use crate::headers::{X_USER_EMAIL, X_USER_ID, X_USER_ROLES, is_safe_value};
+use crate::headers::{X_INTERNAL_SERVICE, X_USER_EMAIL, X_USER_ID, X_USER_ROLES, is_safe_value};
 use crate::token::TokenError;
 
 /// Who the caller is, as established by a verified credential. Serialisable so the sidecar
@@ -14,6 +14,22 @@ pub struct Identity {
     pub issuer: Option<String>,
     pub token_id: Option<String>,
     pub session_id: Option<String>,
+    /// The token's audiences, checked per route.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// When the user last authenticated, for `maxAuthAge` routes.
+    #[serde(default)]
+    pub auth_time: Option<u64>,
+    /// Set only for service-to-service tokens (the `svc` claim): the calling service.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// The action an action token authorises (only meaningful for `X-Action-Token`s).
+    #[serde(default)]
+    pub action: Option<String>,
+    /// The `kid` of the key that verified the token (`None` for kid-less HMAC tokens). A cached
+    /// identity is only used while its key is still trusted, so retiring a key ends its tokens.
+    #[serde(default)]
+    pub key_id: Option<String>,
     /// Unix seconds after which this identity must not be used (the token's `exp`).
     pub expires_at: u64,
 }
@@ -24,7 +40,10 @@ impl Identity {
     pub fn from_claims(c: Claims) -> Result<Self, TokenError> {
         let user_id = c.sub.ok_or(TokenError::MissingClaim("sub"))?;
         if !is_safe_value(&user_id, false) {
-            return Err(TokenError::MissingClaim("sub"));
+            return Err(TokenError::BadClaim("sub"));
+        }
+        if c.svc.as_deref().is_some_and(|s| !is_safe_value(s, false)) {
+            return Err(TokenError::BadClaim("svc"));
         }
         Ok(Self {
             user_id,
@@ -34,6 +53,11 @@ impl Identity {
             issuer: c.iss,
             token_id: c.jti,
             session_id: c.sid,
+            audiences: c.aud.into_vec(),
+            auth_time: c.auth_time,
+            service: c.svc,
+            action: c.action,
+            key_id: c.verified_kid,
             expires_at: c.exp.unwrap_or(0),
         })
     }
@@ -47,6 +71,9 @@ impl Identity {
         }
         if !self.roles.is_empty() {
             h.push((X_USER_ROLES.to_string(), self.roles.join(",")));
+        }
+        if let Some(s) = &self.service {
+            h.push((X_INTERNAL_SERVICE.to_string(), s.clone()));
         }
         h
     }
@@ -74,6 +101,15 @@ mod tests {
                 ("x-user-roles".to_string(), "admin,user".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn service_tokens_project_internal_service() {
+        let c = Claims { sub: Some("svc-tes".into()), svc: Some("tes".into()), exp: Some(10), ..Claims::default() };
+        let id = Identity::from_claims(c).unwrap();
+        assert!(id.headers().contains(&("x-internal-service".to_string(), "tes".to_string())));
+        let bad = Claims { sub: Some("s".into()), svc: Some("a\nb".into()), ..Claims::default() };
+        assert_eq!(Identity::from_claims(bad), Err(TokenError::BadClaim("svc")));
     }
 
     #[test]

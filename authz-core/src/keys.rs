@@ -85,6 +85,11 @@ impl KeySet {
         }
     }
 
+    /// Whether a key with this `kid` is still trusted.
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.by_kid.contains_key(kid)
+    }
+
     pub fn len(&self) -> usize {
         self.by_kid.len() + self.kidless.len()
     }

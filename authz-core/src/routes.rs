@@ -1,37 +1,210 @@
-//! Routes that need no credential (`/health` and the like). Identity headers are still
-//! stripped on them; only authentication is skipped.
+//! Route rules: which requests need no credential, and what the identity-related
+//! requirements of a route are (issuer and audience, a live session, recent authentication,
+//! an action token). The first matching rule wins; a request no rule matches needs a valid
+//! credential with the default issuers and audiences.
 
-/// Paths served without authentication: exact matches and prefixes, on the path without its
-/// query string.
-#[derive(Debug, Clone, Default)]
-pub struct PublicRoutes {
-    exact: Vec<String>,
-    prefixes: Vec<String>,
+use serde::Deserialize;
+
+use crate::claims::Scope;
+use crate::denial::Denial;
+use crate::identity::Identity;
+use crate::token::TokenError;
+
+/// A route rule as written in configuration (JSON in the filter, YAML in the sidecar).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Names the rule in logs and audit events.
+    pub id: String,
+    /// Exact path (without query).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Path prefix on segment boundaries: `/api/tes` matches `/api/tes` and `/api/tes/x`, not `/api/tess`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Methods (upper case); empty matches any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// No credential needed (identity headers are still removed).
+    #[serde(default)]
+    pub public: bool,
+    /// Accepted issuers on this route, instead of the default ones.
+    #[serde(default)]
+    pub issuers: Option<Vec<String>>,
+    /// Accepted audiences on this route, instead of the default ones.
+    #[serde(default)]
+    pub audiences: Option<Vec<String>>,
+    /// The token's session must still be alive at the auth service (checked by the sidecar).
+    #[serde(default)]
+    pub require_session: bool,
+    /// The user must have authenticated within this duration (the token's `auth_time`).
+    #[serde(default)]
+    pub max_auth_age: Option<String>,
+    /// The request must carry an `X-Action-Token` whose `action` claim is this value.
+    #[serde(default)]
+    pub action: Option<String>,
 }
 
-impl PublicRoutes {
-    pub fn new(exact: Vec<String>, prefixes: Vec<String>) -> Self {
-        Self { exact, prefixes }
+/// A rule that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("route rule {id:?}: {reason}")]
+pub struct RouteError {
+    pub id: String,
+    pub reason: String,
+}
+
+/// A validated rule.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub id: String,
+    path: Option<String>,
+    prefix: Option<String>,
+    methods: Vec<String>,
+    pub public: bool,
+    scope: Option<Scope>,
+    pub require_session: bool,
+    max_auth_age_secs: Option<u64>,
+    pub action: Option<String>,
+}
+
+impl TryFrom<RouteSpec> for Route {
+    type Error = RouteError;
+
+    fn try_from(s: RouteSpec) -> Result<Self, RouteError> {
+        let err = |reason: &str| RouteError { id: s.id.clone(), reason: reason.to_string() };
+        if s.path.is_some() == s.prefix.is_some() {
+            return Err(err("needs exactly one of `path` or `prefix`"));
+        }
+        if s.path.iter().chain(&s.prefix).any(|p| !p.starts_with('/')) {
+            return Err(err("`path`/`prefix` must start with '/'"));
+        }
+        if s.public && (s.require_session || s.max_auth_age.is_some() || s.action.is_some() || s.audiences.is_some()) {
+            return Err(err("a `public` route cannot carry authentication requirements"));
+        }
+        let max_auth_age_secs = match &s.max_auth_age {
+            Some(d) => Some(crate::duration::parse(d).map_err(|e| err(&format!("maxAuthAge: {e}")))?.as_secs()),
+            None => None,
+        };
+        let scope = match (s.issuers.clone(), s.audiences.clone()) {
+            (None, None) => None,
+            (issuers, audiences) => {
+                Some(Scope { issuers: issuers.unwrap_or_default(), audiences: audiences.unwrap_or_default() })
+            }
+        };
+        Ok(Self {
+            id: s.id,
+            path: s.path,
+            prefix: s.prefix.map(|p| p.trim_end_matches('/').to_string()),
+            methods: s.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+            public: s.public,
+            scope,
+            require_session: s.require_session,
+            max_auth_age_secs,
+            action: s.action,
+        })
+    }
+}
+
+impl Route {
+    pub fn has_max_auth_age(&self) -> bool {
+        self.max_auth_age_secs.is_some()
     }
 
-    pub fn is_public(&self, path: &str) -> bool {
+    fn matches(&self, method: &str, path: &str) -> bool {
+        let path_ok = match (&self.path, &self.prefix) {
+            (Some(p), _) => p == path,
+            (None, Some(prefix)) => {
+                path.strip_prefix(prefix.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            }
+            (None, None) => false,
+        };
+        path_ok && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+    }
+
+    /// The requirements that need no I/O, checked against an authenticated identity.
+    /// `action_token` is the verified `X-Action-Token`, if the request carried one.
+    pub fn check(
+        &self,
+        default_scope: &Scope,
+        id: &Identity,
+        action_token: Option<Result<&Identity, &TokenError>>,
+        now: u64,
+    ) -> Result<(), Denial> {
+        let scope = self.scope.as_ref().unwrap_or(default_scope);
+        scope.check(id.issuer.as_deref(), &id.audiences).map_err(|e| Denial::from_token_error(&e))?;
+        if let Some(max) = self.max_auth_age_secs {
+            let fresh = id.auth_time.is_some_and(|t| now.saturating_sub(t) <= max);
+            if !fresh {
+                return Err(Denial::unauthorized("reauthentication_required", "a more recent sign-in is required"));
+            }
+        }
+        if let Some(action) = &self.action {
+            match action_token {
+                None => return Err(Denial::unauthorized("action_token_required", "this action needs an action token")),
+                Some(Err(_)) => {
+                    return Err(Denial::unauthorized("action_token_invalid", "the action token was refused"));
+                }
+                Some(Ok(t)) => {
+                    if t.action.as_deref() != Some(action.as_str()) || t.user_id != id.user_id {
+                        return Err(Denial::unauthorized("action_token_invalid", "the action token was refused"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a request matched.
+#[derive(Debug, Clone, Copy)]
+pub enum Matched<'a> {
+    /// No credential needed.
+    Public,
+    /// A rule with requirements, or `None` for the default (authenticated, default scope).
+    Protected(Option<&'a Route>),
+}
+
+/// The ordered rules plus the always-public paths.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    public_paths: Vec<String>,
+    public_prefixes: Vec<String>,
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    pub fn new(
+        public_paths: Vec<String>,
+        public_prefixes: Vec<String>,
+        specs: Vec<RouteSpec>,
+    ) -> Result<Self, RouteError> {
+        let routes = specs.into_iter().map(Route::try_from).collect::<Result<Vec<_>, _>>()?;
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = routes.iter().find(|r| !seen.insert(r.id.clone())) {
+            return Err(RouteError { id: dup.id.clone(), reason: "duplicate rule id".into() });
+        }
+        Ok(Self { public_paths, public_prefixes, routes })
+    }
+
+    /// Public paths only (no rules): what the vertical slice used.
+    pub fn public_only(public_paths: Vec<String>) -> Self {
+        Self { public_paths, ..Self::default() }
+    }
+
+    /// The rule for a request. `path` may carry a query string.
+    pub fn find(&self, method: &str, path: &str) -> Matched<'_> {
         let path = path.split(['?', '#']).next().unwrap_or(path);
-        self.exact.iter().any(|p| p == path) || self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
+        if self.public_paths.iter().any(|p| p == path)
+            || self.public_prefixes.iter().any(|p| path.starts_with(p.as_str()))
+        {
+            return Matched::Public;
+        }
+        match self.routes.iter().find(|r| r.matches(method, path)) {
+            Some(r) if r.public => Matched::Public,
+            other => Matched::Protected(other),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn matches_path_without_query() {
-        let r = PublicRoutes::new(vec!["/health".into()], vec!["/public/".into()]);
-        assert!(r.is_public("/health"));
-        assert!(r.is_public("/health?x=1"));
-        assert!(!r.is_public("/healthz"));
-        assert!(!r.is_public("/health/../api/tes"));
-        assert!(r.is_public("/public/a"));
-        assert!(!r.is_public("/api/tools"));
-    }
-}
+mod tests;

@@ -39,6 +39,8 @@ pub enum TokenError {
     IssuedInFuture,
     #[error("token lacks the {0} claim")]
     MissingClaim(&'static str),
+    #[error("token claim {0} cannot be used")]
+    BadClaim(&'static str),
     #[error("token issuer is not accepted")]
     WrongIssuer,
     #[error("token audience is not accepted")]
@@ -60,14 +62,25 @@ impl TokenError {
             TokenError::NotYetValid => "token_not_yet_valid",
             TokenError::IssuedInFuture => "token_issued_in_future",
             TokenError::MissingClaim(_) => "token_missing_claim",
+            TokenError::BadClaim(_) => "token_bad_claim",
             TokenError::WrongIssuer => "token_wrong_issuer",
             TokenError::WrongAudience => "token_wrong_audience",
         }
     }
 }
 
-/// Verifies `token` against `keys` and `policy` at time `now` (Unix seconds).
+/// Verifies `token` against `keys` and every rule of `policy` (including its issuers and
+/// audiences) at time `now` (Unix seconds).
 pub fn verify_token(token: &str, keys: &KeySet, policy: &ClaimsPolicy, now: u64) -> Result<Claims, TokenError> {
+    let claims = verify_token_time(token, keys, policy, now)?;
+    policy.scope().check(claims.iss.as_deref(), claims.aud.as_slice())?;
+    Ok(claims)
+}
+
+/// Verifies the signature and the route-independent claims (`exp`, `nbf`, `iat`, `sub`).
+/// The caller checks issuer and audience against the route's [`crate::claims::Scope`]; this
+/// split lets one cached verification serve routes with different audiences.
+pub fn verify_token_time(token: &str, keys: &KeySet, policy: &ClaimsPolicy, now: u64) -> Result<Claims, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::TooLarge);
     }
@@ -100,8 +113,10 @@ pub fn verify_token(token: &str, keys: &KeySet, policy: &ClaimsPolicy, now: u64)
             _ => TokenError::Malformed,
         }
     })?;
-    policy.check(&data.claims, now)?;
-    Ok(data.claims)
+    policy.check_time(&data.claims, now)?;
+    let mut claims = data.claims;
+    claims.verified_kid = key.kid.clone();
+    Ok(claims)
 }
 
 /// `jsonwebtoken` validation reduced to the signature: time and audience rules are ours

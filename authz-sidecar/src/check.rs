@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use authz_core::cache::digest;
 use authz_core::credential::{self, Credential};
-use authz_core::headers::{StripRules, X_TRACE_ID};
+use authz_core::headers::{StripRules, X_ACTION_TOKEN, X_TRACE_ID};
 use authz_core::request::{Sanitized, sanitize};
-use authz_core::routes::PublicRoutes;
-use authz_core::{ClaimsPolicy, Denial, Identity, TokenError, verify_token};
+use authz_core::routes::{Matched, Route, RouteTable};
+use authz_core::token::verify_token_time;
+use authz_core::{ClaimsPolicy, Denial, Identity, TokenError};
 use envoy_types::ext_authz::v3::pb::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
     HttpResponse, HttpStatus, OkHttpResponse,
@@ -27,6 +28,7 @@ use crate::identity_cache::{IdentityCache, unix_now};
 use crate::introspect::Introspector;
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
+use crate::session::SessionChecker;
 
 /// gRPC status codes carried in `CheckResponse.status`.
 const OK: i32 = 0;
@@ -38,9 +40,10 @@ pub struct Decider {
     pub keys: Arc<KeyStore>,
     pub cache: IdentityCache,
     pub introspector: Introspector,
+    pub sessions: SessionChecker,
     pub claims: ClaimsPolicy,
     pub strip: StripRules,
-    pub public: PublicRoutes,
+    pub routes: RouteTable,
     pub metrics: Arc<Metrics>,
 }
 
@@ -54,45 +57,101 @@ pub enum Decision {
 }
 
 impl Decider {
-    pub async fn decide(&self, path: &str, req: &Sanitized<String>) -> Decision {
-        if self.public.is_public(path) {
-            return Decision::Allow(None);
-        }
+    pub async fn decide(&self, method: &str, path: &str, req: &Sanitized<String>) -> Decision {
+        let route = match self.routes.find(method, path) {
+            Matched::Public => return Decision::Allow(None),
+            Matched::Protected(route) => route,
+        };
         match credential::extract(&req.headers) {
             Credential::None => Decision::Deny(Denial::missing_credential()),
             Credential::Invalid(code) => Decision::Deny(Denial::invalid_credential(code)),
-            Credential::Bearer(token) => self.authenticate_jwt(token).await,
-            Credential::ApiKey(key) => match self.introspector.lookup(key).await {
-                Ok(Some(id)) => Decision::Allow(Some(id)),
-                Ok(None) => Decision::Deny(Denial::unauthorized("api_key_invalid", "the API key was refused")),
-                Err(e) => {
-                    warn!(error = %e, "API-key introspection unavailable");
-                    Decision::Unavailable("auth service unavailable")
-                }
+            Credential::ApiKey(key) => self.api_key(route, key).await,
+            Credential::Bearer(token) => match self.bearer(route, token, &req.headers).await {
+                Ok(id) => Decision::Allow(Some(id)),
+                Err(d) => d,
             },
         }
     }
 
-    async fn authenticate_jwt(&self, token: &str) -> Decision {
+    async fn api_key(&self, route: Option<&Route>, key: &str) -> Decision {
+        match self.introspector.lookup(key).await {
+            // Keys carry no session, sign-in time or action: step-up routes need a user token.
+            Ok(Some(_)) if route.is_some_and(|r| r.require_session || r.action.is_some() || r.has_max_auth_age()) => {
+                Decision::Deny(Denial::unauthorized("api_key_not_allowed", "this route needs a user token"))
+            }
+            Ok(Some(id)) => Decision::Allow(Some(id)),
+            Ok(None) => Decision::Deny(Denial::unauthorized("api_key_invalid", "the API key was refused")),
+            Err(e) => {
+                warn!(error = %e, "API-key introspection unavailable");
+                Decision::Unavailable("auth service unavailable")
+            }
+        }
+    }
+
+    async fn bearer(
+        &self,
+        route: Option<&Route>,
+        token: &str,
+        headers: &[(String, String)],
+    ) -> Result<Arc<Identity>, Decision> {
         let now = unix_now();
+        let id = self.identity(token, now).await?;
+        let scope = self.claims.scope();
+        let Some(route) = route else {
+            scope
+                .check(id.issuer.as_deref(), &id.audiences)
+                .map_err(|e| Decision::Deny(Denial::from_token_error(&e)))?;
+            return Ok(id);
+        };
+        let action = match (&route.action, headers.iter().find(|(k, _)| k == X_ACTION_TOKEN)) {
+            (Some(_), Some((_, t))) => Some(match self.identity(t, now).await {
+                Ok(a) => Ok(a),
+                Err(Decision::Deny(_)) => Err(TokenError::Malformed),
+                Err(other) => return Err(other),
+            }),
+            _ => None,
+        };
+        let action_ref = action.as_ref().map(|r| r.as_ref().map(|a| &**a));
+        route.check(&scope, &id, action_ref, now).map_err(Decision::Deny)?;
+        if route.require_session {
+            match self.sessions.is_alive(token).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(Decision::Deny(Denial::unauthorized("session_invalid", "the session has ended")));
+                }
+                Err(e) => {
+                    warn!(error = %e, "session validation unavailable");
+                    return Err(Decision::Unavailable("auth service unavailable"));
+                }
+            }
+        }
+        Ok(id)
+    }
+
+    /// The identity of a JWT, route-independent: cache, else verify (refreshing the keys once
+    /// for an unknown `kid`).
+    async fn identity(&self, token: &str, now: u64) -> Result<Arc<Identity>, Decision> {
         let key = digest(token);
         if let Some(id) = self.cache.get(&key, now).await {
-            return Decision::Allow(Some(id));
+            // Only while the key that verified it is still trusted (see `Authenticator`).
+            if id.key_id.as_deref().is_none_or(|kid| self.keys.current().keys.has_kid(kid)) {
+                return Ok(id);
+            }
         }
-        let mut result = verify_token(token, &self.keys.current().keys, &self.claims, now);
+        let mut result = verify_token_time(token, &self.keys.current().keys, &self.claims, now);
         if matches!(result, Err(TokenError::UnknownKey)) && self.keys.refresh_for_unknown_kid().await {
-            result = verify_token(token, &self.keys.current().keys, &self.claims, now);
+            result = verify_token_time(token, &self.keys.current().keys, &self.claims, now);
         }
         match result.and_then(Identity::from_claims) {
             Ok(id) => {
                 let id = Arc::new(id);
                 self.cache.put(key, Arc::clone(&id), now).await;
-                Decision::Allow(Some(id))
+                Ok(id)
             }
             Err(TokenError::UnknownKey) if !self.keys.current().jwks_loaded => {
-                Decision::Unavailable("signing keys unavailable")
+                Err(Decision::Unavailable("signing keys unavailable"))
             }
-            Err(e) => Decision::Deny(Denial::from_token_error(&e)),
+            Err(e) => Err(Decision::Deny(Denial::from_token_error(&e))),
         }
     }
 }
@@ -116,8 +175,7 @@ impl Authorization for AuthzService {
         let req = sanitize(request_headers(&http), &self.decider.strip, || *uuid::Uuid::new_v4().as_bytes());
         let span = Span::current();
         span.record("trace_id", req.trace_id.as_str());
-        let path = http.path.as_str();
-        let decision = self.decider.decide(path, &req).await;
+        let decision = self.decider.decide(&http.method, &http.path, &req).await;
         let metrics = &self.decider.metrics;
         match decision {
             Decision::Allow(id) => {

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use authz_core::duration::serde_str;
+use authz_core::routes::{RouteSpec, RouteTable};
 use serde::Deserialize;
 
 /// Everything the sidecar runs with.
@@ -35,6 +36,14 @@ pub struct Config {
     /// Paths (without query) that need no credential; identity headers are still removed.
     #[serde(default)]
     pub public_paths: Vec<String>,
+    /// Ordered route rules, the same as the filter's `routes` (see the README).
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    #[serde(default)]
+    pub api_keys: ApiKeyConfig,
+    /// How long a session check's answer is reused (`requireSession` routes).
+    #[serde(default = "default_session_ttl", with = "serde_str")]
+    pub session_cache_ttl: Duration,
     /// Extra header names removed from every request, beyond `x-user-*` and `x-internal-service`.
     #[serde(default)]
     pub strip_headers: Vec<String>,
@@ -59,6 +68,20 @@ pub struct JwtConfig {
     pub audiences: Vec<String>,
     #[serde(default = "default_skew", with = "serde_str")]
     pub clock_skew: Duration,
+    /// Algorithms accepted for kid-less tokens signed with `JWT_SECRET`.
+    #[serde(default = "default_hmac")]
+    pub hmac_algorithms: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// How long an active key's identity is reused (never past the key's `exp`).
+    #[serde(default = "default_positive", with = "serde_str")]
+    pub positive_ttl: Duration,
+    /// How long a refused key stays refused without asking again.
+    #[serde(default = "default_negative", with = "serde_str")]
+    pub negative_ttl: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -119,6 +142,18 @@ fn default_admin() -> SocketAddr {
 fn default_iam_timeout() -> Duration {
     Duration::from_secs(2)
 }
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_hmac() -> Vec<String> {
+    vec!["HS256".into()]
+}
+fn default_positive() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_negative() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_skew() -> Duration {
     Duration::from_secs(60)
 }
@@ -152,7 +187,12 @@ fn default_level() -> String {
 
 impl Default for JwtConfig {
     fn default() -> Self {
-        Self { issuers: Vec::new(), audiences: Vec::new(), clock_skew: default_skew() }
+        Self { issuers: Vec::new(), audiences: Vec::new(), clock_skew: default_skew(), hmac_algorithms: default_hmac() }
+    }
+}
+impl Default for ApiKeyConfig {
+    fn default() -> Self {
+        Self { positive_ttl: default_positive(), negative_ttl: default_negative() }
     }
 }
 impl Default for JwksConfig {
@@ -185,8 +225,8 @@ impl Default for LogConfig {
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("config file {path}: {source}")]
-    Parse { path: String, source: serde_yaml::Error },
+    #[error("config file {path}: at `{field}`: {reason}")]
+    Parse { path: String, field: String, reason: String },
     #[error("config `{field}`: {reason}")]
     Invalid { field: &'static str, reason: String },
 }
@@ -220,8 +260,15 @@ impl Config {
     pub fn from_yaml(text: &str, origin: &str, env: &dyn Env) -> Result<Self, ConfigError> {
         // An empty document means "all defaults".
         let text = if text.trim().is_empty() { "{}" } else { text };
+        // serde_path_to_error names the nested field (`jwt.clockSkew`), not just the section.
         let mut cfg: Config =
-            serde_yaml::from_str(text).map_err(|source| ConfigError::Parse { path: origin.to_string(), source })?;
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|e| {
+                ConfigError::Parse {
+                    path: origin.to_string(),
+                    field: e.path().to_string(),
+                    reason: e.inner().to_string(),
+                }
+            })?;
         cfg.apply_env(env)?;
         cfg.validate()?;
         Ok(cfg)
@@ -291,7 +338,32 @@ impl Config {
                 });
             }
         }
+        self.route_table()?;
+        self.hmac_algorithms()?;
         Ok(())
+    }
+
+    /// The validated route rules.
+    pub fn route_table(&self) -> Result<RouteTable, ConfigError> {
+        RouteTable::new(self.public_paths.clone(), Vec::new(), self.routes.clone())
+            .map_err(|e| ConfigError::Invalid { field: "routes", reason: e.to_string() })
+    }
+
+    /// The HMAC algorithms for `JWT_SECRET` tokens.
+    pub fn hmac_algorithms(&self) -> Result<Vec<jsonwebtoken::Algorithm>, ConfigError> {
+        self.jwt
+            .hmac_algorithms
+            .iter()
+            .map(|a| match a.as_str() {
+                "HS256" => Ok(jsonwebtoken::Algorithm::HS256),
+                "HS384" => Ok(jsonwebtoken::Algorithm::HS384),
+                "HS512" => Ok(jsonwebtoken::Algorithm::HS512),
+                other => Err(ConfigError::Invalid {
+                    field: "jwt.hmacAlgorithms",
+                    reason: format!("{other:?} is not HS256, HS384 or HS512"),
+                }),
+            })
+            .collect()
     }
 
     /// The Redis URL without its password, for logs.
@@ -319,6 +391,7 @@ impl std::fmt::Debug for Config {
             .field("jwks", &self.jwks)
             .field("cache", &self.cache)
             .field("public_paths", &self.public_paths)
+            .field("routes", &self.routes)
             .field("strip_headers", &self.strip_headers)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .finish()
@@ -373,6 +446,8 @@ mod tests {
             ("iamUrl: http://a\n".to_string(), "redisUrl"),
             (format!("{base}publicPaths: [health]\n"), "publicPaths"),
             (format!("{base}log:\n  format: xml\n"), "format"),
+            (format!("{base}routes:\n  - id: r\n    prefix: x\n"), "routes"),
+            (format!("{base}jwt:\n  hmacAlgorithms: [RS256]\n"), "hmacAlgorithms"),
         ];
         for (yaml, field) in cases {
             let err = Config::from_yaml(&yaml, "t", &env(&[])).unwrap_err().to_string();

@@ -1,9 +1,10 @@
 //! The sidecar's identity cache: memory (moka) in front of Redis, shared by all replicas.
 //!
 //! Keyed by the SHA-256 of the token (never the token). An entry lives until the token's `exp`
-//! (bounded by `maxTtl`). Only verified identities are stored. Redis is an optimisation here:
-//! when it is slow or down, lookups fall through to local verification and the error is
-//! counted, so authentication keeps its verdicts.
+//! (bounded by `maxTtl`). Only verified identities are stored, and what is stored does not
+//! depend on the route (issuer and audience are checked per request), so one entry serves
+//! every route. Redis is an optimisation here: when it is slow or down, lookups fall through
+//! to local verification.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,11 +13,9 @@ use authz_core::Identity;
 use authz_core::cache::TokenDigest;
 use moka::Expiry;
 use moka::future::Cache;
-use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
-use tracing::debug;
 
 use crate::metrics::Metrics;
+use crate::redis_kv::RedisKv;
 
 /// Expires each entry at its identity's `exp`.
 struct UntilExp {
@@ -33,34 +32,21 @@ pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn remaining(exp: u64, now: u64) -> Duration {
+pub fn remaining(exp: u64, now: u64) -> Duration {
     Duration::from_secs(exp.saturating_sub(now))
 }
 
 pub struct IdentityCache {
     memory: Cache<TokenDigest, Arc<Identity>>,
-    redis: ConnectionManager,
-    prefix: String,
-    timeout: Duration,
+    redis: RedisKv,
     max_ttl: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl IdentityCache {
-    pub fn new(
-        capacity: u64,
-        redis: ConnectionManager,
-        prefix: String,
-        timeout: Duration,
-        max_ttl: Duration,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(capacity: u64, redis: RedisKv, max_ttl: Duration, metrics: Arc<Metrics>) -> Self {
         let memory = Cache::builder().max_capacity(capacity).expire_after(UntilExp { max: max_ttl }).build();
-        Self { memory, redis, prefix, timeout, max_ttl, metrics }
-    }
-
-    fn redis_key(&self, digest: &TokenDigest) -> String {
-        format!("{}id:{}", self.prefix, hex::encode(digest))
+        Self { memory, redis, max_ttl, metrics }
     }
 
     fn count(&self, layer: &'static str, result: &'static str) {
@@ -74,20 +60,7 @@ impl IdentityCache {
             return Some(id);
         }
         self.count("memory", "miss");
-        let mut conn = self.redis.clone();
-        let key = self.redis_key(digest);
-        let fetched: Option<String> = match tokio::time::timeout(self.timeout, conn.get(&key)).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                self.metrics.redis_errors.inc();
-                debug!(error = %e, "redis GET failed");
-                None
-            }
-            Err(_) => {
-                self.metrics.redis_errors.inc();
-                None
-            }
-        };
+        let fetched = self.redis.get(&self.redis.key("id", digest)).await;
         let id = fetched.and_then(|s| serde_json::from_str::<Identity>(&s).ok()).filter(|id| id.expires_at > now);
         match id {
             Some(id) => {
@@ -110,19 +83,8 @@ impl IdentityCache {
             return;
         }
         self.memory.insert(digest, Arc::clone(&id)).await;
-        let Ok(json) = serde_json::to_string(&*id) else { return };
-        let mut conn = self.redis.clone();
-        let key = self.redis_key(&digest);
-        let set = conn.set_ex::<_, _, ()>(key, json, ttl.as_secs());
-        match tokio::time::timeout(self.timeout, set).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                self.metrics.redis_errors.inc();
-                debug!(error = %e, "redis SET failed");
-            }
-            Err(_) => {
-                self.metrics.redis_errors.inc();
-            }
+        if let Ok(json) = serde_json::to_string(&*id) {
+            self.redis.set_ex(&self.redis.key("id", &digest), &json, ttl).await;
         }
     }
 }

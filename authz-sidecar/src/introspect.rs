@@ -1,19 +1,21 @@
 //! Opaque API keys, asked of the auth service (`POST ${IAM_URL}/auth/introspect`).
 //!
-//! Answers are cached in memory by the key's SHA-256 (never the key): positive answers for up
-//! to `positiveTtl` (and never past the key's `exp`), negative ones for `negativeTtl`.
-//! Concurrent lookups of one key share one call (moka's `try_get_with`). Auth-service
-//! failures are not cached and surface as "unavailable" (503), never as a denial.
+//! Answers are cached by the key's SHA-256 (never the key) in memory and in Redis, positive
+//! answers for `apiKeys.positiveTtl` (never past the key's `exp`), negative ones for
+//! `apiKeys.negativeTtl`. Concurrent lookups of one key share one call (moka's
+//! `try_get_with`). Auth-service failures are not cached and surface as "unavailable" (503).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use authz_core::Identity;
 use authz_core::cache::digest;
 use moka::future::Cache;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::identity_cache::{remaining, unix_now};
 use crate::metrics::Metrics;
+use crate::redis_kv::RedisKv;
 
 /// The auth service's introspection answer (RFC 7662 shape plus the platform's claims).
 #[derive(Debug, Deserialize)]
@@ -29,6 +31,13 @@ struct IntrospectionResponse {
     exp: Option<u64>,
 }
 
+/// What is cached for a key: its identity, or the fact that it was refused.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Answer {
+    Active(Arc<Identity>),
+    Refused,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("API-key introspection failed: {0}")]
 pub struct IntrospectionUnavailable(String);
@@ -36,39 +45,76 @@ pub struct IntrospectionUnavailable(String);
 pub struct Introspector {
     http: reqwest::Client,
     url: String,
-    /// `Some(identity)` for an active key, `None` for a refused one.
-    cache: Cache<[u8; 32], Option<Arc<Identity>>>,
+    memory: Cache<[u8; 32], Answer>,
+    redis: RedisKv,
+    positive_ttl: Duration,
+    negative_ttl: Duration,
     metrics: Arc<Metrics>,
+}
+
+struct ByAnswer {
+    positive: Duration,
+    negative: Duration,
+}
+
+impl moka::Expiry<[u8; 32], Answer> for ByAnswer {
+    fn expire_after_create(&self, _k: &[u8; 32], v: &Answer, _at: Instant) -> Option<Duration> {
+        Some(match v {
+            Answer::Active(id) if id.expires_at > 0 => remaining(id.expires_at, unix_now()).min(self.positive),
+            Answer::Active(_) => self.positive,
+            Answer::Refused => self.negative,
+        })
+    }
 }
 
 impl Introspector {
     pub fn new(
         http: reqwest::Client,
         iam_url: &str,
+        redis: RedisKv,
         positive_ttl: Duration,
         negative_ttl: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let cache = Cache::builder()
+        let memory = Cache::builder()
             .max_capacity(100_000)
             .expire_after(ByAnswer { positive: positive_ttl, negative: negative_ttl })
             .build();
-        Self { http, url: format!("{}/auth/introspect", iam_url.trim_end_matches('/')), cache, metrics }
+        let url = format!("{}/auth/introspect", iam_url.trim_end_matches('/'));
+        Self { http, url, memory, redis, positive_ttl, negative_ttl, metrics }
     }
 
     /// The identity of an active key, `Ok(None)` for a refused key.
     pub async fn lookup(&self, key: &str) -> Result<Option<Arc<Identity>>, IntrospectionUnavailable> {
-        let now = crate::identity_cache::unix_now();
-        let answer = self
-            .cache
-            .try_get_with(digest(key), self.call(key))
-            .await
-            .map_err(|e: Arc<IntrospectionUnavailable>| (*e).clone())?;
-        // A cached positive answer never outlives the key's own expiry.
-        Ok(answer.filter(|id| id.expires_at == 0 || id.expires_at > now))
+        let d = digest(key);
+        let answer = self.memory.try_get_with(d, self.shared_or_call(key, d)).await.map_err(|e| (*e).clone())?;
+        let now = unix_now();
+        Ok(match answer {
+            // A cached positive answer never outlives the key's own expiry.
+            Answer::Active(id) if id.expires_at == 0 || id.expires_at > now => Some(id),
+            _ => None,
+        })
     }
 
-    async fn call(&self, key: &str) -> Result<Option<Arc<Identity>>, IntrospectionUnavailable> {
+    /// Redis first (another replica may have asked already), then the auth service.
+    async fn shared_or_call(&self, key: &str, d: [u8; 32]) -> Result<Answer, IntrospectionUnavailable> {
+        let redis_key = self.redis.key("ak", &d);
+        if let Some(answer) = self.redis.get(&redis_key).await.and_then(|s| serde_json::from_str::<Answer>(&s).ok()) {
+            return Ok(answer);
+        }
+        let answer = self.call(key).await?;
+        let ttl = match &answer {
+            Answer::Active(id) if id.expires_at > 0 => remaining(id.expires_at, unix_now()).min(self.positive_ttl),
+            Answer::Active(_) => self.positive_ttl,
+            Answer::Refused => self.negative_ttl,
+        };
+        if let Ok(json) = serde_json::to_string(&answer) {
+            self.redis.set_ex(&redis_key, &json, ttl).await;
+        }
+        Ok(answer)
+    }
+
+    async fn call(&self, key: &str) -> Result<Answer, IntrospectionUnavailable> {
         let result = async {
             let resp = self
                 .http
@@ -82,12 +128,12 @@ impl Introspector {
             }
             let body: IntrospectionResponse =
                 resp.json().await.map_err(|e| IntrospectionUnavailable(e.without_url().to_string()))?;
-            Ok(to_identity(body))
+            Ok(to_answer(body))
         }
         .await;
         let label = match &result {
-            Ok(Some(_)) => "active",
-            Ok(None) => "inactive",
+            Ok(Answer::Active(_)) => "active",
+            Ok(Answer::Refused) => "inactive",
             Err(_) => "error",
         };
         self.metrics.introspections.get_or_create(&vec![("result", label)]).inc();
@@ -95,27 +141,12 @@ impl Introspector {
     }
 }
 
-fn to_identity(r: IntrospectionResponse) -> Option<Arc<Identity>> {
+fn to_answer(r: IntrospectionResponse) -> Answer {
     if !r.active {
-        return None;
+        return Answer::Refused;
     }
     let claims =
         authz_core::claims::Claims { sub: r.sub, email: r.email, roles: r.roles, exp: r.exp, ..Default::default() };
-    Identity::from_claims(claims).ok().map(Arc::new)
-}
-
-struct ByAnswer {
-    positive: Duration,
-    negative: Duration,
-}
-
-impl moka::Expiry<[u8; 32], Option<Arc<Identity>>> for ByAnswer {
-    fn expire_after_create(
-        &self,
-        _k: &[u8; 32],
-        v: &Option<Arc<Identity>>,
-        _at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(if v.is_some() { self.positive } else { self.negative })
-    }
+    // An "active" answer without a usable subject is refused: we cannot say who it is.
+    Identity::from_claims(claims).map_or(Answer::Refused, |id| Answer::Active(Arc::new(id)))
 }

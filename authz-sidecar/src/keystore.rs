@@ -47,8 +47,11 @@ pub struct KeyStore {
     http: reqwest::Client,
     url: String,
     hmac_secret: Option<String>,
+    hmac_algorithms: Vec<Algorithm>,
     min_refresh: Duration,
-    /// Held while fetching (single flight); remembers when the last fetch started.
+    /// Held while fetching (single flight); remembers when the last fetch for an unknown
+    /// `kid` started. Background refreshes do not count against that budget, so a key
+    /// published just after a background refresh is still fetched on first use.
     fetch: Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
 }
@@ -58,17 +61,20 @@ impl KeyStore {
         http: reqwest::Client,
         url: String,
         hmac_secret: Option<String>,
+        hmac_algorithms: Vec<Algorithm>,
         min_refresh: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
         let mut initial = KeyState::default();
         if let Some(secret) = &hmac_secret {
-            initial.keys.add_hmac_secret(secret.as_bytes(), Algorithm::HS256);
-            initial.jwks_json = combined_jwks(&[], Some(secret));
+            for alg in &hmac_algorithms {
+                initial.keys.add_hmac_secret(secret.as_bytes(), *alg);
+            }
+            initial.jwks_json = combined_jwks(&[], Some(secret), &hmac_algorithms);
             initial.version = 1;
         }
         let (tx, _) = watch::channel(Arc::new(initial));
-        Self { tx, http, url, hmac_secret, min_refresh, fetch: Mutex::new(None), metrics }
+        Self { tx, http, url, hmac_secret, hmac_algorithms, min_refresh, fetch: Mutex::new(None), metrics }
     }
 
     pub fn current(&self) -> Arc<KeyState> {
@@ -81,8 +87,7 @@ impl KeyStore {
 
     /// Fetches the JWKS now (waiting for a fetch already running instead of starting another).
     pub async fn refresh(&self, reason: &'static str) -> Result<(), FetchError> {
-        let mut last = self.fetch.lock().await;
-        *last = Some(Instant::now());
+        let _single_flight = self.fetch.lock().await;
         let result = self.fetch_and_publish().await;
         let label = if result.is_ok() { "ok" } else { "error" };
         self.metrics.jwks_fetches.get_or_create(&vec![("result", label), ("reason", reason)]).inc();
@@ -123,9 +128,11 @@ impl KeyStore {
         let doc: serde_json::Value = serde_json::from_str(&body)?;
         let public: Vec<serde_json::Value> = doc.get("keys").and_then(|k| k.as_array()).cloned().unwrap_or_default();
         if let Some(secret) = &self.hmac_secret {
-            keys.add_hmac_secret(secret.as_bytes(), Algorithm::HS256);
+            for alg in &self.hmac_algorithms {
+                keys.add_hmac_secret(secret.as_bytes(), *alg);
+            }
         }
-        let jwks_json = combined_jwks(&public, self.hmac_secret.as_deref());
+        let jwks_json = combined_jwks(&public, self.hmac_secret.as_deref(), &self.hmac_algorithms);
         let changed = self.tx.send_if_modified(|state| {
             if state.jwks_loaded && state.jwks_json == jwks_json {
                 return false;
@@ -167,12 +174,15 @@ impl KeyStore {
     }
 }
 
-/// A JWKS holding `public` keys and, if given, the HMAC secret as a kid-less `oct` key.
-fn combined_jwks(public: &[serde_json::Value], hmac_secret: Option<&str>) -> String {
+/// A JWKS holding `public` keys and, if given, the HMAC secret as kid-less `oct` keys (one
+/// per accepted algorithm, since a JWK names one).
+fn combined_jwks(public: &[serde_json::Value], hmac_secret: Option<&str>, algs: &[Algorithm]) -> String {
     let mut keys = public.to_vec();
     if let Some(secret) = hmac_secret {
         let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.as_bytes());
-        keys.push(serde_json::json!({"kty": "oct", "alg": "HS256", "use": "sig", "k": k}));
+        for alg in algs {
+            keys.push(serde_json::json!({"kty": "oct", "alg": format!("{alg:?}"), "use": "sig", "k": k}));
+        }
     }
     serde_json::json!({ "keys": keys }).to_string()
 }
@@ -183,9 +193,11 @@ mod tests {
 
     #[test]
     fn combined_jwks_round_trips_through_the_filter_parser() {
-        let json = combined_jwks(&[], Some("0123456789abcdef"));
+        let json = combined_jwks(&[], Some("0123456789abcdef"), &[Algorithm::HS256, Algorithm::HS512]);
         let mut ks = KeySet::new();
         ks.extend_from_jwks_json(&json).unwrap();
         assert!(ks.find(None, Algorithm::HS256).is_some());
+        assert!(ks.find(None, Algorithm::HS512).is_some());
+        assert!(ks.find(None, Algorithm::HS384).is_none());
     }
 }

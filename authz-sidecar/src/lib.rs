@@ -14,4 +14,6 @@ pub mod identity_cache;
 pub mod introspect;
 pub mod keystore;
 pub mod metrics;
+pub mod redis_kv;
 pub mod server;
+pub mod session;

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub jwks_fetches: Family<Labels, Counter>,
     /// API-key introspection calls to the auth service by `result`.
     pub introspections: Family<Labels, Counter>,
+    /// Session validations at the auth service by `result` (alive, dead, error).
+    pub session_checks: Family<Labels, Counter>,
     /// Filter VMs holding a control stream.
     pub control_subscribers: Gauge,
 }
@@ -33,13 +35,24 @@ impl Default for Metrics {
         let jwks_fetches = Family::<Labels, Counter>::default();
         let introspections = Family::<Labels, Counter>::default();
         let control_subscribers = Gauge::default();
+        let session_checks = Family::<Labels, Counter>::default();
+        registry.register("session_checks", "Session validations at the auth service", session_checks.clone());
         registry.register("checks", "ext_authz Check answers", checks.clone());
         registry.register("identity_cache", "Identity cache lookups", identity_cache.clone());
         registry.register("redis_errors", "Redis commands that failed or timed out", redis_errors.clone());
         registry.register("jwks_fetches", "JWKS fetches from the auth service", jwks_fetches.clone());
         registry.register("introspections", "API-key introspection calls", introspections.clone());
         registry.register("control_subscribers", "Filter VMs holding a control stream", control_subscribers.clone());
-        Self { registry, checks, identity_cache, redis_errors, jwks_fetches, introspections, control_subscribers }
+        Self {
+            registry,
+            checks,
+            identity_cache,
+            redis_errors,
+            jwks_fetches,
+            introspections,
+            session_checks,
+            control_subscribers,
+        }
     }
 }
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use authz_core::ClaimsPolicy;
 use authz_core::headers::StripRules;
-use authz_core::routes::PublicRoutes;
 use authz_proto::authz::v1::control_server::ControlServer;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -23,6 +22,8 @@ use crate::identity_cache::IdentityCache;
 use crate::introspect::Introspector;
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
+use crate::redis_kv::RedisKv;
+use crate::session::SessionChecker;
 
 /// Runs the sidecar until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -38,6 +39,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         http.clone(),
         jwks_url,
         config.jwt_secret.clone(),
+        config.hmac_algorithms()?,
         config.jwks.min_refresh_interval,
         Arc::clone(&metrics),
     ));
@@ -53,30 +55,31 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let redis =
         ConnectionManager::new_lazy_with_config(redis_client, redis_config).context("Redis connection manager")?;
 
+    let kv = RedisKv::new(
+        redis.clone(),
+        config.cache.redis_prefix.clone(),
+        config.cache.redis_timeout,
+        Arc::clone(&metrics),
+    );
     let decider = Arc::new(Decider {
         keys: Arc::clone(&keys),
-        cache: IdentityCache::new(
-            config.cache.memory_capacity,
-            redis.clone(),
-            config.cache.redis_prefix.clone(),
-            config.cache.redis_timeout,
-            config.cache.max_ttl,
-            Arc::clone(&metrics),
-        ),
+        cache: IdentityCache::new(config.cache.memory_capacity, kv.clone(), config.cache.max_ttl, Arc::clone(&metrics)),
         introspector: Introspector::new(
-            http,
+            http.clone(),
             &config.iam_url,
-            Duration::from_secs(60),
-            Duration::from_secs(10),
+            kv,
+            config.api_keys.positive_ttl,
+            config.api_keys.negative_ttl,
             Arc::clone(&metrics),
         ),
+        sessions: SessionChecker::new(http, &config.iam_url, config.session_cache_ttl, Arc::clone(&metrics)),
         claims: ClaimsPolicy {
             issuers: config.jwt.issuers.clone(),
             audiences: config.jwt.audiences.clone(),
             clock_skew_secs: config.jwt.clock_skew.as_secs(),
         },
         strip: StripRules::new(config.strip_headers.clone()),
-        public: PublicRoutes::new(config.public_paths.clone(), Vec::new()),
+        routes: config.route_table()?,
         metrics: Arc::clone(&metrics),
     });
 

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use authz_core::ClaimsPolicy;
+use authz_core::claims::Scope;
 use authz_core::headers::StripRules;
-use authz_core::routes::PublicRoutes;
+use authz_core::routes::{RouteSpec, RouteTable};
 use serde::Deserialize;
 
 /// The configuration as written.
@@ -37,6 +38,10 @@ pub struct RawConfig {
     /// Path prefixes that need no credential.
     #[serde(default)]
     pub public_prefixes: Vec<String>,
+    /// Ordered route rules (first match wins): public routes, per-route issuers and
+    /// audiences, `requireSession`, `maxAuthAge`, `action`. The sidecar needs the same rules.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
     /// Extra header names removed from every request, beyond `x-user-*` and `x-internal-service`.
     #[serde(default)]
     pub strip_headers: Vec<String>,
@@ -81,7 +86,9 @@ pub struct Settings {
     pub sidecar_timeout: Duration,
     pub claims: ClaimsPolicy,
     pub cache_capacity: usize,
-    pub public: PublicRoutes,
+    pub routes: RouteTable,
+    /// Default issuers and audiences (routes may override them).
+    pub scope: Scope,
     pub strip: StripRules,
     pub control_stream: bool,
     pub reconnect_interval: Duration,
@@ -117,12 +124,16 @@ impl TryFrom<RawConfig> for Settings {
                 return Err(ConfigError::Field { field: "publicPaths", reason: format!("{p:?} must start with '/'") });
             }
         }
+        let routes = RouteTable::new(raw.public_paths, raw.public_prefixes, raw.routes)
+            .map_err(|e| ConfigError::Field { field: "routes", reason: e.to_string() })?;
+        let claims = ClaimsPolicy { issuers: raw.issuers, audiences: raw.audiences, clock_skew_secs: skew.as_secs() };
         Ok(Self {
             sidecar_cluster: raw.sidecar_cluster,
             sidecar_timeout,
-            claims: ClaimsPolicy { issuers: raw.issuers, audiences: raw.audiences, clock_skew_secs: skew.as_secs() },
+            scope: claims.scope(),
+            claims,
             cache_capacity: raw.cache_capacity,
-            public: PublicRoutes::new(raw.public_paths, raw.public_prefixes),
+            routes,
             strip: StripRules::new(raw.strip_headers),
             control_stream: raw.control_stream,
             reconnect_interval: duration("reconnectInterval", &raw.reconnect_interval)?,
@@ -153,6 +164,8 @@ mod tests {
             (r#"{"sidecarCluster": "c", "publicPaths": ["health"]}"#, "publicPaths"),
             (r#"{"sidecarCluster": "c", "cacheCapacity": -1}"#, "cacheCapacity"),
             (r#"{"sidecarCluster": ""}"#, "sidecarCluster"),
+            (r#"{"sidecarCluster": "c", "routes": [{"id": "r", "prefix": "/x", "maxAuthAge": "old"}]}"#, "routes"),
+            (r#"{"sidecarCluster": "c", "routes": [{"id": "r", "prefix": "/x", "bogus": true}]}"#, "routes"),
         ];
         for (json, field) in cases {
             let err = Settings::from_json(json.as_bytes()).unwrap_err().to_string();

@@ -6,13 +6,15 @@ use std::time::UNIX_EPOCH;
 use authz_core::Denial;
 use authz_core::authenticator::LocalVerdict;
 use authz_core::credential::{self, Credential};
-use authz_core::headers::X_TRACE_ID;
+use authz_core::headers::{X_ACTION_TOKEN, X_TRACE_ID};
 use authz_core::request::sanitize;
+use authz_core::routes::{Matched, Route};
 use authz_proto::ext_authz;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::callout::{CalloutVerdict, build_check_request, interpret};
+use crate::metrics::Metrics;
 use crate::root::log;
 use crate::worker::Shared;
 
@@ -108,6 +110,76 @@ impl Context for Http {
     }
 }
 
+/// The local verdict on a request, before it is turned into hostcalls.
+enum Local {
+    Allow(Option<std::sync::Arc<authz_core::authenticator::Verified>>),
+    Deny(Denial),
+    AskSidecar,
+}
+
+impl Http {
+    /// Everything the filter can decide without the network.
+    fn decide(&self, shared: &Shared, metrics: Metrics, route: Option<&Route>, headers: &[(String, Vec<u8>)]) -> Local {
+        let token = match credential::extract(headers) {
+            Credential::None => return Local::Deny(Denial::missing_credential()),
+            Credential::Invalid(code) => return Local::Deny(Denial::invalid_credential(code)),
+            // Opaque keys can only be introspected by the sidecar.
+            Credential::ApiKey(_) => return Local::AskSidecar,
+            Credential::Bearer(token) => token,
+        };
+        let now = self.now();
+        let mut w = shared.borrow_mut();
+        let verified = match w.auth.authenticate(token, now) {
+            LocalVerdict::Valid { verified, cache_hit } => {
+                if cache_hit {
+                    metrics.cache_hits.inc()
+                } else {
+                    metrics.cache_misses.inc()
+                }
+                verified
+            }
+            LocalVerdict::Invalid(e) => {
+                metrics.cache_misses.inc();
+                return Local::Deny(Denial::from_token_error(&e));
+            }
+            LocalVerdict::Unknown => {
+                metrics.cache_misses.inc();
+                return Local::AskSidecar;
+            }
+        };
+        let settings = Rc::clone(&w.settings);
+        let Some(route) = route else {
+            return match settings.scope.check(verified.identity.issuer.as_deref(), &verified.identity.audiences) {
+                Ok(()) => Local::Allow(Some(verified)),
+                Err(e) => Local::Deny(Denial::from_token_error(&e)),
+            };
+        };
+        let action = if route.action.is_some() {
+            match header(headers, X_ACTION_TOKEN).map(|t| w.auth.authenticate(t, now)) {
+                Some(LocalVerdict::Unknown) => return Local::AskSidecar,
+                other => other,
+            }
+        } else {
+            None
+        };
+        let action_ref = match &action {
+            Some(LocalVerdict::Valid { verified, .. }) => Some(Ok(&verified.identity)),
+            Some(LocalVerdict::Invalid(e)) => Some(Err(e)),
+            _ => None,
+        };
+        if let Err(d) = route.check(&settings.scope, &verified.identity, action_ref, now) {
+            return Local::Deny(d);
+        }
+        // A live session can only be confirmed by the auth service, through the sidecar.
+        if route.require_session { Local::AskSidecar } else { Local::Allow(Some(verified)) }
+    }
+}
+
+/// The first value of header `name` as text.
+fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
@@ -121,42 +193,14 @@ impl HttpContext for Http {
         };
         let mut req = sanitize(headers, &settings.strip, || shared.borrow_mut().random16());
         self.trace_id = std::mem::take(&mut req.trace_id);
-        let path = req.headers.iter().find(|(k, _)| k == ":path").map(|(_, v)| v.as_slice()).unwrap_or(b"/");
-        let public = std::str::from_utf8(path).is_ok_and(|p| settings.public.is_public(p));
-
-        let outcome = if public {
-            Ok(None)
-        } else {
-            match credential::extract(&req.headers) {
-                Credential::None => Err(Denial::missing_credential()),
-                Credential::Invalid(code) => Err(Denial::invalid_credential(code)),
-                Credential::ApiKey(_) => return self.ask_sidecar(&shared, req.headers),
-                Credential::Bearer(token) => {
-                    let now = self.now();
-                    let verdict = shared.borrow_mut().auth.authenticate(token, now);
-                    match verdict {
-                        LocalVerdict::Valid { verified, cache_hit } => {
-                            if cache_hit {
-                                metrics.cache_hits.inc()
-                            } else {
-                                metrics.cache_misses.inc()
-                            }
-                            Ok(Some(verified))
-                        }
-                        LocalVerdict::Invalid(e) => {
-                            metrics.cache_misses.inc();
-                            Err(Denial::from_token_error(&e))
-                        }
-                        LocalVerdict::Unknown => {
-                            metrics.cache_misses.inc();
-                            return self.ask_sidecar(&shared, req.headers);
-                        }
-                    }
-                }
-            }
+        let method = header(&req.headers, ":method").unwrap_or("GET");
+        let path = header(&req.headers, ":path").unwrap_or("/");
+        let local = match settings.routes.find(method, path) {
+            Matched::Public => Local::Allow(None),
+            Matched::Protected(route) => self.decide(&shared, metrics, route, &req.headers),
         };
-        match outcome {
-            Ok(verified) => {
+        match local {
+            Local::Allow(verified) => {
                 if let Some(v) = verified {
                     req.headers.extend(v.headers.iter().map(|(k, val)| (k.clone(), val.clone().into_bytes())));
                 }
@@ -166,7 +210,8 @@ impl HttpContext for Http {
                 metrics.allowed.inc();
                 Action::Continue
             }
-            Err(d) => self.deny(&d),
+            Local::Deny(d) => self.deny(&d),
+            Local::AskSidecar => self.ask_sidecar(&shared, req.headers),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! - `POST /auth/logout` (Bearer) → 204, ends the session
 //!
 //! Demo users and API keys are fixed (see [`DEMO_USERS`], [`DEMO_API_KEYS`]). It signs RS256
-//! with the development key from `tests/fixtures`. It counts the calls it receives so tests
+//! with the development keys from `tests/fixtures` (one `kid` per algorithm; `dev-1` by default)
+//! and can rotate keys ([`AuthState::publish`], [`AuthState::retire`], [`AuthState::activate`]). It counts the calls it receives so tests
 //! can assert caching. It is not an auth service: no password hashing, no persistence.
 
 use std::collections::HashSet;
@@ -21,11 +22,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
+use std::str::FromStr;
+
+use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::tokens::{AUDIENCE, DEV_KID, DEV_PRIVATE_PEM, ISSUER, sign_rs256, user_claims};
+use crate::tokens::{AUDIENCE, DEV_KID, ISSUER, SIGNING_KEYS, encoding_key, sign_kid, user_claims};
 
 /// A demo account: username, password, subject, email, roles.
 pub struct DemoUser {
@@ -59,18 +62,87 @@ pub struct Calls {
     pub login: AtomicU64,
 }
 
+/// The stand-in's state, shared by its handlers and by tests in the same process.
 pub struct AuthState {
     pub calls: Calls,
     /// Sessions ended by logout.
     revoked_sessions: Mutex<HashSet<String>>,
-    decoding: DecodingKey,
-    jwks: serde_json::Value,
+    /// `kid`s in the JWKS document.
+    published: Mutex<Vec<String>>,
+    /// The `kid` that login signs with.
+    active: Mutex<String>,
 }
 
-/// A running stand-in.
+impl AuthState {
+    fn new() -> Self {
+        Self {
+            calls: Calls::default(),
+            revoked_sessions: Mutex::default(),
+            published: Mutex::new(initial_kids()),
+            active: Mutex::new(DEV_KID.to_string()),
+        }
+    }
+
+    /// Adds `kid` to the JWKS (the start of a rotation's overlap window).
+    pub fn publish(&self, kid: &str) {
+        if let Ok(mut p) = self.published.lock()
+            && !p.iter().any(|k| k == kid)
+        {
+            p.push(kid.to_string());
+        }
+    }
+
+    /// Removes `kid` from the JWKS (the end of the overlap window).
+    pub fn retire(&self, kid: &str) {
+        if let Ok(mut p) = self.published.lock() {
+            p.retain(|k| k != kid);
+        }
+    }
+
+    /// Makes login sign with `kid`.
+    pub fn activate(&self, kid: &str) {
+        if let Ok(mut a) = self.active.lock() {
+            *a = kid.to_string();
+        }
+    }
+
+    /// Ends a session, as logout does.
+    pub fn revoke_session(&self, sid: &str) {
+        if let Ok(mut r) = self.revoked_sessions.lock() {
+            r.insert(sid.to_string());
+        }
+    }
+
+    fn jwks(&self) -> serde_json::Value {
+        let kids = self.published.lock().map(|p| p.clone()).unwrap_or_default();
+        let keys: Vec<Jwk> = kids.iter().filter_map(|k| public_jwk(k).ok()).collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// Verifies a token signed by a published key, as the real service would.
+    fn verify(&self, token: &str) -> Option<serde_json::Value> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        let kid = header.kid?;
+        if !self.published.lock().ok()?.contains(&kid) {
+            return None;
+        }
+        let key = DecodingKey::from_jwk(&public_jwk(&kid).ok()?).ok()?;
+        let mut v = Validation::new(header.alg);
+        v.set_issuer(&[ISSUER]);
+        v.set_audience(&[AUDIENCE]);
+        jsonwebtoken::decode::<serde_json::Value>(token, &key, &v).ok().map(|d| d.claims)
+    }
+}
+
+/// A running stand-in. [`AuthStandin::stop`] and [`AuthStandin::restart`] simulate an outage.
 pub struct AuthStandin {
     pub addr: SocketAddr,
     pub state: Arc<AuthState>,
+    server: Option<Server>,
+}
+
+struct Server {
+    stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -78,44 +150,75 @@ impl AuthStandin {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// Stops serving and closes every connection; the port refuses connections after this.
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            let _ = s.stop.send(());
+            let abort = s.task.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(5), s.task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+
+    /// Serves again on the same address with the same state.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await;
+        self.server = Some(serve(self.addr, Arc::clone(&self.state)).await?.1);
+        Ok(())
+    }
 }
 
 impl Drop for AuthStandin {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(s) = self.server.take() {
+            s.task.abort();
+        }
     }
 }
 
-fn jwks() -> anyhow::Result<serde_json::Value> {
-    let enc = EncodingKey::from_rsa_pem(DEV_PRIVATE_PEM.as_bytes())?;
-    let mut jwk = Jwk::from_encoding_key(&enc, Algorithm::RS256)?;
-    jwk.common.key_id = Some(DEV_KID.to_string());
-    jwk.common.key_algorithm = Some(KeyAlgorithm::RS256);
-    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-    Ok(serde_json::json!({ "keys": [jwk] }))
-}
-
-/// Starts the stand-in on `addr` (port 0 for an ephemeral one).
-pub async fn spawn(addr: SocketAddr) -> anyhow::Result<AuthStandin> {
-    let jwks = jwks()?;
-    let decoding = {
-        let jwk: Jwk = serde_json::from_value(jwks["keys"][0].clone())?;
-        DecodingKey::from_jwk(&jwk)?
-    };
-    let state = Arc::new(AuthState { calls: Calls::default(), revoked_sessions: Mutex::default(), decoding, jwks });
+async fn serve(addr: SocketAddr, state: Arc<AuthState>) -> anyhow::Result<(SocketAddr, Server)> {
     let app = Router::new()
         .route("/auth/login", post(login))
         .route("/.well-known/jwks.json", get(jwks_handler))
         .route("/auth/validate", get(validate))
         .route("/auth/introspect", post(introspect))
         .route("/auth/logout", post(logout))
-        .with_state(Arc::clone(&state));
+        .with_state(state);
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
     });
-    Ok(AuthStandin { addr, state, task })
+    Ok((addr, Server { stop, task }))
+}
+
+/// Starts the stand-in on `addr` (port 0 for an ephemeral one).
+pub async fn spawn(addr: SocketAddr) -> anyhow::Result<AuthStandin> {
+    let state = Arc::new(AuthState::new());
+    let (addr, server) = serve(addr, Arc::clone(&state)).await?;
+    Ok(AuthStandin { addr, state, server: Some(server) })
+}
+
+/// The public JWK of a development `kid`.
+pub fn public_jwk(kid: &str) -> anyhow::Result<Jwk> {
+    let (alg, enc) = encoding_key(kid)?;
+    let mut jwk = Jwk::from_encoding_key(&enc, alg)?;
+    jwk.common.key_id = Some(kid.to_string());
+    jwk.common.key_algorithm = Some(KeyAlgorithm::from_str(&format!("{alg:?}"))?);
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    Ok(jwk)
+}
+
+/// The `kid`s published at start: every algorithm's key except the rotation key `dev-2`.
+pub fn initial_kids() -> Vec<String> {
+    SIGNING_KEYS.iter().map(|(k, _, _)| k.to_string()).filter(|k| k != "dev-2").collect()
 }
 
 fn error(status: StatusCode, code: &str) -> Response {
@@ -134,7 +237,8 @@ async fn login(State(s): State<Arc<AuthState>>, Json(body): Json<Login>) -> Resp
         return error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     };
     let claims = user_claims(user.sub, user.email, user.roles);
-    match sign_rs256(&claims, Some(DEV_KID)) {
+    let kid = s.active.lock().map(|k| k.clone()).unwrap_or_else(|_| DEV_KID.to_string());
+    match sign_kid(&claims, &kid) {
         Ok(token) => Json(serde_json::json!({
             "access_token": token,
             "refresh_token": uuid::Uuid::new_v4().to_string(),
@@ -148,15 +252,12 @@ async fn login(State(s): State<Arc<AuthState>>, Json(body): Json<Login>) -> Resp
 
 async fn jwks_handler(State(s): State<Arc<AuthState>>) -> Json<serde_json::Value> {
     s.calls.jwks.fetch_add(1, Ordering::Relaxed);
-    Json(s.jwks.clone())
+    Json(s.jwks())
 }
 
 fn bearer_claims(s: &AuthState, headers: &HeaderMap) -> Option<serde_json::Value> {
     let token = headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")?;
-    let mut v = Validation::new(Algorithm::RS256);
-    v.set_issuer(&[ISSUER]);
-    v.set_audience(&[AUDIENCE]);
-    jsonwebtoken::decode::<serde_json::Value>(token, &s.decoding, &v).ok().map(|d| d.claims)
+    s.verify(token)
 }
 
 async fn validate(State(s): State<Arc<AuthState>>, headers: HeaderMap) -> Response {

@@ -83,6 +83,10 @@ pub struct Options {
     pub fixed_upstream_ports: bool,
     /// Extra JSON fields merged into the filter configuration (tests of config handling).
     pub filter_config_override: Option<serde_json::Value>,
+    /// Route rules (a JSON array of `RouteSpec`), given to both the filter and the sidecar.
+    pub routes: serde_json::Value,
+    /// The sidecar's background JWKS refresh period.
+    pub jwks_refresh: Duration,
 }
 
 impl Options {
@@ -93,6 +97,8 @@ impl Options {
             ports: Ports::ephemeral()?,
             fixed_upstream_ports: false,
             filter_config_override: None,
+            routes: serde_json::json!([]),
+            jwks_refresh: Duration::from_secs(300),
         })
     }
 }
@@ -203,9 +209,12 @@ impl Stack {
     fn sidecar_config(&self) -> String {
         format!(
             "grpcListen: 127.0.0.1:{grpc}\nadminListen: 127.0.0.1:{admin}\niamUrl: {iam}\nredisUrl: redis://127.0.0.1:{redis}\n\
-             jwt:\n  issuers: [\"{ISSUER}\"]\n  audiences: [\"{AUDIENCE}\"]\n\
-             jwks:\n  minRefreshInterval: 1s\n\
-             publicPaths: [/health]\nstripHeaders: [x-quota-lease]\n",
+             jwt:\n  issuers: [\"{ISSUER}\"]\n  audiences: [\"{AUDIENCE}\"]\n  hmacAlgorithms: [HS256, HS384, HS512]\n\
+             jwks:\n  minRefreshInterval: 1s\n  refreshInterval: {refresh}s\n\
+             sessionCacheTtl: 1s\n\
+             publicPaths: [/health]\nstripHeaders: [x-quota-lease]\nroutes: {routes}\n",
+            refresh = self.opts.jwks_refresh.as_secs().max(1),
+            routes = self.opts.routes,
             grpc = self.ports.sidecar_grpc,
             admin = self.ports.sidecar_admin,
             iam = self.auth.url(),
@@ -250,6 +259,7 @@ impl Stack {
         vars.insert("JWT_AUDIENCE", AUDIENCE.into());
         let filter_template = std::fs::read_to_string(paths::workspace().join("envoy/filter.json"))?;
         let mut filter: serde_json::Value = serde_json::from_str(&render(&filter_template, &vars)?)?;
+        filter["routes"] = self.opts.routes.clone();
         if let (Some(extra), Some(obj)) = (&self.opts.filter_config_override, filter.as_object_mut()) {
             for (k, v) in extra.as_object().into_iter().flatten() {
                 obj.insert(k.clone(), v.clone());
@@ -306,7 +316,8 @@ impl Stack {
         })
         .await?;
         if self.opts.mode == Mode::Wasm {
-            let workers = u64::from(self.opts.concurrency);
+            // One key update per worker VM plus the main thread's VM.
+            let workers = u64::from(self.opts.concurrency) + 1;
             let client = self.client.clone();
             let stats = format!("http://127.0.0.1:{}/stats?filter=authz_filter.key_updates", self.ports.envoy_admin);
             wait_until("filter keys", Duration::from_secs(30), &log, &mut child, || {

@@ -5,6 +5,46 @@ use serde_json::Value;
 
 /// The development signing key (RS256, kid `dev-1`). Protects nothing.
 pub const DEV_PRIVATE_PEM: &str = include_str!("../fixtures/dev-rsa-private.pem");
+/// The key a rotation moves to (RS256, kid `dev-2`).
+pub const DEV2_PRIVATE_PEM: &str = include_str!("../fixtures/dev-rsa2-private.pem");
+const EC256_PEM: &str = include_str!("../fixtures/dev-ec256-private.pem");
+const EC384_PEM: &str = include_str!("../fixtures/dev-ec384-private.pem");
+const ED25519_PEM: &str = include_str!("../fixtures/dev-ed25519-private.pem");
+
+/// Every development signing key: `kid`, algorithm, PKCS#8 PEM. The RSA key serves several
+/// algorithms under distinct `kid`s, because a JWK names exactly one algorithm.
+pub const SIGNING_KEYS: &[(&str, Algorithm, &str)] = &[
+    ("dev-1", Algorithm::RS256, DEV_PRIVATE_PEM),
+    ("dev-rs384", Algorithm::RS384, DEV_PRIVATE_PEM),
+    ("dev-rs512", Algorithm::RS512, DEV_PRIVATE_PEM),
+    ("dev-ps256", Algorithm::PS256, DEV_PRIVATE_PEM),
+    ("dev-ps384", Algorithm::PS384, DEV_PRIVATE_PEM),
+    ("dev-ps512", Algorithm::PS512, DEV_PRIVATE_PEM),
+    ("dev-es256", Algorithm::ES256, EC256_PEM),
+    ("dev-es384", Algorithm::ES384, EC384_PEM),
+    ("dev-eddsa", Algorithm::EdDSA, ED25519_PEM),
+    ("dev-2", Algorithm::RS256, DEV2_PRIVATE_PEM),
+];
+
+/// The encoding key of a development `kid`.
+pub fn encoding_key(kid: &str) -> anyhow::Result<(Algorithm, EncodingKey)> {
+    let (_, alg, pem) =
+        SIGNING_KEYS.iter().find(|(k, _, _)| *k == kid).ok_or_else(|| anyhow::anyhow!("no development key {kid:?}"))?;
+    let key = match alg {
+        Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem.as_bytes())?,
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(pem.as_bytes())?,
+        _ => EncodingKey::from_rsa_pem(pem.as_bytes())?,
+    };
+    Ok((*alg, key))
+}
+
+/// Signs with the development key named `kid`, in that key's algorithm.
+pub fn sign_kid(claims: &Value, kid: &str) -> anyhow::Result<String> {
+    let (alg, key) = encoding_key(kid)?;
+    let mut h = Header::new(alg);
+    h.kid = Some(kid.to_string());
+    Ok(jsonwebtoken::encode(&h, claims, &key)?)
+}
 /// A key nobody trusts, for bad-signature cases.
 pub const OTHER_PRIVATE_PEM: &str = include_str!("../fixtures/other-rsa-private.pem");
 pub const DEV_KID: &str = "dev-1";

@@ -6,6 +6,8 @@ mod e2e {
     pub mod client;
     pub mod config_errors;
     pub mod ext_authz;
+    pub mod identity;
+    pub mod sidecar;
     pub mod verdicts;
     pub mod wasm;
 }

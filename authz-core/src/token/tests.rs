@@ -156,6 +156,7 @@ fn codes_are_stable_and_distinct() {
         TokenError::NotYetValid,
         TokenError::IssuedInFuture,
         TokenError::MissingClaim("exp"),
+        TokenError::BadClaim("sub"),
         TokenError::WrongIssuer,
         TokenError::WrongAudience,
     ];

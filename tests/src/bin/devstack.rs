@@ -4,6 +4,7 @@
 //! the sidecar (:9191 gRPC, :9192 admin) and Envoy (:8080, admin :9901). Ctrl-C stops all.
 
 use authz_e2e::stack::{Mode, Options, Ports, Stack};
+
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -21,13 +22,10 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mode = if cli.ext_authz { Mode::ExtAuthz } else { Mode::Wasm };
-    let opts = Options {
-        mode,
-        concurrency: cli.concurrency,
-        ports: Ports::fixed(),
-        fixed_upstream_ports: true,
-        filter_config_override: None,
-    };
+    let mut opts = Options::test(mode)?;
+    opts.concurrency = cli.concurrency;
+    opts.ports = Ports::fixed();
+    opts.fixed_upstream_ports = true;
     let stack = Stack::start(opts).await?;
     let gw = stack.gateway_url("");
     let auth = stack.auth.url();

@@ -27,7 +27,11 @@ impl Reply {
 }
 
 pub async fn get(stack: &Stack, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut req = stack.client.get(stack.gateway_url(path));
+    request(stack, reqwest::Method::GET, path, headers).await
+}
+
+pub async fn request(stack: &Stack, method: reqwest::Method, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = stack.client.request(method, stack.gateway_url(path));
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

@@ -4,12 +4,13 @@ use authz_e2e::stack::{Mode, Options, Stack};
 use authz_e2e::tokens::{DEV_KID, OTHER_PRIVATE_PEM, sign_rs256, sign_with, user_claims};
 
 use super::client::{bearer, get};
-use super::verdicts;
+use super::{sidecar, verdicts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasm_filter_verdicts_metrics_and_sidecar_outage() {
     let mut stack = Stack::start(Options::test(Mode::Wasm).unwrap()).await.unwrap();
     verdicts::all(&stack).await;
+    sidecar::admin_and_health(&stack).await;
 
     // The filter's counters are in Envoy's stats.
     for counter in ["allowed", "denied", "cache_hits", "cache_misses", "callouts"] {
@@ -38,4 +39,5 @@ async fn wasm_filter_verdicts_metrics_and_sidecar_outage() {
     stack.start_sidecar().await.unwrap();
     let r = get(&stack, "/api/tools/x", &[("x-api-key", "demo-api-key-bob")]).await;
     assert_eq!(r.status, 200, "{}", r.json);
+    sidecar::no_secrets_in_logs(&stack);
 }

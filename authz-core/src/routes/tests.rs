@@ -1,0 +1,139 @@
+//! Matching and the identity requirements of route rules, table-driven.
+
+use super::*;
+
+fn spec(id: &str, json: serde_json::Value) -> RouteSpec {
+    let mut v = json;
+    v["id"] = id.into();
+    serde_json::from_value(v).unwrap()
+}
+
+fn table() -> RouteTable {
+    RouteTable::new(
+        vec!["/health".into()],
+        vec![],
+        vec![
+            spec("docs", serde_json::json!({"prefix": "/api/docs", "public": true})),
+            spec("billing", serde_json::json!({"prefix": "/api/billing", "audiences": ["billing-api"]})),
+            spec(
+                "delete",
+                serde_json::json!({"prefix": "/api/lims/samples", "methods": ["DELETE"], "action": "delete-sample"}),
+            ),
+            spec("admin", serde_json::json!({"path": "/api/admin", "maxAuthAge": "5m", "requireSession": true})),
+        ],
+    )
+    .unwrap()
+}
+
+fn id_of(m: Matched<'_>) -> &str {
+    match m {
+        Matched::Public => "public",
+        Matched::Protected(None) => "default",
+        Matched::Protected(Some(r)) => &r.id,
+    }
+}
+
+#[test]
+fn matching() {
+    let t = table();
+    let cases = [
+        ("GET", "/health", "public"),
+        ("GET", "/health?x", "public"),
+        ("GET", "/healthz", "default"),
+        ("GET", "/api/docs/x", "public"),
+        ("GET", "/api/docsx", "default"),
+        ("POST", "/api/billing", "billing"),
+        ("POST", "/api/billing/invoices", "billing"),
+        ("DELETE", "/api/lims/samples/1", "delete"),
+        ("GET", "/api/lims/samples/1", "default"),
+        ("GET", "/api/admin", "admin"),
+        ("GET", "/api/admin/x", "default"),
+    ];
+    for (method, path, want) in cases {
+        assert_eq!(id_of(t.find(method, path)), want, "{method} {path}");
+    }
+}
+
+#[test]
+fn bad_rules_are_refused() {
+    let cases = [
+        serde_json::json!({"id": "a"}),
+        serde_json::json!({"id": "a", "path": "/x", "prefix": "/x"}),
+        serde_json::json!({"id": "a", "prefix": "x"}),
+        serde_json::json!({"id": "a", "prefix": "/x", "maxAuthAge": "soon"}),
+        serde_json::json!({"id": "a", "prefix": "/x", "public": true, "requireSession": true}),
+    ];
+    for c in cases {
+        let s: RouteSpec = serde_json::from_value(c.clone()).unwrap();
+        assert!(Route::try_from(s).is_err(), "{c}");
+    }
+    let dup = vec![spec("a", serde_json::json!({"path": "/x"})), spec("a", serde_json::json!({"path": "/y"}))];
+    assert!(RouteTable::new(vec![], vec![], dup).is_err());
+    assert!(serde_json::from_value::<RouteSpec>(serde_json::json!({"id": "a", "path": "/x", "bogus": 1})).is_err());
+}
+
+fn identity(aud: &[&str], auth_time: Option<u64>) -> Identity {
+    Identity {
+        user_id: "u1".into(),
+        email: None,
+        roles: vec![],
+        issuer: Some("iss".into()),
+        token_id: None,
+        session_id: None,
+        audiences: aud.iter().map(|s| s.to_string()).collect(),
+        auth_time,
+        service: None,
+        action: None,
+        key_id: None,
+        expires_at: 0,
+    }
+}
+
+#[test]
+fn requirements() {
+    let t = table();
+    let default_scope = Scope { issuers: vec!["iss".into()], audiences: vec!["platform".into()] };
+    let route = |m, p| match t.find(m, p) {
+        Matched::Protected(r) => {
+            r.cloned().unwrap_or_else(|| Route::try_from(spec("default", serde_json::json!({"prefix": "/"}))).unwrap())
+        }
+        Matched::Public => panic!("public"),
+    };
+    let now = 10_000;
+    let platform = identity(&["platform"], Some(now - 60));
+    let billing = identity(&["billing-api"], Some(now - 60));
+    let mut action = identity(&["platform"], None);
+    action.action = Some("delete-sample".into());
+    let mut other_action = action.clone();
+    other_action.action = Some("delete-lab".into());
+    let mut other_user = action.clone();
+    other_user.user_id = "u2".into();
+    let expired_err = TokenError::Expired;
+    let code = |r: Result<(), Denial>| r.err().map_or("ok", |d| d.code);
+
+    let billing_route = route("POST", "/api/billing");
+    assert_eq!(code(billing_route.check(&default_scope, &billing, None, now)), "ok");
+    assert_eq!(code(billing_route.check(&default_scope, &platform, None, now)), "token_wrong_audience");
+    let default_route = route("GET", "/api/tools");
+    assert_eq!(code(default_route.check(&default_scope, &billing, None, now)), "token_wrong_audience");
+    assert_eq!(code(default_route.check(&default_scope, &platform, None, now)), "ok");
+
+    let admin = route("GET", "/api/admin");
+    assert!(admin.require_session);
+    assert_eq!(code(admin.check(&default_scope, &platform, None, now)), "ok");
+    assert_eq!(
+        code(admin.check(&default_scope, &identity(&["platform"], Some(now - 301)), None, now)),
+        "reauthentication_required"
+    );
+    assert_eq!(
+        code(admin.check(&default_scope, &identity(&["platform"], None), None, now)),
+        "reauthentication_required"
+    );
+
+    let delete = route("DELETE", "/api/lims/samples/1");
+    assert_eq!(code(delete.check(&default_scope, &platform, None, now)), "action_token_required");
+    assert_eq!(code(delete.check(&default_scope, &platform, Some(Ok(&action)), now)), "ok");
+    assert_eq!(code(delete.check(&default_scope, &platform, Some(Ok(&other_action)), now)), "action_token_invalid");
+    assert_eq!(code(delete.check(&default_scope, &platform, Some(Ok(&other_user)), now)), "action_token_invalid");
+    assert_eq!(code(delete.check(&default_scope, &platform, Some(Err(&expired_err)), now)), "action_token_invalid");
+}

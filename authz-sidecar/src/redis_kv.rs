@@ -1,0 +1,68 @@
+//! Redis as a shared cache: `GET` and `SET EX` with a deadline, errors counted, never fatal.
+//!
+//! Callers treat a slow or absent Redis as a cache miss; the counter
+//! `authz_redis_errors_total` and `/readyz` make the outage visible.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tracing::debug;
+
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct RedisKv {
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl RedisKv {
+    pub fn new(conn: ConnectionManager, prefix: String, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        Self { conn, prefix, timeout, metrics }
+    }
+
+    /// `<prefix><kind>:<hex digest>`: keys never contain a credential.
+    pub fn key(&self, kind: &str, digest: &[u8; 32]) -> String {
+        format!("{}{kind}:{}", self.prefix, hex::encode(digest))
+    }
+
+    pub async fn get(&self, key: &str) -> Option<String> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, conn.get::<_, Option<String>>(key)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                self.metrics.redis_errors.inc();
+                debug!(error = %e, "redis GET failed");
+                None
+            }
+            Err(_) => {
+                self.metrics.redis_errors.inc();
+                debug!("redis GET timed out");
+                None
+            }
+        }
+    }
+
+    /// Stores `value` for `ttl` (rounded down to whole seconds; nothing is stored under 1 s).
+    pub async fn set_ex(&self, key: &str, value: &str, ttl: Duration) {
+        if ttl.as_secs() == 0 {
+            return;
+        }
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, conn.set_ex::<_, _, ()>(key, value, ttl.as_secs())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.metrics.redis_errors.inc();
+                debug!(error = %e, "redis SET failed");
+            }
+            Err(_) => {
+                self.metrics.redis_errors.inc();
+                debug!("redis SET timed out");
+            }
+        }
+    }
+}
