@@ -10,7 +10,7 @@ use crate::cache::{TokenCache, digest};
 use crate::claims::ClaimsPolicy;
 use crate::identity::Identity;
 use crate::keys::KeySet;
-use crate::token::{TokenError, verify_token_time};
+use crate::token::{NativeVerifier, TokenError, verify_token_time_with};
 
 /// A verified identity with its header projection computed once.
 #[derive(Debug)]
@@ -39,16 +39,27 @@ pub enum LocalVerdict {
 }
 
 /// Keys, claim rules and the cache, owned by one filter VM (or one sidecar task).
-#[derive(Debug)]
 pub struct Authenticator {
     keys: KeySet,
     policy: ClaimsPolicy,
     cache: TokenCache<Arc<Verified>>,
+    native: Option<Box<dyn NativeVerifier>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").field("keys", &self.keys).field("cached", &self.cache.len()).finish()
+    }
 }
 
 impl Authenticator {
     pub fn new(policy: ClaimsPolicy, cache_capacity: usize) -> Self {
-        Self { keys: KeySet::new(), policy, cache: TokenCache::new(cache_capacity) }
+        Self { keys: KeySet::new(), policy, cache: TokenCache::new(cache_capacity), native: None }
+    }
+
+    /// Uses the host's native signature verification where it applies (RSA, ECDSA).
+    pub fn set_native_verifier(&mut self, native: Box<dyn NativeVerifier>) {
+        self.native = Some(native);
     }
 
     /// Replaces the key set. Cached identities stay valid (they were verified with keys that
@@ -82,7 +93,7 @@ impl Authenticator {
         }
         // Issuer and audience are the route's business (`Route::check`), so one cached
         // verification serves every route.
-        let claims = match verify_token_time(token, &self.keys, &self.policy, now) {
+        let claims = match verify_token_time_with(token, &self.keys, &self.policy, now, self.native.as_deref()) {
             Ok(c) => c,
             Err(TokenError::UnknownKey) => return LocalVerdict::Unknown,
             Err(e) => return LocalVerdict::Invalid(e),
@@ -134,6 +145,7 @@ mod tests {
             kid: Some("k1".into()),
             alg: Algorithm::HS256,
             key: jsonwebtoken::DecodingKey::from_secret(b"k"),
+            spki: None,
         });
         a.set_keys(ks);
         assert!(matches!(a.authenticate(&with_kid, now), LocalVerdict::Valid { cache_hit: false, .. }));

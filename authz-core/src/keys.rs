@@ -26,6 +26,9 @@ pub struct VerifyKey {
     pub kid: Option<String>,
     pub alg: Algorithm,
     pub key: DecodingKey,
+    /// SubjectPublicKeyInfo DER for RSA and ECDSA keys (built once), for a host's native
+    /// verifier ([`crate::token::NativeVerifier`]).
+    pub spki: Option<std::sync::Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -73,7 +76,7 @@ impl KeySet {
 
     /// Adds an HMAC secret for tokens without `kid` (HS256, the platform's `JWT_SECRET`).
     pub fn add_hmac_secret(&mut self, secret: &[u8], alg: Algorithm) {
-        self.insert(VerifyKey { kid: None, alg, key: DecodingKey::from_secret(secret) });
+        self.insert(VerifyKey { kid: None, alg, key: DecodingKey::from_secret(secret), spki: None });
     }
 
     /// The key for a token header, if we hold it. `None` means "unknown key": the caller may
@@ -123,7 +126,8 @@ pub fn verify_key_from_jwk(jwk: &Jwk) -> Result<Option<VerifyKey>, KeyError> {
         None => inferred,
     };
     let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(&e.to_string()))?;
-    Ok(Some(VerifyKey { kid, alg, key }))
+    let spki = crate::spki::from_jwk(jwk).map(std::sync::Arc::from);
+    Ok(Some(VerifyKey { kid, alg, key, spki }))
 }
 
 /// The algorithm a key type implies when the JWK does not name one.

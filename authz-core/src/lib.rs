@@ -16,6 +16,7 @@ pub mod identity;
 pub mod keys;
 pub mod request;
 pub mod routes;
+pub mod spki;
 pub mod token;
 pub mod trace;
 

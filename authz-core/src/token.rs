@@ -77,10 +77,43 @@ pub fn verify_token(token: &str, keys: &KeySet, policy: &ClaimsPolicy, now: u64)
     Ok(claims)
 }
 
+/// A host's own signature verification, for RSA PKCS#1 v1.5 (`RS*`) and ECDSA (`ES*`) keys
+/// that carry an SPKI. In Envoy this is BoringSSL behind the `verify_signature` foreign
+/// function: measured ~30x faster than pure Rust compiled to wasm for RS256 and ~10x for
+/// ES256 (see the README's benchmarks).
+pub trait NativeVerifier {
+    /// `Some(valid)`, or `None` when the host cannot verify (the caller falls back to Rust).
+    /// `signature` is DER for ECDSA.
+    fn verify(&self, hash: &'static str, spki_der: &[u8], signature: &[u8], message: &[u8]) -> Option<bool>;
+}
+
+/// The digest a native verifier needs for `alg`, and for ECDSA the raw signature width.
+fn native_params(alg: Algorithm) -> Option<(&'static str, Option<usize>)> {
+    match alg {
+        Algorithm::RS256 => Some(("sha256", None)),
+        Algorithm::RS384 => Some(("sha384", None)),
+        Algorithm::RS512 => Some(("sha512", None)),
+        Algorithm::ES256 => Some(("sha256", Some(64))),
+        Algorithm::ES384 => Some(("sha384", Some(96))),
+        _ => None,
+    }
+}
+
 /// Verifies the signature and the route-independent claims (`exp`, `nbf`, `iat`, `sub`).
 /// The caller checks issuer and audience against the route's [`crate::claims::Scope`]; this
 /// split lets one cached verification serve routes with different audiences.
 pub fn verify_token_time(token: &str, keys: &KeySet, policy: &ClaimsPolicy, now: u64) -> Result<Claims, TokenError> {
+    verify_token_time_with(token, keys, policy, now, None)
+}
+
+/// [`verify_token_time`], using `native` for the signature when it can.
+pub fn verify_token_time_with(
+    token: &str,
+    keys: &KeySet,
+    policy: &ClaimsPolicy,
+    now: u64,
+    native: Option<&dyn NativeVerifier>,
+) -> Result<Claims, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::TooLarge);
     }
@@ -100,6 +133,28 @@ pub fn verify_token_time(token: &str, keys: &KeySet, policy: &ClaimsPolicy, now:
     let key = keys.find(header.kid.as_deref(), header.alg).ok_or(TokenError::UnknownKey)?;
     if key.alg != header.alg {
         return Err(TokenError::AlgorithmMismatch);
+    }
+    if let (Some(native), Some(spki), Some((hash, ecdsa_width))) = (native, &key.spki, native_params(header.alg)) {
+        use base64::Engine as _;
+        let (message, sig_b64) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+        let raw =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig_b64).map_err(|_| TokenError::Malformed)?;
+        let signature = match ecdsa_width {
+            Some(w) if raw.len() != w => return Err(TokenError::BadSignature),
+            Some(_) => crate::spki::ecdsa_raw_to_der(&raw).ok_or(TokenError::BadSignature)?,
+            None => raw,
+        };
+        match native.verify(hash, spki, &signature, message.as_bytes()) {
+            Some(true) => {
+                let mut claims: Claims =
+                    jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| TokenError::Malformed)?;
+                policy.check_time(&claims, now)?;
+                claims.verified_kid = key.kid.clone();
+                return Ok(claims);
+            }
+            Some(false) => return Err(TokenError::BadSignature),
+            None => {}
+        }
     }
     crypto::ensure_provider();
     let data = jsonwebtoken::decode::<Claims>(token, &key.key, &signature_only(header.alg)).map_err(|e| {

@@ -10,6 +10,7 @@ pub mod callout;
 pub mod config;
 mod http;
 mod metrics;
+mod native;
 mod root;
 mod worker;
 

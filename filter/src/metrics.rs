@@ -31,6 +31,8 @@ pub struct Metrics {
     pub callouts: Counter,
     pub callout_errors: Counter,
     pub key_updates: Counter,
+    /// Signatures verified by Envoy's native crypto (RSA, ECDSA).
+    pub native_verifications: Counter,
     pub control_stream_closed: Counter,
 }
 
@@ -44,6 +46,7 @@ impl Metrics {
             callouts: Counter::define("authz_filter.callouts"),
             callout_errors: Counter::define("authz_filter.callout_errors"),
             key_updates: Counter::define("authz_filter.key_updates"),
+            native_verifications: Counter::define("authz_filter.native_verifications"),
             control_stream_closed: Counter::define("authz_filter.control_stream_closed"),
         }
     }

@@ -9,6 +9,7 @@ use authz_core::authenticator::Authenticator;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::native::EnvoyVerifier;
 
 pub struct Worker {
     pub settings: Rc<Settings>,
@@ -21,7 +22,8 @@ pub type Shared = Rc<RefCell<Worker>>;
 
 impl Worker {
     pub fn new(settings: Settings, metrics: Metrics) -> Self {
-        let auth = Authenticator::new(settings.claims.clone(), settings.cache_capacity);
+        let mut auth = Authenticator::new(settings.claims.clone(), settings.cache_capacity);
+        auth.set_native_verifier(Box::new(EnvoyVerifier { verifications: metrics.native_verifications }));
         Self { settings: Rc::new(settings), auth, metrics, rng: fastrand::Rng::new() }
     }
 

@@ -6,6 +6,7 @@
 //!   and reads. The sidecar uses the full `envoy-types` definitions; this subset is
 //!   wire-compatible (same field numbers, checked by tests) and keeps the wasm small.
 
+pub mod envoy_foreign;
 pub mod ext_authz;
 
 pub mod authz {

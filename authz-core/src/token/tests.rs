@@ -19,6 +19,7 @@ fn keys() -> KeySet {
         kid: Some("dev-1".into()),
         alg: Algorithm::RS256,
         key: DecodingKey::from_rsa_pem(PUB.as_bytes()).unwrap(),
+        spki: None,
     });
     ks.add_hmac_secret(SECRET, Algorithm::HS256);
     ks
@@ -163,4 +164,53 @@ fn codes_are_stable_and_distinct() {
     let codes: std::collections::HashSet<_> = all.iter().map(TokenError::code).collect();
     assert_eq!(codes.len(), all.len());
     assert_eq!(TokenError::Expired.code(), "token_expired");
+}
+
+/// A native verifier backed by jsonwebtoken itself, to exercise the native path natively.
+struct Native(std::cell::Cell<u32>);
+
+impl NativeVerifier for Native {
+    fn verify(&self, hash: &'static str, spki_der: &[u8], signature: &[u8], message: &[u8]) -> Option<bool> {
+        self.0.set(self.0.get() + 1);
+        assert_eq!(hash, "sha256");
+        // Re-encode the SPKI as PEM and the signature back to the JWS form, then verify.
+        use base64::Engine as _;
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(spki_der)
+        );
+        let key = DecodingKey::from_rsa_pem(pem.as_bytes()).ok()?;
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature);
+        jsonwebtoken::crypto::verify(&sig, message, &key, Algorithm::RS256).ok()
+    }
+}
+
+#[test]
+fn native_verifier_is_used_for_keys_with_spki_and_gives_the_same_verdicts() {
+    crate::crypto::ensure_provider();
+    let jwks = {
+        let enc = EncodingKey::from_rsa_pem(PRIV.as_bytes()).unwrap();
+        let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&enc, Algorithm::RS256).unwrap();
+        jwk.common.key_id = Some("dev-1".into());
+        serde_json::json!({"keys": [jwk]}).to_string()
+    };
+    let mut ks = KeySet::new();
+    ks.extend_from_jwks_json(&jwks).unwrap();
+    let native = Native(std::cell::Cell::new(0));
+    let good = rs256(&claims());
+    let other = {
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some("dev-1".into());
+        encode(&h, &claims(), &EncodingKey::from_rsa_pem(OTHER_PRIV.as_bytes()).unwrap()).unwrap()
+    };
+    let expired = rs256(&with(claims(), "exp", json!(NOW - 3600)));
+    let p = policy();
+    assert_eq!(verify_token_time_with(&good, &ks, &p, NOW, Some(&native)).unwrap().sub.as_deref(), Some("u1"));
+    assert_eq!(verify_token_time_with(&other, &ks, &p, NOW, Some(&native)).map(|_| ()), Err(TokenError::BadSignature));
+    assert_eq!(verify_token_time_with(&expired, &ks, &p, NOW, Some(&native)).map(|_| ()), Err(TokenError::Expired));
+    assert_eq!(native.0.get(), 3);
+    assert_eq!(
+        verify_token_time_with(&good, &ks, &p, NOW, Some(&native)).unwrap().verified_kid.as_deref(),
+        Some("dev-1")
+    );
 }

@@ -45,6 +45,7 @@ async fn callouts(stack: &Stack) -> Option<u64> {
 /// the wasm mode, none of them needs the sidecar.
 pub async fn every_algorithm(stack: &Stack) {
     let before = callouts(stack).await;
+    let native_before = stack.envoy_stat("authz_filter.native_verifications").await.unwrap_or(0);
     for (kid, alg, _) in SIGNING_KEYS.iter().filter(|(k, _, _)| *k != "dev-2") {
         let token = sign_kid(&claims("u-alg"), kid).unwrap();
         let r = get(stack, "/api/tools/alg", &[("authorization", &bearer(&token))]).await;
@@ -68,6 +69,9 @@ pub async fn every_algorithm(stack: &Stack) {
     }
     if stack.opts.mode == Mode::Wasm {
         assert_eq!(callouts(stack).await, before, "every algorithm verified inside Envoy");
+        // RS256/384/512 and ES256/384 went to Envoy's BoringSSL (`verify_signature`).
+        let native = stack.envoy_stat("authz_filter.native_verifications").await.unwrap_or(0) - native_before;
+        assert_eq!(native, 5, "native verifications");
     }
 }
 
