@@ -79,8 +79,7 @@ pub fn verify_token(token: &str, keys: &KeySet, policy: &ClaimsPolicy, now: u64)
 
 /// A host's own signature verification, for RSA PKCS#1 v1.5 (`RS*`) and ECDSA (`ES*`) keys
 /// that carry an SPKI. In Envoy this is BoringSSL behind the `verify_signature` foreign
-/// function: measured ~30x faster than pure Rust compiled to wasm for RS256 and ~10x for
-/// ES256 (see the README's benchmarks).
+/// function: measured 20-40x faster than pure Rust compiled to wasm (BENCHMARKS.md).
 pub trait NativeVerifier {
     /// `Some(valid)`, or `None` when the host cannot verify (the caller falls back to Rust).
     /// `signature` is DER for ECDSA.

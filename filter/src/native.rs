@@ -1,9 +1,9 @@
 //! Signature verification by Envoy itself (BoringSSL), through the `verify_signature` foreign
 //! function, for RSA PKCS#1 v1.5 and ECDSA tokens.
 //!
-//! Measured inside Envoy 1.40's V8 on this project's machine (`bench/wasm-verify.sh`): RS256
-//! ~66 µs per verification natively vs ~1960 µs in pure Rust compiled to wasm; ES256 ~126 µs vs
-//! ~1320 µs. HMAC, EdDSA and RSA-PSS stay in Rust (`verify_signature` has no PSS or EdDSA).
+//! Measured inside Envoy 1.40's V8 (`bench/wasm-verify.sh`, BENCHMARKS.md): 20-40x faster
+//! than pure Rust compiled to wasm for RS256 and ES256. HMAC, EdDSA and RSA-PSS stay in Rust
+//! (`verify_signature` has no PSS or EdDSA).
 
 use authz_core::token::NativeVerifier;
 use authz_proto::envoy_foreign::{VerifySignatureArguments, VerifySignatureResult};
