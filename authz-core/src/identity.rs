@@ -30,6 +30,9 @@ pub struct Identity {
     /// identity is only used while its key is still trusted, so retiring a key ends its tokens.
     #[serde(default)]
     pub key_id: Option<String>,
+    /// The token's `iat`, for "log out everywhere" (`sub` + `before`).
+    #[serde(default)]
+    pub issued_at: Option<u64>,
     /// Unix seconds after which this identity must not be used (the token's `exp`).
     pub expires_at: u64,
 }
@@ -58,6 +61,7 @@ impl Identity {
             service: c.svc,
             action: c.action,
             key_id: c.verified_kid,
+            issued_at: c.iat,
             expires_at: c.exp.unwrap_or(0),
         })
     }

@@ -15,6 +15,7 @@ pub mod headers;
 pub mod identity;
 pub mod keys;
 pub mod request;
+pub mod revocation;
 pub mod routes;
 pub mod spki;
 pub mod token;

@@ -1,4 +1,5 @@
-//! The HTTP admin port: `/healthz` (alive), `/readyz` (keys and Redis ready), `/metrics`.
+//! The HTTP admin port: `/healthz` (alive), `/readyz` (keys fetched, Redis answering, the
+//! revocation subscription live), `/metrics`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +13,11 @@ use redis::aio::ConnectionManager;
 
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
+use crate::revocations::RevocationHub;
 
 pub struct AdminState {
     pub keys: Arc<KeyStore>,
+    pub revocations: Arc<RevocationHub>,
     pub redis: ConnectionManager,
     pub metrics: Arc<Metrics>,
     pub redis_timeout: Duration,
@@ -35,12 +38,15 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
     let cmd = redis::cmd("PING");
     let ping = cmd.query_async::<String>(&mut conn);
     let redis_ready = matches!(tokio::time::timeout(s.redis_timeout, ping).await, Ok(Ok(_)));
+    let revocations = s.revocations.current();
+    let ready = keys_ready && redis_ready && revocations.live;
     let body = serde_json::json!({
-        "ready": keys_ready && redis_ready,
+        "ready": ready,
         "keys": { "ready": keys_ready, "version": keys.version, "count": keys.keys.len() },
         "redis": { "ready": redis_ready },
+        "revocations": { "live": revocations.live, "version": revocations.version, "count": revocations.set.len() },
     });
-    let status = if keys_ready && redis_ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string())
 }
 

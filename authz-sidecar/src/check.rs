@@ -28,6 +28,7 @@ use crate::identity_cache::{IdentityCache, unix_now};
 use crate::introspect::Introspector;
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
+use crate::revocations::RevocationHub;
 use crate::session::SessionChecker;
 
 /// gRPC status codes carried in `CheckResponse.status`.
@@ -44,6 +45,7 @@ pub struct Decider {
     pub claims: ClaimsPolicy,
     pub strip: StripRules,
     pub routes: RouteTable,
+    pub revocations: Arc<RevocationHub>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -74,6 +76,9 @@ impl Decider {
     }
 
     async fn api_key(&self, route: Option<&Route>, key: &str) -> Decision {
+        if self.revocations.current().set.is_api_key_revoked(&digest(key)) {
+            return Decision::Deny(Denial::unauthorized("api_key_revoked", "the API key was revoked"));
+        }
         match self.introspector.lookup(key).await {
             // Keys carry no session, sign-in time or action: step-up routes need a user token.
             Ok(Some(_)) if route.is_some_and(|r| r.require_session || r.action.is_some() || r.has_max_auth_age()) => {
@@ -96,6 +101,9 @@ impl Decider {
     ) -> Result<Arc<Identity>, Decision> {
         let now = unix_now();
         let id = self.identity(token, now).await?;
+        if self.revocations.current().set.is_revoked(&id) {
+            return Err(Decision::Deny(Denial::unauthorized("token_revoked", "the token was revoked")));
+        }
         let scope = self.claims.scope();
         let Some(route) = route else {
             scope

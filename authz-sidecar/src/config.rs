@@ -41,6 +41,8 @@ pub struct Config {
     pub routes: Vec<RouteSpec>,
     #[serde(default)]
     pub api_keys: ApiKeyConfig,
+    #[serde(default)]
+    pub revocation: RevocationConfig,
     /// How long a session check's answer is reused (`requireSession` routes).
     #[serde(default = "default_session_ttl", with = "serde_str")]
     pub session_cache_ttl: Duration,
@@ -71,6 +73,18 @@ pub struct JwtConfig {
     /// Algorithms accepted for kid-less tokens signed with `JWT_SECRET`.
     #[serde(default = "default_hmac")]
     pub hmac_algorithms: Vec<String>,
+}
+
+/// Where the auth service publishes and stores revocations (the README's contract).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// Pub/sub channel of revocation events.
+    #[serde(default = "default_channel")]
+    pub channel: String,
+    /// Prefix of the stored revocation keys (`<prefix><kind>:<id>`).
+    #[serde(default = "default_rev_prefix")]
+    pub key_prefix: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -142,6 +156,12 @@ fn default_admin() -> SocketAddr {
 fn default_iam_timeout() -> Duration {
     Duration::from_secs(2)
 }
+fn default_channel() -> String {
+    "authz:revocations".into()
+}
+fn default_rev_prefix() -> String {
+    "authz:revoked:".into()
+}
 fn default_session_ttl() -> Duration {
     Duration::from_secs(5)
 }
@@ -188,6 +208,11 @@ fn default_level() -> String {
 impl Default for JwtConfig {
     fn default() -> Self {
         Self { issuers: Vec::new(), audiences: Vec::new(), clock_skew: default_skew(), hmac_algorithms: default_hmac() }
+    }
+}
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        Self { channel: default_channel(), key_prefix: default_rev_prefix() }
     }
 }
 impl Default for ApiKeyConfig {

@@ -1,26 +1,30 @@
-//! `authz.v1.Control/Subscribe`: pushes the current keys to each filter VM, then every change.
+//! `authz.v1.Control/Subscribe`: pushes keys and revocations to each filter VM, first the
+//! current state, then every change.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use authz_proto::authz::v1::control_server::Control;
-use authz_proto::authz::v1::{ControlEvent, KeySnapshot, SubscribeRequest, control_event};
-use futures::{Stream, StreamExt};
-use tokio_stream::wrappers::WatchStream;
+use authz_proto::authz::v1::{ControlEvent, KeySnapshot, RevocationUpdate, SubscribeRequest, control_event};
+use futures::Stream;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use crate::keystore::KeyStore;
+use crate::keystore::{KeyState, KeyStore};
 use crate::metrics::Metrics;
+use crate::revocations::{RevocationHub, Update};
 
 pub struct ControlService {
     keys: Arc<KeyStore>,
+    revocations: Arc<RevocationHub>,
     metrics: Arc<Metrics>,
 }
 
 impl ControlService {
-    pub fn new(keys: Arc<KeyStore>, metrics: Arc<Metrics>) -> Self {
-        Self { keys, metrics }
+    pub fn new(keys: Arc<KeyStore>, revocations: Arc<RevocationHub>, metrics: Arc<Metrics>) -> Self {
+        Self { keys, revocations, metrics }
     }
 }
 
@@ -35,6 +39,27 @@ impl Drop for Subscriber {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<ControlEvent, Status>> + Send>>;
 
+fn keys_event(state: &KeyState) -> Option<ControlEvent> {
+    (!state.jwks_json.is_empty()).then(|| ControlEvent {
+        event: Some(control_event::Event::Keys(KeySnapshot {
+            version: state.version,
+            jwks_json: state.jwks_json.clone(),
+        })),
+    })
+}
+
+fn revocations_event(version: u64, full: bool, revocations_json: Vec<String>) -> ControlEvent {
+    ControlEvent {
+        event: Some(control_event::Event::Revocations(RevocationUpdate { version, full, revocations_json })),
+    }
+}
+
+fn full_snapshot(hub: &RevocationHub) -> ControlEvent {
+    let state = hub.current();
+    let json = state.set.to_vec().iter().filter_map(|r| serde_json::to_string(r).ok()).collect();
+    revocations_event(state.version, true, json)
+}
+
 #[tonic::async_trait]
 impl Control for ControlService {
     type SubscribeStream = EventStream;
@@ -44,19 +69,45 @@ impl Control for ControlService {
         info!(%node, "control stream opened");
         self.metrics.control_subscribers.inc();
         let guard = Subscriber(Arc::clone(&self.metrics));
-        // WatchStream yields the current state first, then each change.
-        let stream = WatchStream::new(self.keys.subscribe()).filter_map(move |state| {
-            let _alive = &guard;
-            let event = (!state.jwks_json.is_empty()).then(|| {
-                Ok(ControlEvent {
-                    event: Some(control_event::Event::Keys(KeySnapshot {
-                        version: state.version,
-                        jwks_json: state.jwks_json.clone(),
-                    })),
-                })
-            });
-            futures::future::ready(event)
+        let (tx, rx) = mpsc::channel(64);
+        // Subscribe to changes before reading the current state: nothing falls in between.
+        let mut keys_rx = self.keys.subscribe();
+        let mut updates = self.revocations.subscribe();
+        let hub = Arc::clone(&self.revocations);
+        tokio::spawn(async move {
+            let _alive = guard;
+            let first_keys = keys_event(&keys_rx.borrow_and_update());
+            if let Some(ev) = first_keys
+                && tx.send(Ok(ev)).await.is_err()
+            {
+                return;
+            }
+            if tx.send(Ok(full_snapshot(&hub))).await.is_err() {
+                return;
+            }
+            loop {
+                let event = tokio::select! {
+                    changed = keys_rx.changed() => match changed {
+                        Ok(()) => keys_event(&keys_rx.borrow_and_update()),
+                        Err(_) => break,
+                    },
+                    update = updates.recv() => match update {
+                        Ok(Update::Delta(version, r)) => {
+                            serde_json::to_string(&r).ok().map(|j| revocations_event(version, false, vec![j]))
+                        }
+                        // A resync, or we fell behind: the whole set again.
+                        Ok(Update::Full) | Err(broadcast::error::RecvError::Lagged(_)) => Some(full_snapshot(&hub)),
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    () = tx.closed() => break,
+                };
+                if let Some(ev) = event
+                    && tx.send(Ok(ev)).await.is_err()
+                {
+                    break;
+                }
+            }
         });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -15,5 +15,6 @@ pub mod introspect;
 pub mod keystore;
 pub mod metrics;
 pub mod redis_kv;
+pub mod revocations;
 pub mod server;
 pub mod session;

@@ -24,6 +24,12 @@ pub struct Metrics {
     pub session_checks: Family<Labels, Counter>,
     /// Filter VMs holding a control stream.
     pub control_subscribers: Gauge,
+    /// Revocation facts received on the pub/sub channel.
+    pub revocation_events: Counter,
+    /// Reloads of the stored revocation state (after every (re)subscribe).
+    pub revocation_resyncs: Counter,
+    /// Revocation messages that could not be read.
+    pub revocation_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -36,6 +42,12 @@ impl Default for Metrics {
         let introspections = Family::<Labels, Counter>::default();
         let control_subscribers = Gauge::default();
         let session_checks = Family::<Labels, Counter>::default();
+        let revocation_events = Counter::default();
+        let revocation_resyncs = Counter::default();
+        let revocation_errors = Counter::default();
+        registry.register("revocation_events", "Revocation facts received on pub/sub", revocation_events.clone());
+        registry.register("revocation_resyncs", "Reloads of the stored revocation state", revocation_resyncs.clone());
+        registry.register("revocation_errors", "Revocation messages that could not be read", revocation_errors.clone());
         registry.register("session_checks", "Session validations at the auth service", session_checks.clone());
         registry.register("checks", "ext_authz Check answers", checks.clone());
         registry.register("identity_cache", "Identity cache lookups", identity_cache.clone());
@@ -52,6 +64,9 @@ impl Default for Metrics {
             introspections,
             session_checks,
             control_subscribers,
+            revocation_events,
+            revocation_resyncs,
+            revocation_errors,
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::introspect::Introspector;
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
 use crate::redis_kv::RedisKv;
+use crate::revocations::RevocationHub;
 use crate::session::SessionChecker;
 
 /// Runs the sidecar until `shutdown` resolves.
@@ -52,8 +53,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .set_response_timeout(Some(config.cache.redis_timeout))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_secs(2));
-    let redis =
-        ConnectionManager::new_lazy_with_config(redis_client, redis_config).context("Redis connection manager")?;
+    let redis = ConnectionManager::new_lazy_with_config(redis_client.clone(), redis_config)
+        .context("Redis connection manager")?;
+    let revocations = Arc::new(RevocationHub::new(Arc::clone(&metrics)));
+    revocations.spawn_subscriber(redis_client, config.revocation.channel.clone(), config.revocation.key_prefix.clone());
 
     let kv = RedisKv::new(
         redis.clone(),
@@ -80,6 +83,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         },
         strip: StripRules::new(config.strip_headers.clone()),
         routes: config.route_table()?,
+        revocations: Arc::clone(&revocations),
         metrics: Arc::clone(&metrics),
     });
 
@@ -105,6 +109,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 
     let admin_state = Arc::new(AdminState {
         keys: Arc::clone(&keys),
+        revocations: Arc::clone(&revocations),
         redis,
         metrics: Arc::clone(&metrics),
         redis_timeout: config.cache.redis_timeout,
@@ -115,7 +120,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AuthorizationServer::new(AuthzService::new(decider)))
-        .add_service(ControlServer::new(ControlService::new(keys, metrics)))
+        .add_service(ControlServer::new(ControlService::new(keys, revocations, metrics)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), wait(stop_rx));
 
     let (grpc, admin) = tokio::join!(grpc_server, admin_server);

@@ -52,6 +52,29 @@ pub struct RawConfig {
     /// First delay before reconnecting a closed control stream; doubles up to 30 s.
     #[serde(default = "default_reconnect")]
     pub reconnect_interval: String,
+    /// How long the filter trusts its revocation set without a live control stream (and
+    /// before the first snapshot arrives). Past it, see `onStale`.
+    #[serde(default = "default_stale")]
+    pub revocation_stale_after: String,
+    /// With a stale revocation set: `sidecar` asks the sidecar for every bearer request (one
+    /// gRPC call each, correct while the sidecar is up), `deny` answers 503.
+    #[serde(default = "default_on_stale")]
+    pub on_stale: OnStale,
+}
+
+/// What a filter does when its revocation set is stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStale {
+    Sidecar,
+    Deny,
+}
+
+fn default_stale() -> String {
+    "2s".into()
+}
+fn default_on_stale() -> OnStale {
+    OnStale::Sidecar
 }
 
 fn default_timeout() -> String {
@@ -92,6 +115,8 @@ pub struct Settings {
     pub strip: StripRules,
     pub control_stream: bool,
     pub reconnect_interval: Duration,
+    pub revocation_stale_after: Duration,
+    pub on_stale: OnStale,
 }
 
 impl Settings {
@@ -137,6 +162,8 @@ impl TryFrom<RawConfig> for Settings {
             strip: StripRules::new(raw.strip_headers),
             control_stream: raw.control_stream,
             reconnect_interval: duration("reconnectInterval", &raw.reconnect_interval)?,
+            revocation_stale_after: duration("revocationStaleAfter", &raw.revocation_stale_after)?,
+            on_stale: raw.on_stale,
         })
     }
 }
@@ -164,6 +191,8 @@ mod tests {
             (r#"{"sidecarCluster": "c", "publicPaths": ["health"]}"#, "publicPaths"),
             (r#"{"sidecarCluster": "c", "cacheCapacity": -1}"#, "cacheCapacity"),
             (r#"{"sidecarCluster": ""}"#, "sidecarCluster"),
+            (r#"{"sidecarCluster": "c", "onStale": "allow"}"#, "onStale"),
+            (r#"{"sidecarCluster": "c", "revocationStaleAfter": "never"}"#, "revocationStaleAfter"),
             (r#"{"sidecarCluster": "c", "routes": [{"id": "r", "prefix": "/x", "maxAuthAge": "old"}]}"#, "routes"),
             (r#"{"sidecarCluster": "c", "routes": [{"id": "r", "prefix": "/x", "bogus": true}]}"#, "routes"),
         ];

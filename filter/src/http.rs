@@ -14,6 +14,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::callout::{CalloutVerdict, build_check_request, interpret};
+use crate::config::OnStale;
 use crate::metrics::Metrics;
 use crate::root::log;
 use crate::worker::Shared;
@@ -148,6 +149,21 @@ impl Http {
             }
         };
         let settings = Rc::clone(&w.settings);
+        if !w.revocations_fresh {
+            return match settings.on_stale {
+                OnStale::Sidecar => {
+                    metrics.stale_callouts.inc();
+                    Local::AskSidecar
+                }
+                OnStale::Deny => {
+                    Local::Deny(Denial::unavailable("revocations_stale", "revocation state is unavailable"))
+                }
+            };
+        }
+        if w.revocations.is_revoked(&verified.identity) {
+            metrics.revoked.inc();
+            return Local::Deny(Denial::unauthorized("token_revoked", "the token was revoked"));
+        }
         let Some(route) = route else {
             return match settings.scope.check(verified.identity.issuer.as_deref(), &verified.identity.audiences) {
                 Ok(()) => Local::Allow(Some(verified)),

@@ -31,6 +31,12 @@ pub struct Metrics {
     pub callouts: Counter,
     pub callout_errors: Counter,
     pub key_updates: Counter,
+    /// Requests refused because their credential was revoked.
+    pub revoked: Counter,
+    /// Bearer requests sent to the sidecar because the revocation set was stale.
+    pub stale_callouts: Counter,
+    /// Revocation updates applied (full snapshots and single facts).
+    pub revocation_updates: Counter,
     /// Signatures verified by Envoy's native crypto (RSA, ECDSA).
     pub native_verifications: Counter,
     pub control_stream_closed: Counter,
@@ -47,6 +53,9 @@ impl Metrics {
             callout_errors: Counter::define("authz_filter.callout_errors"),
             key_updates: Counter::define("authz_filter.key_updates"),
             native_verifications: Counter::define("authz_filter.native_verifications"),
+            revoked: Counter::define("authz_filter.revoked"),
+            stale_callouts: Counter::define("authz_filter.stale_callouts"),
+            revocation_updates: Counter::define("authz_filter.revocation_updates"),
             control_stream_closed: Counter::define("authz_filter.control_stream_closed"),
         }
     }

@@ -2,9 +2,10 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authz_core::KeySet;
+use authz_core::revocation::{Revocation, RevocationSet};
 use authz_proto::authz::v1::{ControlEvent, SubscribeRequest, control_event};
 use prost::Message;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -27,6 +28,8 @@ pub struct Root {
     backoff: Duration,
     next_attempt: Option<SystemTime>,
     key_version: u64,
+    /// When the control stream was last lost (or the VM started without one).
+    down_since: Option<SystemTime>,
 }
 
 impl Root {
@@ -77,6 +80,27 @@ impl Root {
                     Err(e) => log::warn(&format!("control stream: key snapshot refused: {e}")),
                 }
             }
+            Some(control_event::Event::Revocations(update)) => {
+                let mut w = shared.borrow_mut();
+                if update.full {
+                    w.revocations = RevocationSet::new();
+                }
+                for json in &update.revocations_json {
+                    match serde_json::from_str::<Revocation>(json) {
+                        Ok(r) => w.revocations.insert(&r),
+                        Err(e) => log::warn(&format!("control stream: revocation refused: {e}")),
+                    }
+                }
+                if update.full {
+                    // Only a full snapshot after a (re)connect makes the set trustworthy again.
+                    if let Ok(now) = self.get_current_time().duration_since(UNIX_EPOCH) {
+                        w.revocations.prune(now.as_secs());
+                    }
+                    w.revocations_fresh = true;
+                    self.down_since = None;
+                }
+                w.metrics.revocation_updates.inc();
+            }
             None => log::warn("control stream: event of an unknown kind ignored"),
         }
     }
@@ -99,8 +123,14 @@ impl Context for Root {
             return;
         }
         self.stream = None;
+        self.down_since = Some(self.get_current_time());
         if let Some(shared) = &self.shared {
-            shared.borrow().metrics.control_stream_closed.inc();
+            let mut w = shared.borrow_mut();
+            w.metrics.control_stream_closed.inc();
+            // With no tolerance configured, distrust the set at once (fail closed).
+            if w.settings.revocation_stale_after.is_zero() {
+                w.revocations_fresh = false;
+            }
         }
         log::info(&format!("control stream closed (grpc status {status_code}); reconnecting"));
         self.schedule_reconnect();
@@ -127,7 +157,15 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if self.stream.is_none() && self.next_attempt.is_some_and(|t| self.get_current_time() >= t) {
+        let now = self.get_current_time();
+        if let (Some(since), Some(shared)) = (self.down_since, &self.shared) {
+            let mut w = shared.borrow_mut();
+            if w.revocations_fresh && now.duration_since(since).is_ok_and(|d| d >= w.settings.revocation_stale_after) {
+                w.revocations_fresh = false;
+                log::warn("control stream down past revocationStaleAfter: revocation set is stale");
+            }
+        }
+        if self.stream.is_none() && self.next_attempt.is_some_and(|t| now >= t) {
             self.open_stream();
         }
     }

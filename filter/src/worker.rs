@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use authz_core::authenticator::Authenticator;
+use authz_core::revocation::RevocationSet;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -16,6 +17,10 @@ pub struct Worker {
     pub auth: Authenticator,
     pub metrics: Metrics,
     pub rng: fastrand::Rng,
+    pub revocations: RevocationSet,
+    /// False until the first full revocation snapshot, and again once the control stream has
+    /// been down longer than `revocationStaleAfter` (the root context decides).
+    pub revocations_fresh: bool,
 }
 
 pub type Shared = Rc<RefCell<Worker>>;
@@ -24,7 +29,14 @@ impl Worker {
     pub fn new(settings: Settings, metrics: Metrics) -> Self {
         let mut auth = Authenticator::new(settings.claims.clone(), settings.cache_capacity);
         auth.set_native_verifier(Box::new(EnvoyVerifier { verifications: metrics.native_verifications }));
-        Self { settings: Rc::new(settings), auth, metrics, rng: fastrand::Rng::new() }
+        Self {
+            settings: Rc::new(settings),
+            auth,
+            metrics,
+            rng: fastrand::Rng::new(),
+            revocations: RevocationSet::new(),
+            revocations_fresh: false,
+        }
     }
 
     /// 16 random bytes for a new trace id (non-cryptographic: trace ids are not secrets).

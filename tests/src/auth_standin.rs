@@ -16,8 +16,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use authz_core::revocation::Revocation;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -71,16 +72,55 @@ pub struct AuthState {
     published: Mutex<Vec<String>>,
     /// The `kid` that login signs with.
     active: Mutex<String>,
+    /// Where revocations are published and stored (the README's contract).
+    redis: Option<redis::Client>,
+}
+
+/// The revocation channel and key prefix of the contract (the sidecar's defaults).
+pub const REVOCATION_CHANNEL: &str = "authz:revocations";
+pub const REVOCATION_PREFIX: &str = "authz:revoked:";
+
+/// The stored key of a revocation: `<prefix><kind>:<id>`.
+pub fn revocation_key(r: &Revocation) -> String {
+    let (kind, id) = match r {
+        Revocation::Token { jti, .. } => ("token", jti.as_str()),
+        Revocation::Session { sid, .. } => ("session", sid.as_str()),
+        Revocation::User { sub, .. } => ("user", sub.as_str()),
+        Revocation::ApiKey { sha256, .. } => ("api_key", sha256.as_str()),
+    };
+    format!("{REVOCATION_PREFIX}{kind}:{id}")
 }
 
 impl AuthState {
-    fn new() -> Self {
+    fn new(redis: Option<redis::Client>) -> Self {
         Self {
             calls: Calls::default(),
             revoked_sessions: Mutex::default(),
             published: Mutex::new(initial_kids()),
             active: Mutex::new(DEV_KID.to_string()),
+            redis,
         }
+    }
+
+    /// Stores a revocation (expiring with the last token it can match) and publishes it, as a
+    /// real auth service must. `publish: false` stores only: a message lost on the way.
+    pub async fn revoke(&self, r: &Revocation, publish: bool) -> anyhow::Result<()> {
+        let client = self.redis.as_ref().ok_or_else(|| anyhow::anyhow!("stand-in has no Redis"))?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let json = serde_json::to_string(r)?;
+        let ttl = r.expires_at().saturating_sub(crate::tokens::now()).max(1);
+        redis::cmd("SET").arg(revocation_key(r)).arg(&json).arg("EX").arg(ttl).query_async::<()>(&mut conn).await?;
+        if publish {
+            redis::cmd("PUBLISH").arg(REVOCATION_CHANNEL).arg(&json).query_async::<i64>(&mut conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Revokes an API key (by its SHA-256, as the contract says).
+    pub async fn revoke_api_key(&self, key: &str) -> anyhow::Result<()> {
+        use sha2::Digest as _;
+        let sha256 = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+        self.revoke(&Revocation::ApiKey { sha256, expires_at: crate::tokens::now() + 86_400 }, true).await
     }
 
     /// Adds `kid` to the JWKS (the start of a rotation's overlap window).
@@ -199,9 +239,11 @@ async fn serve(addr: SocketAddr, state: Arc<AuthState>) -> anyhow::Result<(Socke
     Ok((addr, Server { stop, task }))
 }
 
-/// Starts the stand-in on `addr` (port 0 for an ephemeral one).
-pub async fn spawn(addr: SocketAddr) -> anyhow::Result<AuthStandin> {
-    let state = Arc::new(AuthState::new());
+/// Starts the stand-in on `addr` (port 0 for an ephemeral one). With `redis_url`, logout
+/// publishes and stores revocations there.
+pub async fn spawn(addr: SocketAddr, redis_url: Option<&str>) -> anyhow::Result<AuthStandin> {
+    let redis = redis_url.map(redis::Client::open).transpose()?;
+    let state = Arc::new(AuthState::new(redis));
     let (addr, server) = serve(addr, Arc::clone(&state)).await?;
     Ok(AuthStandin { addr, state, server: Some(server) })
 }
@@ -290,10 +332,29 @@ async fn introspect(State(s): State<Arc<AuthState>>, Json(body): Json<Introspect
     }
 }
 
-async fn logout(State(s): State<Arc<AuthState>>, headers: HeaderMap) -> Response {
+#[derive(Deserialize, Default)]
+struct LogoutQuery {
+    #[serde(default)]
+    everywhere: bool,
+}
+
+/// Ends the session (`sid`), or with `?everywhere=true` every token of the user issued up to
+/// now; publishes and stores the revocation.
+async fn logout(State(s): State<Arc<AuthState>>, Query(q): Query<LogoutQuery>, headers: HeaderMap) -> Response {
     let Some(claims) = bearer_claims(&s, &headers) else { return error(StatusCode::UNAUTHORIZED, "invalid_token") };
-    if let (Some(sid), Ok(mut revoked)) = (claims["sid"].as_str(), s.revoked_sessions.lock()) {
-        revoked.insert(sid.to_string());
+    let now = crate::tokens::now();
+    let exp = claims["exp"].as_u64().unwrap_or(now + 900);
+    let sub = claims["sub"].as_str().unwrap_or_default().to_string();
+    let sid = claims["sid"].as_str().unwrap_or_default().to_string();
+    let revocation = if q.everywhere {
+        // Tokens issued up to and including this second; they live at most 15 minutes.
+        Revocation::User { sub, before: now + 1, expires_at: now + 900 }
+    } else {
+        s.revoke_session(&sid);
+        Revocation::Session { sid, expires_at: exp }
+    };
+    match s.revoke(&revocation, true).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "revocation_not_published"),
     }
-    StatusCode::NO_CONTENT.into_response()
 }

@@ -159,7 +159,8 @@ impl Stack {
     pub async fn start(opts: Options) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("authz-stack-").tempdir()?;
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-        let auth = auth_standin::spawn(SocketAddr::from(([127, 0, 0, 1], opts.ports.auth))).await?;
+        let redis_url = format!("redis://127.0.0.1:{}", opts.ports.redis);
+        let auth = auth_standin::spawn(SocketAddr::from(([127, 0, 0, 1], opts.ports.auth)), Some(&redis_url)).await?;
         let mut ports = opts.ports.clone();
         ports.auth = auth.addr.port();
         let mut upstreams = Vec::new();
@@ -319,10 +320,14 @@ impl Stack {
             // One key update per worker VM plus the main thread's VM.
             let workers = u64::from(self.opts.concurrency) + 1;
             let client = self.client.clone();
-            let stats = format!("http://127.0.0.1:{}/stats?filter=authz_filter.key_updates", self.ports.envoy_admin);
-            wait_until("filter keys", Duration::from_secs(30), &log, &mut child, || {
+            // Keys come first on the control stream, then the full revocation snapshot.
+            let stats =
+                format!("http://127.0.0.1:{}/stats?filter=authz_filter.revocation_updates", self.ports.envoy_admin);
+            wait_until("filter keys and revocations", Duration::from_secs(30), &log, &mut child, || {
                 let (client, url) = (client.clone(), stats.clone());
-                async move { stat_value(&client, &url, "authz_filter.key_updates").await.is_some_and(|n| n >= workers) }
+                async move {
+                    stat_value(&client, &url, "authz_filter.revocation_updates").await.is_some_and(|n| n >= workers)
+                }
             })
             .await?;
         }

@@ -85,6 +85,7 @@ fn identity(aud: &[&str], auth_time: Option<u64>) -> Identity {
         service: None,
         action: None,
         key_id: None,
+        issued_at: None,
         expires_at: 0,
     }
 }

@@ -1,0 +1,159 @@
+//! Revocations: the auth service publishes them on a Redis pub/sub channel and stores the same
+//! facts under a key prefix (with an expiry). Pub/sub is the fast path; the stored state is
+//! the truth.
+//!
+//! The subscriber reconnects with backoff and, after every (re)subscribe, reloads the stored
+//! state before trusting pub/sub again, so a revocation published while it was away is not
+//! lost. Changes go to the `Check` path (through [`RevocationHub::current`]) and to every
+//! filter VM over the control stream: whole snapshots on connect or resync, single facts
+//! (deltas) as they arrive.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authz_core::revocation::{Revocation, RevocationSet};
+use futures::StreamExt;
+use redis::AsyncCommands;
+use tokio::sync::{broadcast, watch};
+use tracing::{info, warn};
+
+use crate::identity_cache::unix_now;
+use crate::metrics::Metrics;
+
+/// The set in force and its version.
+#[derive(Debug, Default)]
+pub struct RevocationState {
+    pub version: u64,
+    pub set: RevocationSet,
+    /// True while the subscription is live (after its resync).
+    pub live: bool,
+}
+
+/// What changed, for the control streams.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// The whole set changed (resync): send a snapshot.
+    Full,
+    /// One more fact.
+    Delta(u64, Revocation),
+}
+
+pub struct RevocationHub {
+    state: watch::Sender<Arc<RevocationState>>,
+    updates: broadcast::Sender<Update>,
+    metrics: Arc<Metrics>,
+}
+
+impl RevocationHub {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        let (state, _) = watch::channel(Arc::new(RevocationState::default()));
+        let (updates, _) = broadcast::channel(1024);
+        Self { state, updates, metrics }
+    }
+
+    pub fn current(&self) -> Arc<RevocationState> {
+        self.state.borrow().clone()
+    }
+
+    /// Subscribe before reading [`Self::current`] so that nothing falls in between.
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
+        self.updates.subscribe()
+    }
+
+    fn apply(&self, r: Revocation) {
+        let mut version = 0;
+        self.state.send_modify(|s| {
+            let mut set = s.set.clone();
+            set.insert(&r);
+            version = s.version + 1;
+            *s = Arc::new(RevocationState { version, set, live: s.live });
+        });
+        self.metrics.revocation_events.inc();
+        let _ = self.updates.send(Update::Delta(version, r));
+    }
+
+    fn replace(&self, mut set: RevocationSet) {
+        set.prune(unix_now());
+        let size = set.len();
+        self.state.send_modify(|s| *s = Arc::new(RevocationState { version: s.version + 1, set, live: true }));
+        self.metrics.revocation_resyncs.inc();
+        info!(revocations = size, "revocations resynced from Redis");
+        let _ = self.updates.send(Update::Full);
+    }
+
+    fn set_live(&self, live: bool) {
+        self.state.send_if_modified(|s| {
+            if s.live == live {
+                return false;
+            }
+            *s = Arc::new(RevocationState { version: s.version, set: s.set.clone(), live });
+            true
+        });
+    }
+
+    /// Follows the channel until the process ends.
+    pub fn spawn_subscriber(self: &Arc<Self>, client: redis::Client, channel: String, key_prefix: String) {
+        let hub = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match hub.follow(&client, &channel, &key_prefix).await {
+                    Ok(()) => warn!("revocation subscription ended; reconnecting"),
+                    Err(e) => warn!(error = %e, retry_in = ?backoff, "revocation subscription failed"),
+                }
+                hub.set_live(false);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+
+    async fn follow(&self, client: &redis::Client, channel: &str, key_prefix: &str) -> redis::RedisResult<()> {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        // Subscribed first, then the stored state: a fact published in between is seen twice
+        // (harmless), never missed.
+        let stored = load_stored(client, key_prefix).await?;
+        self.replace(stored);
+        let mut messages = pubsub.into_on_message();
+        while let Some(msg) = messages.next().await {
+            let payload: String = match msg.get_payload() {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(error = %e, "revocation message is not text; ignored");
+                    continue;
+                }
+            };
+            match serde_json::from_str::<Revocation>(&payload) {
+                Ok(r) => self.apply(r),
+                Err(e) => {
+                    self.metrics.revocation_errors.inc();
+                    warn!(error = %e, "revocation message refused");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every stored revocation under `prefix` (SCAN, then GET each).
+async fn load_stored(client: &redis::Client, prefix: &str) -> redis::RedisResult<RevocationSet> {
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut keys: Vec<String> = Vec::new();
+    {
+        let mut iter = conn.scan_match::<_, String>(format!("{prefix}*")).await?;
+        while let Some(k) = iter.next_item().await {
+            keys.push(k?);
+        }
+    }
+    let mut set = RevocationSet::new();
+    for chunk in keys.chunks(500) {
+        let values: Vec<Option<String>> = conn.mget(chunk).await?;
+        for v in values.into_iter().flatten() {
+            if let Ok(r) = serde_json::from_str::<Revocation>(&v) {
+                set.insert(&r);
+            }
+        }
+    }
+    Ok(set)
+}
