@@ -64,7 +64,12 @@ impl Decider {
             Matched::Public => return Decision::Allow(None),
             Matched::Protected(route) => route,
         };
-        match credential::extract(&req.headers) {
+        let credential = credential::extract(&req.headers);
+        if matches!(credential, Credential::Bearer(_) | Credential::ApiKey(_)) && !self.revocations.current().synced {
+            // Until the stored revocations are loaded, no credential can be known not revoked.
+            return Decision::Unavailable("revocation state unavailable");
+        }
+        match credential {
             Credential::None => Decision::Deny(Denial::missing_credential()),
             Credential::Invalid(code) => Decision::Deny(Denial::invalid_credential(code)),
             Credential::ApiKey(key) => self.api_key(route, key).await,

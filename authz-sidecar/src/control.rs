@@ -54,10 +54,14 @@ fn revocations_event(version: u64, full: bool, revocations_json: Vec<String>) ->
     }
 }
 
-fn full_snapshot(hub: &RevocationHub) -> ControlEvent {
+/// The whole set, or `None` before the sidecar has loaded it once.
+fn full_snapshot(hub: &RevocationHub) -> Option<ControlEvent> {
     let state = hub.current();
+    if !state.synced {
+        return None;
+    }
     let json = state.set.to_vec().iter().filter_map(|r| serde_json::to_string(r).ok()).collect();
-    revocations_event(state.version, true, json)
+    Some(revocations_event(state.version, true, json))
 }
 
 #[tonic::async_trait]
@@ -82,7 +86,11 @@ impl Control for ControlService {
             {
                 return;
             }
-            if tx.send(Ok(full_snapshot(&hub))).await.is_err() {
+            // Before the first resync there is nothing trustworthy to send: the filter stays
+            // stale (asks per request) until the `Full` update that follows the resync.
+            if let Some(ev) = full_snapshot(&hub)
+                && tx.send(Ok(ev)).await.is_err()
+            {
                 return;
             }
             loop {
@@ -96,7 +104,7 @@ impl Control for ControlService {
                             serde_json::to_string(&r).ok().map(|j| revocations_event(version, false, vec![j]))
                         }
                         // A resync, or we fell behind: the whole set again.
-                        Ok(Update::Full) | Err(broadcast::error::RecvError::Lagged(_)) => Some(full_snapshot(&hub)),
+                        Ok(Update::Full) | Err(broadcast::error::RecvError::Lagged(_)) => full_snapshot(&hub),
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
                     () = tx.closed() => break,

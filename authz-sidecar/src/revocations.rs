@@ -27,6 +27,10 @@ pub struct RevocationState {
     pub set: RevocationSet,
     /// True while the subscription is live (after its resync).
     pub live: bool,
+    /// True once the stored state has been loaded at least once. Before that the set is not
+    /// known at all: decisions that depend on it are `UNAVAILABLE`, and no snapshot is sent to
+    /// the filters (an empty one would wrongly make them trust it).
+    pub synced: bool,
 }
 
 /// What changed, for the control streams.
@@ -66,7 +70,7 @@ impl RevocationHub {
             let mut set = s.set.clone();
             set.insert(&r);
             version = s.version + 1;
-            *s = Arc::new(RevocationState { version, set, live: s.live });
+            *s = Arc::new(RevocationState { version, set, live: s.live, synced: s.synced });
         });
         self.metrics.revocation_events.inc();
         let _ = self.updates.send(Update::Delta(version, r));
@@ -75,7 +79,8 @@ impl RevocationHub {
     fn replace(&self, mut set: RevocationSet) {
         set.prune(unix_now());
         let size = set.len();
-        self.state.send_modify(|s| *s = Arc::new(RevocationState { version: s.version + 1, set, live: true }));
+        self.state
+            .send_modify(|s| *s = Arc::new(RevocationState { version: s.version + 1, set, live: true, synced: true }));
         self.metrics.revocation_resyncs.inc();
         info!(revocations = size, "revocations resynced from Redis");
         let _ = self.updates.send(Update::Full);
@@ -86,7 +91,7 @@ impl RevocationHub {
             if s.live == live {
                 return false;
             }
-            *s = Arc::new(RevocationState { version: s.version, set: s.set.clone(), live });
+            *s = Arc::new(RevocationState { version: s.version, set: s.set.clone(), live, synced: s.synced });
             true
         });
     }

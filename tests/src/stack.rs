@@ -316,6 +316,15 @@ impl Stack {
             async move { client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
         })
         .await?;
+        // `/ready` can answer before the workers listen on the gateway port (each worker binds
+        // its own socket): wait for the listener itself.
+        let health = self.gateway_url("/health");
+        let client = self.client.clone();
+        wait_until("envoy listener", Duration::from_secs(30), &log, &mut child, || {
+            let (client, url) = (client.clone(), health.clone());
+            async move { client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await?;
         if self.opts.mode == Mode::Wasm {
             // One key update per worker VM plus the main thread's VM.
             let workers = u64::from(self.opts.concurrency) + 1;
