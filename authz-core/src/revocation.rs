@@ -5,7 +5,7 @@
 //! `before`), and one API key (SHA-256 of the key, hex). Each carries `expires_at`, after which
 //! no token it could match is still valid, so the set prunes itself.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -139,21 +139,23 @@ fn hex(bytes: &[u8; 32]) -> String {
     s
 }
 
-/// Distinct kinds in a set, for tests and logs.
-pub fn kinds(revs: &[Revocation]) -> HashSet<&'static str> {
-    revs.iter()
-        .map(|r| match r {
-            Revocation::Token { .. } => "token",
-            Revocation::Session { .. } => "session",
-            Revocation::User { .. } => "user",
-            Revocation::ApiKey { .. } => "api_key",
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
+
+    /// Distinct kinds in a list.
+    fn kinds(revs: &[Revocation]) -> HashSet<&'static str> {
+        revs.iter()
+            .map(|r| match r {
+                Revocation::Token { .. } => "token",
+                Revocation::Session { .. } => "session",
+                Revocation::User { .. } => "user",
+                Revocation::ApiKey { .. } => "api_key",
+            })
+            .collect()
+    }
 
     fn id(sub: &str, jti: &str, sid: &str, iat: Option<u64>) -> Identity {
         Identity {
