@@ -94,6 +94,17 @@ pub struct Claims {
     /// The action an action token (`X-Action-Token`) authorises.
     #[serde(default)]
     pub action: Option<String>,
+    /// OAuth scopes as one space-separated string (`scope`) or a list (`scp`).
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub scp: Vec<String>,
+    /// Path patterns this token may call (API-key style tokens); absent = no restriction.
+    #[serde(default)]
+    pub endpoint_permissions: Option<Vec<String>>,
+    /// Every other claim, for claim conditions and path bindings in route rules.
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
     /// The `kid` of the key that verified the signature: set by the verifier, never read
     /// from the payload.
     #[serde(skip)]

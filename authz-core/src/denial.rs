@@ -16,6 +16,10 @@ impl Denial {
         Self { status: 401, code, message }
     }
 
+    pub const fn forbidden(code: &'static str, message: &'static str) -> Self {
+        Self { status: 403, code, message }
+    }
+
     pub const fn unavailable(code: &'static str, message: &'static str) -> Self {
         Self { status: 503, code, message }
     }

@@ -33,6 +33,15 @@ pub struct Identity {
     /// The token's `iat`, for "log out everywhere" (`sub` + `before`).
     #[serde(default)]
     pub issued_at: Option<u64>,
+    /// OAuth scopes (`scope` split on spaces, or `scp`).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Path patterns the token may call, when it carries `endpoint_permissions`.
+    #[serde(default)]
+    pub endpoint_permissions: Option<Vec<String>>,
+    /// Claims beyond the registered and platform ones (`labs`, `tier`, ...), for route rules.
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, serde_json::Value>,
     /// Unix seconds after which this identity must not be used (the token's `exp`).
     pub expires_at: u64,
 }
@@ -62,6 +71,12 @@ impl Identity {
             action: c.action,
             key_id: c.verified_kid,
             issued_at: c.iat,
+            scopes: match c.scope {
+                Some(s) => s.split_ascii_whitespace().map(str::to_string).collect(),
+                None => c.scp,
+            },
+            endpoint_permissions: c.endpoint_permissions,
+            claims: c.extra,
             expires_at: c.exp.unwrap_or(0),
         })
     }

@@ -5,6 +5,7 @@
 //! the clock (`now`, Unix seconds) and randomness in; nothing here reads the environment.
 
 pub mod authenticator;
+pub mod authorize;
 pub mod cache;
 pub mod claims;
 pub mod credential;
@@ -18,6 +19,7 @@ pub mod request;
 pub mod revocation;
 pub mod routes;
 pub mod spki;
+pub mod template;
 pub mod token;
 pub mod trace;
 

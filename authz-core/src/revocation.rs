@@ -171,6 +171,9 @@ mod tests {
             action: None,
             key_id: None,
             issued_at: iat,
+            scopes: vec![],
+            endpoint_permissions: None,
+            claims: Default::default(),
             expires_at: 0,
         }
     }

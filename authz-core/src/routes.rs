@@ -1,17 +1,22 @@
-//! Route rules: which requests need no credential, and what the identity-related
-//! requirements of a route are (issuer and audience, a live session, recent authentication,
-//! an action token). The first matching rule wins; a request no rule matches needs a valid
-//! credential with the default issuers and audiences.
+//! Route rules: which requests need no credential, and what a route requires of the caller:
+//! issuer and audience, a live session, recent authentication, an action token (401 when
+//! missing), and roles, scopes, claim conditions, path-to-claim bindings and service-only
+//! access (403, see [`crate::authorize`]). The first matching rule wins; a request no rule
+//! matches needs a valid credential with the default issuers and audiences.
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::authorize::{ClaimCondition, Requirements, check_endpoint_permissions};
 use crate::claims::Scope;
 use crate::denial::Denial;
 use crate::identity::Identity;
+use crate::template::PathTemplate;
 use crate::token::TokenError;
 
 /// A route rule as written in configuration (JSON in the filter, YAML in the sidecar).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RouteSpec {
     /// Names the rule in logs and audit events.
@@ -22,6 +27,9 @@ pub struct RouteSpec {
     /// Path prefix on segment boundaries: `/api/tes` matches `/api/tes` and `/api/tes/x`, not `/api/tess`.
     #[serde(default)]
     pub prefix: Option<String>,
+    /// Path template with named segments: `/api/lims/labs/{lab}/**`.
+    #[serde(default)]
+    pub template: Option<String>,
     /// Methods (upper case); empty matches any.
     #[serde(default)]
     pub methods: Vec<String>,
@@ -43,6 +51,24 @@ pub struct RouteSpec {
     /// The request must carry an `X-Action-Token` whose `action` claim is this value.
     #[serde(default)]
     pub action: Option<String>,
+    /// At least one of these roles.
+    #[serde(default)]
+    pub roles_any_of: Vec<String>,
+    /// Every one of these roles.
+    #[serde(default)]
+    pub roles_all_of: Vec<String>,
+    /// Every one of these scopes (`scope`/`scp`).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Conditions on claims (`equals`, `oneOf`, `contains`).
+    #[serde(default)]
+    pub claims: Vec<ClaimCondition>,
+    /// Template parameter → claim that must contain its value: `{lab: labs}`.
+    #[serde(default)]
+    pub bind: BTreeMap<String, String>,
+    /// Only service-to-service tokens (`svc` claim).
+    #[serde(default)]
+    pub service_only: bool,
 }
 
 /// A rule that cannot be used.
@@ -59,12 +85,14 @@ pub struct Route {
     pub id: String,
     path: Option<String>,
     prefix: Option<String>,
+    template: Option<PathTemplate>,
     methods: Vec<String>,
     pub public: bool,
     scope: Option<Scope>,
     pub require_session: bool,
     max_auth_age_secs: Option<u64>,
     pub action: Option<String>,
+    requirements: Requirements,
 }
 
 impl TryFrom<RouteSpec> for Route {
@@ -72,13 +100,37 @@ impl TryFrom<RouteSpec> for Route {
 
     fn try_from(s: RouteSpec) -> Result<Self, RouteError> {
         let err = |reason: &str| RouteError { id: s.id.clone(), reason: reason.to_string() };
-        if s.path.is_some() == s.prefix.is_some() {
-            return Err(err("needs exactly one of `path` or `prefix`"));
+        let matchers =
+            usize::from(s.path.is_some()) + usize::from(s.prefix.is_some()) + usize::from(s.template.is_some());
+        if matchers != 1 {
+            return Err(err("needs exactly one of `path`, `prefix` or `template`"));
         }
         if s.path.iter().chain(&s.prefix).any(|p| !p.starts_with('/')) {
             return Err(err("`path`/`prefix` must start with '/'"));
         }
-        if s.public && (s.require_session || s.max_auth_age.is_some() || s.action.is_some() || s.audiences.is_some()) {
+        let template = s.template.as_deref().map(PathTemplate::parse).transpose().map_err(|e| err(&e))?;
+        let requirements = Requirements {
+            roles_any_of: s.roles_any_of,
+            roles_all_of: s.roles_all_of,
+            scopes: s.scopes,
+            claims: s.claims,
+            bind: s.bind,
+            service_only: s.service_only,
+        };
+        for c in &requirements.claims {
+            c.validate().map_err(|e| err(&e))?;
+        }
+        for param in requirements.bind.keys() {
+            if !template.as_ref().is_some_and(|t| t.params().any(|p| p == param)) {
+                return Err(err(&format!("`bind` names {param:?}, which is not a parameter of `template`")));
+            }
+        }
+        let demands = s.require_session
+            || s.max_auth_age.is_some()
+            || s.action.is_some()
+            || s.audiences.is_some()
+            || requirements != Requirements::default();
+        if s.public && demands {
             return Err(err("a `public` route cannot carry authentication requirements"));
         }
         let max_auth_age_secs = match &s.max_auth_age {
@@ -95,12 +147,14 @@ impl TryFrom<RouteSpec> for Route {
             id: s.id,
             path: s.path,
             prefix: s.prefix.map(|p| p.trim_end_matches('/').to_string()),
+            template,
             methods: s.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
             public: s.public,
             scope,
             require_session: s.require_session,
             max_auth_age_secs,
             action: s.action,
+            requirements,
         })
     }
 }
@@ -111,23 +165,35 @@ impl Route {
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {
-        let path_ok = match (&self.path, &self.prefix) {
-            (Some(p), _) => p == path,
-            (None, Some(prefix)) => {
+        let path_ok = match (&self.path, &self.prefix, &self.template) {
+            (Some(p), _, _) => p == path,
+            (None, Some(prefix), _) => {
                 path.strip_prefix(prefix.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
             }
-            (None, None) => false,
+            (None, None, Some(t)) => t.captures(path).is_some(),
+            (None, None, None) => false,
         };
         path_ok && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
     }
 
-    /// The requirements that need no I/O, checked against an authenticated identity.
-    /// `action_token` is the verified `X-Action-Token`, if the request carried one.
+    /// The RBAC/ABAC requirements (roles, scopes, claims, bindings, service-only, the
+    /// token's `endpoint_permissions`) on `path` (without query). API keys are judged by
+    /// these alone.
+    pub fn authorize(&self, id: &Identity, path: &str) -> Result<(), Denial> {
+        check_endpoint_permissions(id, path)?;
+        let params = self.template.as_ref().and_then(|t| t.captures(path)).unwrap_or_default();
+        self.requirements.check(id, &params)
+    }
+
+    /// Every requirement that needs no I/O, checked against an authenticated identity.
+    /// `action_token` is the verified `X-Action-Token`, if the request carried one; `path` is
+    /// without its query string.
     pub fn check(
         &self,
         default_scope: &Scope,
         id: &Identity,
         action_token: Option<Result<&Identity, &TokenError>>,
+        path: &str,
         now: u64,
     ) -> Result<(), Denial> {
         let scope = self.scope.as_ref().unwrap_or(default_scope);
@@ -151,7 +217,7 @@ impl Route {
                 }
             }
         }
-        Ok(())
+        self.authorize(id, path)
     }
 }
 
@@ -193,7 +259,7 @@ impl RouteTable {
 
     /// The rule for a request. `path` may carry a query string.
     pub fn find(&self, method: &str, path: &str) -> Matched<'_> {
-        let path = path.split(['?', '#']).next().unwrap_or(path);
+        let path = path_only(path);
         if self.public_paths.iter().any(|p| p == path)
             || self.public_prefixes.iter().any(|p| path.starts_with(p.as_str()))
         {
@@ -204,6 +270,11 @@ impl RouteTable {
             other => Matched::Protected(other),
         }
     }
+}
+
+/// A request path without its query string or fragment.
+pub fn path_only(path: &str) -> &str {
+    path.split(['?', '#']).next().unwrap_or(path)
 }
 
 #[cfg(test)]

@@ -8,11 +8,12 @@
 
 use std::sync::Arc;
 
+use authz_core::authorize::check_endpoint_permissions;
 use authz_core::cache::digest;
 use authz_core::credential::{self, Credential};
 use authz_core::headers::{StripRules, X_ACTION_TOKEN, X_TRACE_ID};
 use authz_core::request::{Sanitized, sanitize};
-use authz_core::routes::{Matched, Route, RouteTable};
+use authz_core::routes::{self, Matched, Route, RouteTable};
 use authz_core::token::verify_token_time;
 use authz_core::{ClaimsPolicy, Denial, Identity, TokenError};
 use envoy_types::ext_authz::v3::pb::{
@@ -72,15 +73,15 @@ impl Decider {
         match credential {
             Credential::None => Decision::Deny(Denial::missing_credential()),
             Credential::Invalid(code) => Decision::Deny(Denial::invalid_credential(code)),
-            Credential::ApiKey(key) => self.api_key(route, key).await,
-            Credential::Bearer(token) => match self.bearer(route, token, &req.headers).await {
+            Credential::ApiKey(key) => self.api_key(route, routes::path_only(path), key).await,
+            Credential::Bearer(token) => match self.bearer(route, routes::path_only(path), token, &req.headers).await {
                 Ok(id) => Decision::Allow(Some(id)),
                 Err(d) => d,
             },
         }
     }
 
-    async fn api_key(&self, route: Option<&Route>, key: &str) -> Decision {
+    async fn api_key(&self, route: Option<&Route>, path: &str, key: &str) -> Decision {
         if self.revocations.current().set.is_api_key_revoked(&digest(key)) {
             return Decision::Deny(Denial::unauthorized("api_key_revoked", "the API key was revoked"));
         }
@@ -89,7 +90,16 @@ impl Decider {
             Ok(Some(_)) if route.is_some_and(|r| r.require_session || r.action.is_some() || r.has_max_auth_age()) => {
                 Decision::Deny(Denial::unauthorized("api_key_not_allowed", "this route needs a user token"))
             }
-            Ok(Some(id)) => Decision::Allow(Some(id)),
+            Ok(Some(id)) => {
+                let verdict = match route {
+                    Some(r) => r.authorize(&id, path),
+                    None => check_endpoint_permissions(&id, path),
+                };
+                match verdict {
+                    Ok(()) => Decision::Allow(Some(id)),
+                    Err(d) => Decision::Deny(d),
+                }
+            }
             Ok(None) => Decision::Deny(Denial::unauthorized("api_key_invalid", "the API key was refused")),
             Err(e) => {
                 warn!(error = %e, "API-key introspection unavailable");
@@ -101,6 +111,7 @@ impl Decider {
     async fn bearer(
         &self,
         route: Option<&Route>,
+        path: &str,
         token: &str,
         headers: &[(String, String)],
     ) -> Result<Arc<Identity>, Decision> {
@@ -114,6 +125,7 @@ impl Decider {
             scope
                 .check(id.issuer.as_deref(), &id.audiences)
                 .map_err(|e| Decision::Deny(Denial::from_token_error(&e)))?;
+            check_endpoint_permissions(&id, path).map_err(Decision::Deny)?;
             return Ok(id);
         };
         let action = match (&route.action, headers.iter().find(|(k, _)| k == X_ACTION_TOKEN)) {
@@ -125,7 +137,7 @@ impl Decider {
             _ => None,
         };
         let action_ref = action.as_ref().map(|r| r.as_ref().map(|a| &**a));
-        route.check(&scope, &id, action_ref, now).map_err(Decision::Deny)?;
+        route.check(&scope, &id, action_ref, path, now).map_err(Decision::Deny)?;
         if route.require_session {
             match self.sessions.is_alive(token).await {
                 Ok(true) => {}

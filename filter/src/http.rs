@@ -5,10 +5,11 @@ use std::time::UNIX_EPOCH;
 
 use authz_core::Denial;
 use authz_core::authenticator::LocalVerdict;
+use authz_core::authorize::check_endpoint_permissions;
 use authz_core::credential::{self, Credential};
 use authz_core::headers::{X_ACTION_TOKEN, X_TRACE_ID};
 use authz_core::request::sanitize;
-use authz_core::routes::{Matched, Route};
+use authz_core::routes::{self, Matched, Route};
 use authz_proto::ext_authz;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -120,7 +121,14 @@ enum Local {
 
 impl Http {
     /// Everything the filter can decide without the network.
-    fn decide(&self, shared: &Shared, metrics: Metrics, route: Option<&Route>, headers: &[(String, Vec<u8>)]) -> Local {
+    fn decide(
+        &self,
+        shared: &Shared,
+        metrics: Metrics,
+        route: Option<&Route>,
+        path: &str,
+        headers: &[(String, Vec<u8>)],
+    ) -> Local {
         let token = match credential::extract(headers) {
             Credential::None => return Local::Deny(Denial::missing_credential()),
             Credential::Invalid(code) => return Local::Deny(Denial::invalid_credential(code)),
@@ -164,10 +172,15 @@ impl Http {
             metrics.revoked.inc();
             return Local::Deny(Denial::unauthorized("token_revoked", "the token was revoked"));
         }
+        let path = routes::path_only(path);
         let Some(route) = route else {
-            return match settings.scope.check(verified.identity.issuer.as_deref(), &verified.identity.audiences) {
-                Ok(()) => Local::Allow(Some(verified)),
+            let id = &verified.identity;
+            return match settings.scope.check(id.issuer.as_deref(), &id.audiences) {
                 Err(e) => Local::Deny(Denial::from_token_error(&e)),
+                Ok(()) => match check_endpoint_permissions(id, path) {
+                    Ok(()) => Local::Allow(Some(verified)),
+                    Err(d) => Local::Deny(d),
+                },
             };
         };
         let action = if route.action.is_some() {
@@ -183,7 +196,7 @@ impl Http {
             Some(LocalVerdict::Invalid(e)) => Some(Err(e)),
             _ => None,
         };
-        if let Err(d) = route.check(&settings.scope, &verified.identity, action_ref, now) {
+        if let Err(d) = route.check(&settings.scope, &verified.identity, action_ref, path, now) {
             return Local::Deny(d);
         }
         // A live session can only be confirmed by the auth service, through the sidecar.
@@ -213,7 +226,7 @@ impl HttpContext for Http {
         let path = header(&req.headers, ":path").unwrap_or("/");
         let local = match settings.routes.find(method, path) {
             Matched::Public => Local::Allow(None),
-            Matched::Protected(route) => self.decide(&shared, metrics, route, &req.headers),
+            Matched::Protected(route) => self.decide(&shared, metrics, route, path, &req.headers),
         };
         match local {
             Local::Allow(verified) => {

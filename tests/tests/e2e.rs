@@ -7,6 +7,7 @@ mod e2e {
     pub mod config_errors;
     pub mod ext_authz;
     pub mod identity;
+    pub mod policy;
     pub mod revocation;
     pub mod sidecar;
     pub mod verdicts;

@@ -20,6 +20,7 @@ fn table() -> RouteTable {
                 serde_json::json!({"prefix": "/api/lims/samples", "methods": ["DELETE"], "action": "delete-sample"}),
             ),
             spec("admin", serde_json::json!({"path": "/api/admin", "maxAuthAge": "5m", "requireSession": true})),
+            spec("lab", serde_json::json!({"template": "/api/lims/labs/{lab}/**", "bind": {"lab": "labs"}})),
         ],
     )
     .unwrap()
@@ -48,6 +49,8 @@ fn matching() {
         ("GET", "/api/lims/samples/1", "default"),
         ("GET", "/api/admin", "admin"),
         ("GET", "/api/admin/x", "default"),
+        ("GET", "/api/lims/labs/l1/samples", "lab"),
+        ("GET", "/api/lims/labs", "default"),
     ];
     for (method, path, want) in cases {
         assert_eq!(id_of(t.find(method, path)), want, "{method} {path}");
@@ -62,6 +65,11 @@ fn bad_rules_are_refused() {
         serde_json::json!({"id": "a", "prefix": "x"}),
         serde_json::json!({"id": "a", "prefix": "/x", "maxAuthAge": "soon"}),
         serde_json::json!({"id": "a", "prefix": "/x", "public": true, "requireSession": true}),
+        serde_json::json!({"id": "a", "prefix": "/x", "public": true, "rolesAnyOf": ["admin"]}),
+        serde_json::json!({"id": "a", "template": "/x/{a}", "bind": {"b": "labs"}}),
+        serde_json::json!({"id": "a", "prefix": "/x", "bind": {"a": "labs"}}),
+        serde_json::json!({"id": "a", "template": "/x/**/y"}),
+        serde_json::json!({"id": "a", "prefix": "/x", "claims": [{"claim": "c"}]}),
     ];
     for c in cases {
         let s: RouteSpec = serde_json::from_value(c.clone()).unwrap();
@@ -86,6 +94,9 @@ fn identity(aud: &[&str], auth_time: Option<u64>) -> Identity {
         action: None,
         key_id: None,
         issued_at: None,
+        scopes: vec![],
+        endpoint_permissions: None,
+        claims: Default::default(),
         expires_at: 0,
     }
 }
@@ -113,28 +124,46 @@ fn requirements() {
     let code = |r: Result<(), Denial>| r.err().map_or("ok", |d| d.code);
 
     let billing_route = route("POST", "/api/billing");
-    assert_eq!(code(billing_route.check(&default_scope, &billing, None, now)), "ok");
-    assert_eq!(code(billing_route.check(&default_scope, &platform, None, now)), "token_wrong_audience");
+    assert_eq!(code(billing_route.check(&default_scope, &billing, None, "/x", now)), "ok");
+    assert_eq!(code(billing_route.check(&default_scope, &platform, None, "/x", now)), "token_wrong_audience");
     let default_route = route("GET", "/api/tools");
-    assert_eq!(code(default_route.check(&default_scope, &billing, None, now)), "token_wrong_audience");
-    assert_eq!(code(default_route.check(&default_scope, &platform, None, now)), "ok");
+    assert_eq!(code(default_route.check(&default_scope, &billing, None, "/x", now)), "token_wrong_audience");
+    assert_eq!(code(default_route.check(&default_scope, &platform, None, "/x", now)), "ok");
 
     let admin = route("GET", "/api/admin");
     assert!(admin.require_session);
-    assert_eq!(code(admin.check(&default_scope, &platform, None, now)), "ok");
+    assert_eq!(code(admin.check(&default_scope, &platform, None, "/x", now)), "ok");
     assert_eq!(
-        code(admin.check(&default_scope, &identity(&["platform"], Some(now - 301)), None, now)),
+        code(admin.check(&default_scope, &identity(&["platform"], Some(now - 301)), None, "/x", now)),
         "reauthentication_required"
     );
     assert_eq!(
-        code(admin.check(&default_scope, &identity(&["platform"], None), None, now)),
+        code(admin.check(&default_scope, &identity(&["platform"], None), None, "/x", now)),
         "reauthentication_required"
     );
 
     let delete = route("DELETE", "/api/lims/samples/1");
-    assert_eq!(code(delete.check(&default_scope, &platform, None, now)), "action_token_required");
-    assert_eq!(code(delete.check(&default_scope, &platform, Some(Ok(&action)), now)), "ok");
-    assert_eq!(code(delete.check(&default_scope, &platform, Some(Ok(&other_action)), now)), "action_token_invalid");
-    assert_eq!(code(delete.check(&default_scope, &platform, Some(Ok(&other_user)), now)), "action_token_invalid");
-    assert_eq!(code(delete.check(&default_scope, &platform, Some(Err(&expired_err)), now)), "action_token_invalid");
+    assert_eq!(code(delete.check(&default_scope, &platform, None, "/x", now)), "action_token_required");
+    assert_eq!(code(delete.check(&default_scope, &platform, Some(Ok(&action)), "/x", now)), "ok");
+    assert_eq!(
+        code(delete.check(&default_scope, &platform, Some(Ok(&other_action)), "/x", now)),
+        "action_token_invalid"
+    );
+    assert_eq!(code(delete.check(&default_scope, &platform, Some(Ok(&other_user)), "/x", now)), "action_token_invalid");
+    assert_eq!(
+        code(delete.check(&default_scope, &platform, Some(Err(&expired_err)), "/x", now)),
+        "action_token_invalid"
+    );
+}
+
+#[test]
+fn template_binding_through_the_route() {
+    let t = table();
+    let Matched::Protected(Some(route)) = t.find("GET", "/api/lims/labs/l2/samples") else { panic!("no rule") };
+    let mut id = identity(&["platform"], None);
+    id.claims.insert("labs".into(), serde_json::json!(["l1", "l2"]));
+    let scope = Scope::default();
+    assert!(route.check(&scope, &id, None, "/api/lims/labs/l2/samples", 0).is_ok());
+    let d = route.check(&scope, &id, None, "/api/lims/labs/l3/samples", 0).unwrap_err();
+    assert_eq!((d.status, d.code), (403, "tenant_mismatch"));
 }
