@@ -228,6 +228,37 @@ pub enum Matched<'a> {
     Public,
     /// A rule with requirements, or `None` for the default (authenticated, default scope).
     Protected(Option<&'a Route>),
+    /// No rule matched and the policy denies unmatched requests (403 `no_matching_rule`).
+    NoRule,
+}
+
+/// What happens to a request that no rule matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultAction {
+    /// A valid credential with the default issuers and audiences suffices.
+    #[default]
+    Authenticated,
+    /// Refused: every allowed route must be listed.
+    Deny,
+}
+
+/// A policy as written: the sidecar's policy file (YAML), pushed to the filters as JSON.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyDocument {
+    #[serde(default)]
+    pub default_action: DefaultAction,
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+}
+
+impl PolicyDocument {
+    /// The version of a policy text: the first 16 hex digits of its SHA-256.
+    pub fn version_of(text: &str) -> String {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// The ordered rules plus the always-public paths.
@@ -236,6 +267,7 @@ pub struct RouteTable {
     public_paths: Vec<String>,
     public_prefixes: Vec<String>,
     routes: Vec<Route>,
+    default_action: DefaultAction,
 }
 
 impl RouteTable {
@@ -249,7 +281,27 @@ impl RouteTable {
         if let Some(dup) = routes.iter().find(|r| !seen.insert(r.id.clone())) {
             return Err(RouteError { id: dup.id.clone(), reason: "duplicate rule id".into() });
         }
-        Ok(Self { public_paths, public_prefixes, routes })
+        Ok(Self { public_paths, public_prefixes, routes, default_action: DefaultAction::Authenticated })
+    }
+
+    /// A table from a policy document plus the host's always-public paths.
+    pub fn from_document(
+        public_paths: Vec<String>,
+        public_prefixes: Vec<String>,
+        doc: PolicyDocument,
+    ) -> Result<Self, RouteError> {
+        let mut t = Self::new(public_paths, public_prefixes, doc.routes)?;
+        t.default_action = doc.default_action;
+        Ok(t)
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
     }
 
     /// Public paths only (no rules): what the vertical slice used.
@@ -267,6 +319,7 @@ impl RouteTable {
         }
         match self.routes.iter().find(|r| r.matches(method, path)) {
             Some(r) if r.public => Matched::Public,
+            None if self.default_action == DefaultAction::Deny => Matched::NoRule,
             other => Matched::Protected(other),
         }
     }

@@ -13,7 +13,7 @@ use authz_core::cache::digest;
 use authz_core::credential::{self, Credential};
 use authz_core::headers::{StripRules, X_ACTION_TOKEN, X_TRACE_ID};
 use authz_core::request::{Sanitized, sanitize};
-use authz_core::routes::{self, Matched, Route, RouteTable};
+use authz_core::routes::{self, Matched, Route};
 use authz_core::token::verify_token_time;
 use authz_core::{ClaimsPolicy, Denial, Identity, TokenError};
 use envoy_types::ext_authz::v3::pb::{
@@ -29,6 +29,7 @@ use crate::identity_cache::{IdentityCache, unix_now};
 use crate::introspect::Introspector;
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
+use crate::policy::PolicyStore;
 use crate::revocations::RevocationHub;
 use crate::session::SessionChecker;
 
@@ -45,7 +46,7 @@ pub struct Decider {
     pub sessions: SessionChecker,
     pub claims: ClaimsPolicy,
     pub strip: StripRules,
-    pub routes: RouteTable,
+    pub policy: Arc<PolicyStore>,
     pub revocations: Arc<RevocationHub>,
     pub metrics: Arc<Metrics>,
 }
@@ -61,8 +62,12 @@ pub enum Decision {
 
 impl Decider {
     pub async fn decide(&self, method: &str, path: &str, req: &Sanitized<String>) -> Decision {
-        let route = match self.routes.find(method, path) {
+        let policy = self.policy.current();
+        let route = match policy.table.find(method, path) {
             Matched::Public => return Decision::Allow(None),
+            Matched::NoRule => {
+                return Decision::Deny(Denial::forbidden("no_matching_rule", "no policy rule allows this request"));
+            }
             Matched::Protected(route) => route,
         };
         let credential = credential::extract(&req.headers);

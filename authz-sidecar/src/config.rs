@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::policy::{self, Policy, PolicyError};
 use authz_core::duration::serde_str;
-use authz_core::routes::{RouteSpec, RouteTable};
 use serde::Deserialize;
 
 /// Everything the sidecar runs with.
@@ -36,9 +36,13 @@ pub struct Config {
     /// Paths (without query) that need no credential; identity headers are still removed.
     #[serde(default)]
     pub public_paths: Vec<String>,
-    /// Ordered route rules, the same as the filter's `routes` (see the README).
+    /// The route policy (YAML, see the README); watched and hot-reloaded. Without one, every
+    /// non-public request needs a valid credential and nothing more.
     #[serde(default)]
-    pub routes: Vec<RouteSpec>,
+    pub policy_file: Option<std::path::PathBuf>,
+    /// How often the policy file is checked for changes.
+    #[serde(default = "default_policy_interval", with = "serde_str")]
+    pub policy_reload_interval: Duration,
     #[serde(default)]
     pub api_keys: ApiKeyConfig,
     #[serde(default)]
@@ -155,6 +159,9 @@ fn default_admin() -> SocketAddr {
 }
 fn default_iam_timeout() -> Duration {
     Duration::from_secs(2)
+}
+fn default_policy_interval() -> Duration {
+    Duration::from_secs(1)
 }
 fn default_channel() -> String {
     "authz:revocations".into()
@@ -363,15 +370,20 @@ impl Config {
                 });
             }
         }
-        self.route_table()?;
         self.hmac_algorithms()?;
+        if self.policy_reload_interval.is_zero() {
+            return invalid("policyReloadInterval", "must be greater than zero");
+        }
         Ok(())
     }
 
-    /// The validated route rules.
-    pub fn route_table(&self) -> Result<RouteTable, ConfigError> {
-        RouteTable::new(self.public_paths.clone(), Vec::new(), self.routes.clone())
-            .map_err(|e| ConfigError::Invalid { field: "routes", reason: e.to_string() })
+    /// The policy at start-up: the policy file, or an empty policy without one. A broken
+    /// file is an error here (a start-up error); later reloads keep the last good one.
+    pub fn initial_policy(&self) -> Result<Policy, PolicyError> {
+        match &self.policy_file {
+            Some(path) => policy::load(path, &self.public_paths),
+            None => policy::parse("", "(no policy file)", &self.public_paths),
+        }
     }
 
     /// The HMAC algorithms for `JWT_SECRET` tokens.
@@ -416,7 +428,7 @@ impl std::fmt::Debug for Config {
             .field("jwks", &self.jwks)
             .field("cache", &self.cache)
             .field("public_paths", &self.public_paths)
-            .field("routes", &self.routes)
+            .field("policy_file", &self.policy_file)
             .field("strip_headers", &self.strip_headers)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .finish()
@@ -471,7 +483,7 @@ mod tests {
             ("iamUrl: http://a\n".to_string(), "redisUrl"),
             (format!("{base}publicPaths: [health]\n"), "publicPaths"),
             (format!("{base}log:\n  format: xml\n"), "format"),
-            (format!("{base}routes:\n  - id: r\n    prefix: x\n"), "routes"),
+            (format!("{base}routes: []\n"), "routes"),
             (format!("{base}jwt:\n  hmacAlgorithms: [RS256]\n"), "hmacAlgorithms"),
         ];
         for (yaml, field) in cases {
@@ -486,6 +498,7 @@ mod tests {
     fn the_documented_example_parses() {
         let text = include_str!("../config.example.yaml");
         let cfg = Config::from_yaml(text, "config.example.yaml", &env(&[])).unwrap();
+        assert!(cfg.policy_file.is_some());
         assert_eq!(cfg.grpc_listen.port(), 9191);
         assert_eq!(cfg.admin_listen.port(), 9192);
         assert_eq!(cfg.jwks.min_refresh_interval, Duration::from_secs(10));

@@ -1,11 +1,13 @@
-//! `authz.v1.Control/Subscribe`: pushes keys and revocations to each filter VM, first the
-//! current state, then every change.
+//! `authz.v1.Control/Subscribe`: pushes keys, the route policy and revocations to each filter
+//! VM, first the current state, then every change.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use authz_proto::authz::v1::control_server::Control;
-use authz_proto::authz::v1::{ControlEvent, KeySnapshot, RevocationUpdate, SubscribeRequest, control_event};
+use authz_proto::authz::v1::{
+    ControlEvent, KeySnapshot, PolicySnapshot, RevocationUpdate, SubscribeRequest, control_event,
+};
 use futures::Stream;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -14,17 +16,33 @@ use tracing::info;
 
 use crate::keystore::{KeyState, KeyStore};
 use crate::metrics::Metrics;
+use crate::policy::{Policy, PolicyStore};
 use crate::revocations::{RevocationHub, Update};
 
 pub struct ControlService {
     keys: Arc<KeyStore>,
     revocations: Arc<RevocationHub>,
+    policy: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
 }
 
 impl ControlService {
-    pub fn new(keys: Arc<KeyStore>, revocations: Arc<RevocationHub>, metrics: Arc<Metrics>) -> Self {
-        Self { keys, revocations, metrics }
+    pub fn new(
+        keys: Arc<KeyStore>,
+        revocations: Arc<RevocationHub>,
+        policy: Arc<PolicyStore>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { keys, revocations, policy, metrics }
+    }
+}
+
+fn policy_event(p: &Policy) -> ControlEvent {
+    ControlEvent {
+        event: Some(control_event::Event::Policy(PolicySnapshot {
+            version: p.version.clone(),
+            policy_json: p.json.clone(),
+        })),
     }
 }
 
@@ -76,6 +94,7 @@ impl Control for ControlService {
         let (tx, rx) = mpsc::channel(64);
         // Subscribe to changes before reading the current state: nothing falls in between.
         let mut keys_rx = self.keys.subscribe();
+        let mut policy_rx = self.policy.subscribe();
         let mut updates = self.revocations.subscribe();
         let hub = Arc::clone(&self.revocations);
         tokio::spawn(async move {
@@ -84,6 +103,10 @@ impl Control for ControlService {
             if let Some(ev) = first_keys
                 && tx.send(Ok(ev)).await.is_err()
             {
+                return;
+            }
+            let first_policy = policy_event(&policy_rx.borrow_and_update());
+            if tx.send(Ok(first_policy)).await.is_err() {
                 return;
             }
             // Before the first resync there is nothing trustworthy to send: the filter stays
@@ -97,6 +120,10 @@ impl Control for ControlService {
                 let event = tokio::select! {
                     changed = keys_rx.changed() => match changed {
                         Ok(()) => keys_event(&keys_rx.borrow_and_update()),
+                        Err(_) => break,
+                    },
+                    changed = policy_rx.changed() => match changed {
+                        Ok(()) => Some(policy_event(&policy_rx.borrow_and_update())),
                         Err(_) => break,
                     },
                     update = updates.recv() => match update {

@@ -14,6 +14,7 @@ pub mod identity_cache;
 pub mod introspect;
 pub mod keystore;
 pub mod metrics;
+pub mod policy;
 pub mod redis_kv;
 pub mod revocations;
 pub mod server;

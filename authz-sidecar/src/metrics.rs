@@ -30,6 +30,8 @@ pub struct Metrics {
     pub revocation_resyncs: Counter,
     /// Revocation messages that could not be read.
     pub revocation_errors: Counter,
+    /// Policy file reloads by `result` (ok, error).
+    pub policy_reloads: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -42,6 +44,8 @@ impl Default for Metrics {
         let introspections = Family::<Labels, Counter>::default();
         let control_subscribers = Gauge::default();
         let session_checks = Family::<Labels, Counter>::default();
+        let policy_reloads = Family::<Labels, Counter>::default();
+        registry.register("policy_reloads", "Policy file reloads", policy_reloads.clone());
         let revocation_events = Counter::default();
         let revocation_resyncs = Counter::default();
         let revocation_errors = Counter::default();
@@ -67,6 +71,7 @@ impl Default for Metrics {
             revocation_events,
             revocation_resyncs,
             revocation_errors,
+            policy_reloads,
         }
     }
 }

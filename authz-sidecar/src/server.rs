@@ -22,6 +22,7 @@ use crate::identity_cache::IdentityCache;
 use crate::introspect::Introspector;
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
+use crate::policy::PolicyStore;
 use crate::redis_kv::RedisKv;
 use crate::revocations::RevocationHub;
 use crate::session::SessionChecker;
@@ -29,6 +30,15 @@ use crate::session::SessionChecker;
 /// Runs the sidecar until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
+    let policy = Arc::new(PolicyStore::new(config.initial_policy()?));
+    if let Some(path) = &config.policy_file {
+        policy.spawn_watcher(
+            path.clone(),
+            config.public_paths.clone(),
+            config.policy_reload_interval,
+            Arc::clone(&metrics),
+        );
+    }
     let http = reqwest::Client::builder()
         .timeout(config.iam_timeout)
         .connect_timeout(config.iam_timeout)
@@ -82,7 +92,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             clock_skew_secs: config.jwt.clock_skew.as_secs(),
         },
         strip: StripRules::new(config.strip_headers.clone()),
-        routes: config.route_table()?,
+        policy: Arc::clone(&policy),
         revocations: Arc::clone(&revocations),
         metrics: Arc::clone(&metrics),
     });
@@ -120,7 +130,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AuthorizationServer::new(AuthzService::new(decider)))
-        .add_service(ControlServer::new(ControlService::new(keys, revocations, metrics)))
+        .add_service(ControlServer::new(ControlService::new(keys, revocations, policy, metrics)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), wait(stop_rx));
 
     let (grpc, admin) = tokio::join!(grpc_server, admin_server);

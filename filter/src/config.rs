@@ -8,7 +8,7 @@ use std::time::Duration;
 use authz_core::ClaimsPolicy;
 use authz_core::claims::Scope;
 use authz_core::headers::StripRules;
-use authz_core::routes::{RouteSpec, RouteTable};
+use authz_core::routes::RouteTable;
 use serde::Deserialize;
 
 /// The configuration as written.
@@ -38,10 +38,6 @@ pub struct RawConfig {
     /// Path prefixes that need no credential.
     #[serde(default)]
     pub public_prefixes: Vec<String>,
-    /// Ordered route rules (first match wins): public routes, per-route issuers and
-    /// audiences, `requireSession`, `maxAuthAge`, `action`. The sidecar needs the same rules.
-    #[serde(default)]
-    pub routes: Vec<RouteSpec>,
     /// Extra header names removed from every request, beyond `x-user-*` and `x-internal-service`.
     #[serde(default)]
     pub strip_headers: Vec<String>,
@@ -109,7 +105,10 @@ pub struct Settings {
     pub sidecar_timeout: Duration,
     pub claims: ClaimsPolicy,
     pub cache_capacity: usize,
-    pub routes: RouteTable,
+    /// The always-public paths, usable before the sidecar has pushed the route policy.
+    pub bootstrap_routes: RouteTable,
+    pub public_paths: Vec<String>,
+    pub public_prefixes: Vec<String>,
     /// Default issuers and audiences (routes may override them).
     pub scope: Scope,
     pub strip: StripRules,
@@ -149,8 +148,8 @@ impl TryFrom<RawConfig> for Settings {
                 return Err(ConfigError::Field { field: "publicPaths", reason: format!("{p:?} must start with '/'") });
             }
         }
-        let routes = RouteTable::new(raw.public_paths, raw.public_prefixes, raw.routes)
-            .map_err(|e| ConfigError::Field { field: "routes", reason: e.to_string() })?;
+        let bootstrap_routes = RouteTable::new(raw.public_paths.clone(), raw.public_prefixes.clone(), Vec::new())
+            .map_err(|e| ConfigError::Field { field: "publicPaths", reason: e.to_string() })?;
         let claims = ClaimsPolicy { issuers: raw.issuers, audiences: raw.audiences, clock_skew_secs: skew.as_secs() };
         Ok(Self {
             sidecar_cluster: raw.sidecar_cluster,
@@ -158,7 +157,9 @@ impl TryFrom<RawConfig> for Settings {
             scope: claims.scope(),
             claims,
             cache_capacity: raw.cache_capacity,
-            routes,
+            bootstrap_routes,
+            public_paths: raw.public_paths,
+            public_prefixes: raw.public_prefixes,
             strip: StripRules::new(raw.strip_headers),
             control_stream: raw.control_stream,
             reconnect_interval: duration("reconnectInterval", &raw.reconnect_interval)?,
@@ -193,8 +194,7 @@ mod tests {
             (r#"{"sidecarCluster": ""}"#, "sidecarCluster"),
             (r#"{"sidecarCluster": "c", "onStale": "allow"}"#, "onStale"),
             (r#"{"sidecarCluster": "c", "revocationStaleAfter": "never"}"#, "revocationStaleAfter"),
-            (r#"{"sidecarCluster": "c", "routes": [{"id": "r", "prefix": "/x", "maxAuthAge": "old"}]}"#, "routes"),
-            (r#"{"sidecarCluster": "c", "routes": [{"id": "r", "prefix": "/x", "bogus": true}]}"#, "routes"),
+            (r#"{"sidecarCluster": "c", "routes": []}"#, "routes"),
         ];
         for (json, field) in cases {
             let err = Settings::from_json(json.as_bytes()).unwrap_err().to_string();

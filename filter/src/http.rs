@@ -224,9 +224,18 @@ impl HttpContext for Http {
         self.trace_id = std::mem::take(&mut req.trace_id);
         let method = header(&req.headers, ":method").unwrap_or("GET");
         let path = header(&req.headers, ":path").unwrap_or("/");
-        let local = match settings.routes.find(method, path) {
-            Matched::Public => Local::Allow(None),
-            Matched::Protected(route) => self.decide(&shared, metrics, route, path, &req.headers),
+        let policy = shared.borrow().policy.clone();
+        let local = match policy.as_deref().map(|p| p.find(method, path)) {
+            Some(Matched::Public) => Local::Allow(None),
+            Some(Matched::NoRule) => {
+                Local::Deny(Denial::forbidden("no_matching_rule", "no policy rule allows this request"))
+            }
+            Some(Matched::Protected(route)) => self.decide(&shared, metrics, route, path, &req.headers),
+            // No policy yet: only the always-public paths are decided here.
+            None => match settings.bootstrap_routes.find(method, path) {
+                Matched::Public => Local::Allow(None),
+                _ => Local::AskSidecar,
+            },
         };
         match local {
             Local::Allow(verified) => {

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub stale_callouts: Counter,
     /// Revocation updates applied (full snapshots and single facts).
     pub revocation_updates: Counter,
+    /// Route policies applied.
+    pub policy_updates: Counter,
     /// Signatures verified by Envoy's native crypto (RSA, ECDSA).
     pub native_verifications: Counter,
     pub control_stream_closed: Counter,
@@ -56,6 +58,7 @@ impl Metrics {
             revoked: Counter::define("authz_filter.revoked"),
             stale_callouts: Counter::define("authz_filter.stale_callouts"),
             revocation_updates: Counter::define("authz_filter.revocation_updates"),
+            policy_updates: Counter::define("authz_filter.policy_updates"),
             control_stream_closed: Counter::define("authz_filter.control_stream_closed"),
         }
     }

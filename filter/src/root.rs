@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authz_core::KeySet;
 use authz_core::revocation::{Revocation, RevocationSet};
+use authz_core::routes::{PolicyDocument, RouteTable};
 use authz_proto::authz::v1::{ControlEvent, SubscribeRequest, control_event};
 use prost::Message;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -100,6 +101,32 @@ impl Root {
                     self.down_since = None;
                 }
                 w.metrics.revocation_updates.inc();
+            }
+            Some(control_event::Event::Policy(snapshot)) => {
+                let mut w = shared.borrow_mut();
+                if w.policy.is_some() && w.policy_version == snapshot.version {
+                    return;
+                }
+                let parsed = serde_json::from_str::<PolicyDocument>(&snapshot.policy_json)
+                    .map_err(|e| e.to_string())
+                    .and_then(|doc| {
+                        RouteTable::from_document(
+                            w.settings.public_paths.clone(),
+                            w.settings.public_prefixes.clone(),
+                            doc,
+                        )
+                        .map_err(|e| e.to_string())
+                    });
+                match parsed {
+                    Ok(table) => {
+                        w.policy = Some(Rc::new(table));
+                        w.policy_version = snapshot.version;
+                        w.metrics.policy_updates.inc();
+                    }
+                    // The sidecar validated it; a refusal here means a version skew: keep the
+                    // last good policy (or none, which sends requests to the sidecar).
+                    Err(e) => log::warn(&format!("control stream: policy {} refused: {e}", snapshot.version)),
+                }
             }
             None => log::warn("control stream: event of an unknown kind ignored"),
         }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use authz_core::authenticator::Authenticator;
 use authz_core::revocation::RevocationSet;
+use authz_core::routes::RouteTable;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -21,6 +22,10 @@ pub struct Worker {
     /// False until the first full revocation snapshot, and again once the control stream has
     /// been down longer than `revocationStaleAfter` (the root context decides).
     pub revocations_fresh: bool,
+    /// The route policy pushed by the sidecar (`None` until the first one arrives: then only
+    /// the always-public paths are decided locally, everything else goes to the sidecar).
+    pub policy: Option<Rc<RouteTable>>,
+    pub policy_version: String,
 }
 
 pub type Shared = Rc<RefCell<Worker>>;
@@ -36,6 +41,8 @@ impl Worker {
             rng: fastrand::Rng::new(),
             revocations: RevocationSet::new(),
             revocations_fresh: false,
+            policy: None,
+            policy_version: String::new(),
         }
     }
 

@@ -83,7 +83,8 @@ pub struct Options {
     pub fixed_upstream_ports: bool,
     /// Extra JSON fields merged into the filter configuration (tests of config handling).
     pub filter_config_override: Option<serde_json::Value>,
-    /// Route rules (a JSON array of `RouteSpec`), given to both the filter and the sidecar.
+    /// Route rules (a JSON array of `RouteSpec`): the sidecar's policy file, which it pushes
+    /// to the filters.
     pub routes: serde_json::Value,
     /// The sidecar's background JWKS refresh period.
     pub jwks_refresh: Duration,
@@ -169,6 +170,7 @@ impl Stack {
             upstreams.push((*name, echo::spawn(name, SocketAddr::from(([127, 0, 0, 1], port))).await?));
         }
         let mut stack = Self { opts, ports, auth, upstreams, client, dir, redis: None, sidecar: None, envoy: None };
+        stack.write_policy(&serde_json::json!({ "routes": stack.opts.routes }))?;
         stack.start_redis().await?;
         stack.start_sidecar().await?;
         stack.start_envoy().await?;
@@ -177,6 +179,25 @@ impl Stack {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The sidecar's policy file.
+    pub fn policy_path(&self) -> PathBuf {
+        self.dir().join("policy.yaml")
+    }
+
+    /// Replaces the policy file (JSON is YAML); the sidecar reloads it within a second.
+    pub fn write_policy(&self, doc: &serde_json::Value) -> anyhow::Result<()> {
+        self.write_policy_text(&serde_json::to_string_pretty(doc)?)
+    }
+
+    /// Replaces the policy file with any text (a broken one included). Written to a temporary
+    /// file and renamed, so the sidecar never reads half a file.
+    pub fn write_policy_text(&self, text: &str) -> anyhow::Result<()> {
+        let tmp = self.dir().join("policy.yaml.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, self.policy_path())?;
+        Ok(())
     }
 
     pub fn gateway_url(&self, path: &str) -> String {
@@ -213,9 +234,10 @@ impl Stack {
              jwt:\n  issuers: [\"{ISSUER}\"]\n  audiences: [\"{AUDIENCE}\"]\n  hmacAlgorithms: [HS256, HS384, HS512]\n\
              jwks:\n  minRefreshInterval: 1s\n  refreshInterval: {refresh}s\n\
              sessionCacheTtl: 1s\n\
-             publicPaths: [/health]\nstripHeaders: [x-quota-lease]\nroutes: {routes}\n",
+             publicPaths: [/health]\nstripHeaders: [x-quota-lease]\n\
+             policyFile: {policy}\npolicyReloadInterval: 1s\n",
             refresh = self.opts.jwks_refresh.as_secs().max(1),
-            routes = self.opts.routes,
+            policy = self.policy_path().display(),
             grpc = self.ports.sidecar_grpc,
             admin = self.ports.sidecar_admin,
             iam = self.auth.url(),
@@ -260,7 +282,6 @@ impl Stack {
         vars.insert("JWT_AUDIENCE", AUDIENCE.into());
         let filter_template = std::fs::read_to_string(paths::workspace().join("envoy/filter.json"))?;
         let mut filter: serde_json::Value = serde_json::from_str(&render(&filter_template, &vars)?)?;
-        filter["routes"] = self.opts.routes.clone();
         if let (Some(extra), Some(obj)) = (&self.opts.filter_config_override, filter.as_object_mut()) {
             for (k, v) in extra.as_object().into_iter().flatten() {
                 obj.insert(k.clone(), v.clone());

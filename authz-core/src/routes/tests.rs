@@ -28,6 +28,7 @@ fn table() -> RouteTable {
 
 fn id_of(m: Matched<'_>) -> &str {
     match m {
+        Matched::NoRule => "no rule",
         Matched::Public => "public",
         Matched::Protected(None) => "default",
         Matched::Protected(Some(r)) => &r.id,
@@ -109,7 +110,7 @@ fn requirements() {
         Matched::Protected(r) => {
             r.cloned().unwrap_or_else(|| Route::try_from(spec("default", serde_json::json!({"prefix": "/"}))).unwrap())
         }
-        Matched::Public => panic!("public"),
+        Matched::Public | Matched::NoRule => panic!("not protected"),
     };
     let now = 10_000;
     let platform = identity(&["platform"], Some(now - 60));
@@ -166,4 +167,20 @@ fn template_binding_through_the_route() {
     assert!(route.check(&scope, &id, None, "/api/lims/labs/l2/samples", 0).is_ok());
     let d = route.check(&scope, &id, None, "/api/lims/labs/l3/samples", 0).unwrap_err();
     assert_eq!((d.status, d.code), (403, "tenant_mismatch"));
+}
+
+#[test]
+fn deny_by_default_and_document_versions() {
+    let doc: PolicyDocument = serde_json::from_value(serde_json::json!({
+        "defaultAction": "deny",
+        "routes": [{"id": "tools", "prefix": "/api/tools"}]
+    }))
+    .unwrap();
+    let t = RouteTable::from_document(vec!["/health".into()], vec![], doc).unwrap();
+    assert_eq!(id_of(t.find("GET", "/api/tools/x")), "tools");
+    assert_eq!(id_of(t.find("GET", "/api/rag/x")), "no rule");
+    assert_eq!(id_of(t.find("GET", "/health")), "public");
+    assert!(serde_json::from_value::<PolicyDocument>(serde_json::json!({"defaultAction": "allow"})).is_err());
+    assert_eq!(PolicyDocument::version_of("a").len(), 16);
+    assert_ne!(PolicyDocument::version_of("a"), PolicyDocument::version_of("b"));
 }

@@ -64,6 +64,51 @@ async fn check(stack: &Stack) {
     assert_eq!((r.upstream("x-user-id"), r.upstream("x-internal-service")), (&Value::Null, &Value::Null));
 }
 
+/// Polls until `path` answers `status` for `auth` (a reload takes up to ~1 s to be read).
+async fn until_status(stack: &Stack, path: &str, auth: &str, status: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = get(stack, path, &[("authorization", auth)]).await;
+        if r.status == status {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path} still {} after reload: {}", r.status, r.json);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Hot reload: a new policy changes verdicts without restarting Envoy or the sidecar; a broken
+/// file is refused and the previous verdicts stay; deny-by-default.
+async fn hot_reload(stack: &Stack) {
+    let user = token("u-user", &["user"], json!({"labs": ["l1"]}));
+    assert_eq!(get(stack, "/api/models/admin/x", &[("authorization", &user)]).await.status, 403);
+    let mut relaxed = routes();
+    relaxed[1]["rolesAnyOf"] = json!(["admin", "user"]);
+    stack.write_policy(&json!({ "routes": relaxed })).unwrap();
+    until_status(stack, "/api/models/admin/x", &user, 200).await;
+
+    stack.write_policy_text("routes: [ {id: broken").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(get(stack, "/api/models/admin/x", &[("authorization", &user)]).await.status, 200, "last good policy");
+    let metrics = stack
+        .client
+        .get(format!("http://127.0.0.1:{}/metrics", stack.ports.sidecar_admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("authz_policy_reloads_total{result=\"error\"} 1"), "{metrics}");
+
+    stack.write_policy(&json!({"defaultAction": "deny", "routes": [{"id": "tools", "prefix": "/api/tools"}]})).unwrap();
+    until_status(stack, "/api/rag/x", &user, 403).await;
+    let r = get(stack, "/api/rag/x", &[("authorization", &user)]).await;
+    assert_eq!(r.error(), "no_matching_rule");
+    assert_eq!(get(stack, "/api/tools/x", &[("authorization", &user)]).await.status, 200);
+    assert_eq!(get(stack, "/health", &[]).await.status, 200, "always-public paths stay public");
+}
+
 async fn start(mode: Mode) -> Stack {
     let mut opts = Options::test(mode).unwrap();
     opts.routes = routes();
@@ -77,9 +122,14 @@ async fn policy_in_the_wasm_filter() {
     check(&stack).await;
     // Only the two API-key requests needed the sidecar; every JWT rule was decided in Envoy.
     assert_eq!(stack.envoy_stat("authz_filter.callouts").await.unwrap_or(0) - before, 2);
+    let updates = stack.envoy_stat("authz_filter.policy_updates").await.unwrap_or(0);
+    hot_reload(&stack).await;
+    assert!(stack.envoy_stat("authz_filter.policy_updates").await.unwrap_or(0) > updates, "pushed to the filters");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_in_the_sidecar() {
-    check(&start(Mode::ExtAuthz).await).await;
+    let stack = start(Mode::ExtAuthz).await;
+    check(&stack).await;
+    hot_reload(&stack).await;
 }
