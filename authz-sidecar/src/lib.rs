@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod check;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod identity_cache;

@@ -7,13 +7,36 @@ use authz_sidecar::config::{Config, LogFormat, ProcessEnv};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// The gateway's ext_authz and control-plane sidecar.
+/// The gateway's ext_authz and control-plane sidecar. Without a command, it serves.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
     /// YAML configuration file (every key is documented in the README).
-    #[arg(long, env = "AUTHZ_CONFIG")]
+    #[arg(long, env = "AUTHZ_CONFIG", global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Check a configuration and its policy file; exits non-zero with the reason if broken.
+    Validate,
+    /// Print what the policy decides for a token and a request (offline; no session checks).
+    Check {
+        /// The bearer token (omit for an anonymous request).
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long)]
+        path: String,
+        /// The auth service's JWKS document, to verify RS/ES/PS/EdDSA tokens offline.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+    },
 }
 
 fn init_logging(cfg: &Config) {
@@ -35,6 +58,33 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match cli.command {
+        Some(Command::Validate) => {
+            return match config.initial_policy() {
+                Ok(p) => {
+                    println!("ok: configuration valid; policy version {} with {} rules", p.version, p.table.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("authz-sidecar: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Some(Command::Check { token, method, path, jwks }) => {
+            return match authz_sidecar::cli::check(&config, jwks.as_deref(), token.as_deref(), &method, &path) {
+                Ok(v) => {
+                    println!("{v}");
+                    if v["decision"] == "allow" { ExitCode::SUCCESS } else { ExitCode::from(1) }
+                }
+                Err(e) => {
+                    eprintln!("authz-sidecar: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Some(Command::Serve) | None => {}
+    }
     init_logging(&config);
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
