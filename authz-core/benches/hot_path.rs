@@ -113,5 +113,44 @@ fn hit_path(c: &mut Criterion) {
     c.bench_function("identity_headers", |b| b.iter(|| black_box(&id).headers()));
 }
 
-criterion_group!(benches, verify, hit_path);
+/// Policy evaluation with `n` rules: the request matches the last rule (the worst case for a
+/// first-match table) and passes its role, claim and binding checks.
+fn policy(c: &mut Criterion) {
+    use authz_core::claims::Scope;
+    use authz_core::routes::{Matched, PolicyDocument, RouteTable};
+    let id = {
+        let mut claims: authz_core::claims::Claims = serde_json::from_value(claims()).unwrap();
+        claims.extra.insert("labs".into(), serde_json::json!(["l1", "l2", "l3"]));
+        claims.extra.insert("tier".into(), serde_json::json!("gold"));
+        Identity::from_claims(claims).unwrap()
+    };
+    let scope = Scope::default();
+    let mut group = c.benchmark_group("policy");
+    for n in [10usize, 200, 2000] {
+        let routes: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({
+                    "id": format!("r{i}"),
+                    "template": format!("/api/svc{i}/labs/{{lab}}/**"),
+                    "methods": ["GET", "POST"],
+                    "rolesAnyOf": ["admin", "scientist"],
+                    "claims": [{"claim": "tier", "oneOf": ["gold", "platinum"]}],
+                    "bind": {"lab": "labs"}
+                })
+            })
+            .collect();
+        let doc: PolicyDocument = serde_json::from_value(serde_json::json!({ "routes": routes })).unwrap();
+        let table = RouteTable::from_document(vec!["/health".into()], vec![], doc).unwrap();
+        let path = format!("/api/svc{}/labs/l2/samples/7", n - 1);
+        group.bench_function(format!("{n}_rules"), |b| {
+            b.iter(|| match table.find("GET", black_box(&path)) {
+                Matched::Protected(Some(r)) => r.check(&scope, &id, None, &path, NOW).is_ok(),
+                _ => false,
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, verify, hit_path, policy);
 criterion_main!(benches);

@@ -170,7 +170,7 @@ impl Route {
             (None, Some(prefix), _) => {
                 path.strip_prefix(prefix.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
             }
-            (None, None, Some(t)) => t.captures(path).is_some(),
+            (None, None, Some(t)) => t.matches(path),
             (None, None, None) => false,
         };
         path_ok && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
