@@ -50,6 +50,7 @@ fn init_logging(cfg: &Config) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    authz_core::crypto::ensure_provider();
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref(), &ProcessEnv) {
         Ok(c) => c,

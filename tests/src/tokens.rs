@@ -28,6 +28,7 @@ pub const SIGNING_KEYS: &[(&str, Algorithm, &str)] = &[
 
 /// The encoding key of a development `kid`.
 pub fn encoding_key(kid: &str) -> anyhow::Result<(Algorithm, EncodingKey)> {
+    authz_core::crypto::ensure_provider();
     let (_, alg, pem) =
         SIGNING_KEYS.iter().find(|(k, _, _)| *k == kid).ok_or_else(|| anyhow::anyhow!("no development key {kid:?}"))?;
     let key = match alg {
@@ -76,6 +77,7 @@ pub fn sign_rs256(claims: &Value, kid: Option<&str>) -> anyhow::Result<String> {
 
 /// RS256 with an arbitrary PEM private key.
 pub fn sign_with(claims: &Value, kid: Option<&str>, pem: &str) -> anyhow::Result<String> {
+    authz_core::crypto::ensure_provider();
     let mut h = Header::new(Algorithm::RS256);
     h.kid = kid.map(str::to_string);
     Ok(jsonwebtoken::encode(&h, claims, &EncodingKey::from_rsa_pem(pem.as_bytes())?)?)
@@ -83,6 +85,7 @@ pub fn sign_with(claims: &Value, kid: Option<&str>, pem: &str) -> anyhow::Result
 
 /// HS256 without `kid`, as the platform's `JWT_SECRET` tokens are.
 pub fn sign_hs256(claims: &Value, secret: &str) -> anyhow::Result<String> {
+    authz_core::crypto::ensure_provider();
     Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes()))?)
 }
 
