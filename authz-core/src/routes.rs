@@ -69,6 +69,10 @@ pub struct RouteSpec {
     /// Only service-to-service tokens (`svc` claim).
     #[serde(default)]
     pub service_only: bool,
+    /// A Rego rule (`data.<package>.<rule>`) that must evaluate to `true`, evaluated by the
+    /// sidecar (the filter sends these routes to it) over an OPA-Envoy-shaped input.
+    #[serde(default)]
+    pub rego: Option<String>,
 }
 
 /// A rule that cannot be used.
@@ -93,6 +97,8 @@ pub struct Route {
     max_auth_age_secs: Option<u64>,
     pub action: Option<String>,
     requirements: Requirements,
+    /// Rego rule evaluated by the sidecar, if any.
+    pub rego: Option<String>,
 }
 
 impl TryFrom<RouteSpec> for Route {
@@ -125,7 +131,11 @@ impl TryFrom<RouteSpec> for Route {
                 return Err(err(&format!("`bind` names {param:?}, which is not a parameter of `template`")));
             }
         }
-        let demands = s.require_session
+        if s.rego.as_deref().is_some_and(|r| !r.starts_with("data.") || r.contains(char::is_whitespace)) {
+            return Err(err("`rego` must name a rule as data.<package>.<rule>"));
+        }
+        let demands = s.rego.is_some()
+            || s.require_session
             || s.max_auth_age.is_some()
             || s.action.is_some()
             || s.audiences.is_some()
@@ -155,6 +165,7 @@ impl TryFrom<RouteSpec> for Route {
             max_auth_age_secs,
             action: s.action,
             requirements,
+            rego: s.rego,
         })
     }
 }
@@ -251,6 +262,9 @@ pub struct PolicyDocument {
     pub default_action: DefaultAction,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// Rego modules (name → source) for the routes' `rego` rules; used by the sidecar only.
+    #[serde(default)]
+    pub rego_modules: BTreeMap<String, String>,
 }
 
 impl PolicyDocument {

@@ -75,7 +75,7 @@ impl Decider {
             // Until the stored revocations are loaded, no credential can be known not revoked.
             return Decision::Unavailable("revocation state unavailable");
         }
-        match credential {
+        let decision = match credential {
             Credential::None => Decision::Deny(Denial::missing_credential()),
             Credential::Invalid(code) => Decision::Deny(Denial::invalid_credential(code)),
             Credential::ApiKey(key) => self.api_key(route, routes::path_only(path), key).await,
@@ -83,6 +83,20 @@ impl Decider {
                 Ok(id) => Decision::Allow(Some(id)),
                 Err(d) => d,
             },
+        };
+        match (decision, route.and_then(|r| r.rego.as_deref())) {
+            (Decision::Allow(Some(id)), Some(rule)) => {
+                let input = rego_input(method, path, &req.headers, &id);
+                match policy.rego_allows(rule, input) {
+                    Ok(true) => Decision::Allow(Some(id)),
+                    Ok(false) => Decision::Deny(Denial::forbidden("policy_denied", "the policy denies this request")),
+                    Err(e) => {
+                        warn!(error = %e, rule, "rego evaluation failed; denying");
+                        Decision::Deny(Denial::forbidden("policy_error", "the policy could not be evaluated"))
+                    }
+                }
+            }
+            (d, _) => d,
         }
     }
 
@@ -186,6 +200,25 @@ impl Decider {
     }
 }
 
+/// The input of a Rego rule, shaped like the OPA-Envoy plugin's (`input.attributes.request.http`,
+/// `input.parsed_path`) plus `input.identity`. Credential headers are left out.
+fn rego_input(method: &str, path: &str, headers: &[(String, String)], id: &Identity) -> serde_json::Value {
+    let headers: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "authorization" | "x-api-key" | "x-action-token") && !k.starts_with(':'))
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let parsed_path: Vec<&str> = routes::path_only(path).split('/').filter(|s| !s.is_empty()).collect();
+    serde_json::json!({
+        "attributes": {"request": {"http": {"method": method, "path": path, "headers": headers}}},
+        "parsed_path": parsed_path,
+        "identity": {
+            "user_id": id.user_id, "email": id.email, "roles": id.roles, "scopes": id.scopes,
+            "service": id.service, "claims": id.claims,
+        },
+    })
+}
+
 /// The tonic service.
 pub struct AuthzService {
     decider: Arc<Decider>,
@@ -199,12 +232,13 @@ impl AuthzService {
 
 #[tonic::async_trait]
 impl Authorization for AuthzService {
-    #[tracing::instrument(name = "check", skip_all, fields(trace_id, result))]
+    #[tracing::instrument(name = "check", skip_all, fields(trace_id, result, policy_version))]
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         let http = request.into_inner().attributes.and_then(|a| a.request).and_then(|r| r.http).unwrap_or_default();
         let req = sanitize(request_headers(&http), &self.decider.strip, || *uuid::Uuid::new_v4().as_bytes());
         let span = Span::current();
         span.record("trace_id", req.trace_id.as_str());
+        span.record("policy_version", self.decider.policy.current().version.as_str());
         let decision = self.decider.decide(&http.method, &http.path, &req).await;
         let metrics = &self.decider.metrics;
         match decision {

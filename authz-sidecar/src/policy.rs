@@ -15,13 +15,34 @@ use tracing::{error, info};
 use crate::metrics::Metrics;
 
 /// A loaded policy.
-#[derive(Debug)]
 pub struct Policy {
-    /// Content hash (16 hex digits), or `inline-<hash>` for inline routes.
+    /// Content hash of the policy file (16 hex digits).
     pub version: String,
     pub table: RouteTable,
     /// The document as JSON, for the filters.
     pub json: String,
+    /// The compiled Rego modules, when the policy has any. Evaluation clones the engine (its
+    /// modules are shared), so concurrent checks never wait on each other for long.
+    rego: Option<std::sync::Mutex<regorus::Engine>>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").field("version", &self.version).field("rules", &self.table.len()).finish()
+    }
+}
+
+impl Policy {
+    /// Evaluates a Rego rule over `input`: `Ok(true)` only when the rule is defined and `true`.
+    pub fn rego_allows(&self, rule: &str, input: serde_json::Value) -> Result<bool, String> {
+        let mut engine = match &self.rego {
+            Some(m) => m.lock().map_err(|_| "rego engine poisoned".to_string())?.clone(),
+            None => return Err("the policy has no regoModules".into()),
+        };
+        engine.set_input(regorus::Value::from(input));
+        let value = engine.eval_rule(rule.to_string()).map_err(|e| e.to_string())?;
+        Ok(value == regorus::Value::from(true))
+    }
 }
 
 /// Why a policy could not be loaded.
@@ -33,6 +54,8 @@ pub enum PolicyError {
     Parse { path: String, field: String, reason: String },
     #[error("policy file {path}: {source}")]
     Rule { path: String, source: authz_core::routes::RouteError },
+    #[error("policy file {path}: rego module {module:?}: {reason}")]
+    Rego { path: String, module: String, reason: String },
 }
 
 /// Parses and validates a policy text.
@@ -48,9 +71,51 @@ pub fn parse(text: &str, origin: &str, public_paths: &[String]) -> Result<Policy
         field: ".".into(),
         reason: e.to_string(),
     })?;
+    let rego = if doc.rego_modules.is_empty() {
+        None
+    } else {
+        let mut engine = regorus::Engine::new();
+        for (name, source) in &doc.rego_modules {
+            engine.add_policy(name.clone(), source.clone()).map_err(|e| PolicyError::Rego {
+                path: origin.to_string(),
+                module: name.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        Some(std::sync::Mutex::new(engine))
+    };
+    if rego.is_none()
+        && let Some(r) = doc.routes.iter().find(|r| r.rego.is_some())
+    {
+        return Err(PolicyError::Rego {
+            path: origin.to_string(),
+            module: String::new(),
+            reason: format!("route {:?} names a rego rule but the policy has no regoModules", r.id),
+        });
+    }
+    // Every named rule must exist: evaluate each once over an empty input.
+    if let Some(engine) = &rego {
+        for r in doc.routes.iter().filter(|r| r.rego.is_some()) {
+            let rule = r.rego.clone().unwrap_or_default();
+            let mut e = engine
+                .lock()
+                .map_err(|_| PolicyError::Rego {
+                    path: origin.to_string(),
+                    module: String::new(),
+                    reason: "rego engine poisoned".into(),
+                })?
+                .clone();
+            e.set_input(regorus::Value::from(serde_json::json!({})));
+            e.eval_rule(rule.clone()).map_err(|err| PolicyError::Rego {
+                path: origin.to_string(),
+                module: String::new(),
+                reason: format!("route {:?}: rule {rule}: {err}", r.id),
+            })?;
+        }
+    }
     let table = RouteTable::from_document(public_paths.to_vec(), Vec::new(), doc)
         .map_err(|source| PolicyError::Rule { path: origin.to_string(), source })?;
-    Ok(Policy { version: PolicyDocument::version_of(text), table, json: value.to_string() })
+    Ok(Policy { version: PolicyDocument::version_of(text), table, json: value.to_string(), rego })
 }
 
 /// Reads and parses the policy file.
@@ -126,6 +191,41 @@ impl PolicyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rego_rules_are_compiled_and_evaluated() {
+        let text = r#"
+routes:
+  - id: lims-write
+    prefix: /api/lims
+    rego: data.gateway.lims.allow
+regoModules:
+  lims.rego: |
+    package gateway.lims
+    default allow := false
+    allow if {
+      input.attributes.request.http.method == "GET"
+    }
+    allow if {
+      "lab-admin" in input.identity.roles
+    }
+"#;
+        let p = parse(text, "p.yaml", &[]).unwrap();
+        let get =
+            serde_json::json!({"attributes": {"request": {"http": {"method": "GET"}}}, "identity": {"roles": []}});
+        let post = serde_json::json!({"attributes": {"request": {"http": {"method": "POST"}}}, "identity": {"roles": ["user"]}});
+        let admin = serde_json::json!({"attributes": {"request": {"http": {"method": "POST"}}}, "identity": {"roles": ["lab-admin"]}});
+        assert_eq!(p.rego_allows("data.gateway.lims.allow", get), Ok(true));
+        assert_eq!(p.rego_allows("data.gateway.lims.allow", post.clone()), Ok(false));
+        assert_eq!(p.rego_allows("data.gateway.lims.allow", admin), Ok(true));
+        assert!(p.rego_allows("data.gateway.nope.allow", post).is_err());
+        let missing_rule = text.replace("rego: data.gateway.lims.allow", "rego: data.gateway.lims.permit");
+        assert!(parse(&missing_rule, "p.yaml", &[]).unwrap_err().to_string().contains("permit"));
+        let broken = "routes: []\nregoModules:\n  x.rego: 'package x\n allow if {'\n";
+        assert!(parse(broken, "p.yaml", &[]).unwrap_err().to_string().contains("x.rego"));
+        let orphan = "routes:\n  - id: r\n    prefix: /x\n    rego: data.x.allow\n";
+        assert!(parse(orphan, "p.yaml", &[]).unwrap_err().to_string().contains("no regoModules"));
+    }
 
     #[test]
     fn the_documented_example_parses() {

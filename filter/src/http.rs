@@ -199,8 +199,9 @@ impl Http {
         if let Err(d) = route.check(&settings.scope, &verified.identity, action_ref, path, now) {
             return Local::Deny(d);
         }
-        // A live session can only be confirmed by the auth service, through the sidecar.
-        if route.require_session { Local::AskSidecar } else { Local::Allow(Some(verified)) }
+        // A live session can only be confirmed by the auth service, and Rego rules are
+        // evaluated by the sidecar: both go there.
+        if route.require_session || route.rego.is_some() { Local::AskSidecar } else { Local::Allow(Some(verified)) }
     }
 }
 

@@ -109,6 +109,45 @@ async fn hot_reload(stack: &Stack) {
     assert_eq!(get(stack, "/health", &[]).await.status, 200, "always-public paths stay public");
 }
 
+/// A Rego rule, evaluated by the sidecar with the OPA-Envoy-shaped input plus the identity.
+async fn rego(stack: &Stack) {
+    let module = r#"package gateway.samples
+default allow := false
+allow if input.attributes.request.http.method == "GET"
+allow if {
+  input.attributes.request.http.method == "POST"
+  "lab-admin" in input.identity.roles
+  input.parsed_path[2] == "samples"
+}
+"#;
+    let mut rules = routes();
+    rules
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({"id": "samples", "prefix": "/api/lims/samples", "rego": "data.gateway.samples.allow"}));
+    stack.write_policy(&json!({"routes": rules, "regoModules": {"samples.rego": module}})).unwrap();
+    let user = token("u-user", &["user"], json!({}));
+    let lab_admin = token("u-la", &["lab-admin"], json!({}));
+    // The new policy is in force once POST by a plain user is refused by the rule.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r =
+            super::client::request(stack, reqwest::Method::POST, "/api/lims/samples/1", &[("authorization", &user)])
+                .await;
+        if r.status == 403 {
+            assert_eq!(r.error(), "policy_denied", "{}", r.json);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "rego policy not applied: {} {}", r.status, r.json);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(get(stack, "/api/lims/samples/1", &[("authorization", &user)]).await.status, 200);
+    let r =
+        super::client::request(stack, reqwest::Method::POST, "/api/lims/samples/1", &[("authorization", &lab_admin)])
+            .await;
+    assert_eq!((r.status, r.upstream("x-user-id").as_str()), (200, Some("u-la")), "{}", r.json);
+}
+
 async fn start(mode: Mode) -> Stack {
     let mut opts = Options::test(mode).unwrap();
     opts.routes = routes();
@@ -122,6 +161,7 @@ async fn policy_in_the_wasm_filter() {
     check(&stack).await;
     // Only the two API-key requests needed the sidecar; every JWT rule was decided in Envoy.
     assert_eq!(stack.envoy_stat("authz_filter.callouts").await.unwrap_or(0) - before, 2);
+    rego(&stack).await;
     let updates = stack.envoy_stat("authz_filter.policy_updates").await.unwrap_or(0);
     hot_reload(&stack).await;
     assert!(stack.envoy_stat("authz_filter.policy_updates").await.unwrap_or(0) > updates, "pushed to the filters");
@@ -131,5 +171,6 @@ async fn policy_in_the_wasm_filter() {
 async fn policy_in_the_sidecar() {
     let stack = start(Mode::ExtAuthz).await;
     check(&stack).await;
+    rego(&stack).await;
     hot_reload(&stack).await;
 }
