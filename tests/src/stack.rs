@@ -116,10 +116,14 @@ pub struct Stack {
     envoy: Option<Child>,
 }
 
+/// The errors in a log, then its last lines: what a failed start-up needs to show.
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
+    let errors: Vec<&str> =
+        lines.iter().copied().filter(|l| l.contains("[critical]") || l.contains("[error]") || l.contains("ERROR")).collect();
+    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    if errors.is_empty() { tail } else { format!("{}\n...\n{tail}", errors.join("\n")) }
 }
 
 fn spawn_logged(mut cmd: Command, log: &Path) -> anyhow::Result<Child> {

@@ -54,7 +54,12 @@ Ctrl-C stops everything."#,
         sadmin = stack.ports.sidecar_admin,
         redis = stack.ports.redis,
     );
-    tokio::signal::ctrl_c().await?;
+    // Ctrl-C or a termination signal: drop the stack, which kills every process it started.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     println!("\nstopping…");
     drop(stack);
     Ok(())
