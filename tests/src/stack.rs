@@ -120,8 +120,11 @@ pub struct Stack {
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    let errors: Vec<&str> =
-        lines.iter().copied().filter(|l| l.contains("[critical]") || l.contains("[error]") || l.contains("ERROR")).collect();
+    let errors: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.contains("[critical]") || l.contains("[error]") || l.contains("ERROR"))
+        .collect();
     let tail = lines[lines.len().saturating_sub(20)..].join("\n");
     if errors.is_empty() { tail } else { format!("{}\n...\n{tail}", errors.join("\n")) }
 }

@@ -184,3 +184,19 @@ fn deny_by_default_and_document_versions() {
     assert_eq!(PolicyDocument::version_of("a").len(), 16);
     assert_ne!(PolicyDocument::version_of("a"), PolicyDocument::version_of("b"));
 }
+
+#[test]
+fn first_matching_rule_wins() {
+    let t = RouteTable::new(
+        vec![],
+        vec![],
+        vec![
+            spec("narrow", serde_json::json!({"prefix": "/api/lims/admin", "rolesAnyOf": ["admin"]})),
+            spec("broad", serde_json::json!({"prefix": "/api/lims"})),
+            spec("never", serde_json::json!({"prefix": "/api/lims/admin/x", "public": true})),
+        ],
+    )
+    .unwrap();
+    assert_eq!(id_of(t.find("GET", "/api/lims/admin/x")), "narrow", "an earlier rule shadows later ones");
+    assert_eq!(id_of(t.find("GET", "/api/lims/samples")), "broad");
+}
