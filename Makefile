@@ -14,7 +14,7 @@ run: build
 	$(CARGO) run -q -p authz-e2e --bin devstack -- $(ARGS)
 
 test: build lint
-	$(CARGO) test --workspace --no-fail-fast
+	./scripts/test.sh
 
 setup:
 	./scripts/setup.sh
