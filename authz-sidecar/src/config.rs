@@ -290,17 +290,11 @@ impl Config {
     }
 
     pub fn from_yaml(text: &str, origin: &str, env: &dyn Env) -> Result<Self, ConfigError> {
-        // An empty document means "all defaults".
-        let text = if text.trim().is_empty() { "{}" } else { text };
-        // serde_path_to_error names the nested field (`jwt.clockSkew`), not just the section.
-        let mut cfg: Config =
-            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|e| {
-                ConfigError::Parse {
-                    path: origin.to_string(),
-                    field: e.path().to_string(),
-                    reason: e.inner().to_string(),
-                }
-            })?;
+        let mut cfg: Config = crate::yaml::parse(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            field: e.field,
+            reason: e.reason,
+        })?;
         cfg.apply_env(env)?;
         cfg.validate()?;
         Ok(cfg)

@@ -20,3 +20,4 @@ pub mod redis_kv;
 pub mod revocations;
 pub mod server;
 pub mod session;
+pub mod yaml;

@@ -60,17 +60,11 @@ pub enum PolicyError {
 
 /// Parses and validates a policy text.
 pub fn parse(text: &str, origin: &str, public_paths: &[String]) -> Result<Policy, PolicyError> {
-    let text_or_empty = if text.trim().is_empty() { "{}" } else { text };
-    let doc: PolicyDocument =
-        serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text_or_empty)).map_err(|e| {
-            PolicyError::Parse { path: origin.to_string(), field: e.path().to_string(), reason: e.inner().to_string() }
-        })?;
+    let parse_error =
+        |e: crate::yaml::YamlError| PolicyError::Parse { path: origin.to_string(), field: e.field, reason: e.reason };
+    let doc: PolicyDocument = crate::yaml::parse(text).map_err(parse_error)?;
     // Re-encode as JSON for the filters: they parse the same document with the same types.
-    let value: serde_json::Value = serde_yaml::from_str(text_or_empty).map_err(|e| PolicyError::Parse {
-        path: origin.to_string(),
-        field: ".".into(),
-        reason: e.to_string(),
-    })?;
+    let value: serde_json::Value = crate::yaml::parse(text).map_err(parse_error)?;
     let rego = if doc.rego_modules.is_empty() {
         None
     } else {
