@@ -12,6 +12,20 @@ pub struct Sanitized<V> {
     pub trace_id: String,
     /// Names removed because a client must not set them (for ext_authz `headers_to_remove`).
     pub removed: Vec<String>,
+    /// How the client's `x-trace-id` compares with `trace_id`, so a host that edits headers
+    /// in place knows whether it must touch it at all.
+    pub client_trace: ClientTrace,
+}
+
+/// The client's `x-trace-id` header(s) against the trace id chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientTrace {
+    /// Exactly one, and it is the trace id: nothing to change.
+    Kept,
+    /// None was sent: the trace id must be added.
+    Absent,
+    /// One or more that are not the trace id (malformed, duplicated): remove, then add.
+    Replaced,
 }
 
 /// Sanitises `headers` (names lower case). `random` is called only if a trace id must be made.
@@ -33,6 +47,11 @@ pub fn sanitize<V: AsRef<[u8]> + From<String>>(
     }
     // Two X-Trace-Id headers are as good as none.
     let trace_id = trace::resolve(x_trace.filter(|_| x_trace_count == 1), traceparent, random);
+    let client_trace = match (x_trace_count, x_trace) {
+        (0, _) => ClientTrace::Absent,
+        (1, Some(v)) if v == trace_id => ClientTrace::Kept,
+        _ => ClientTrace::Replaced,
+    };
     let mut removed = Vec::new();
     let mut kept = Vec::with_capacity(headers.len() + 4);
     for (name, value) in headers {
@@ -43,7 +62,7 @@ pub fn sanitize<V: AsRef<[u8]> + From<String>>(
         }
     }
     kept.push((X_TRACE_ID.to_string(), V::from(trace_id.clone())));
-    Sanitized { headers: kept, trace_id, removed }
+    Sanitized { headers: kept, trace_id, removed, client_trace }
 }
 
 #[cfg(test)]
@@ -70,6 +89,21 @@ mod tests {
         assert_eq!(s.removed, vec!["x-user-id", "x-internal-service", "X-User-Roles"]);
         assert_eq!(s.headers, h(&[("accept", "*/*"), ("x-trace-id", &s.trace_id)]));
         assert_eq!(s.trace_id.len(), 36);
+        assert_eq!(s.client_trace, ClientTrace::Replaced);
+    }
+
+    #[test]
+    fn reports_whether_the_client_trace_id_stays() {
+        let id = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+        let rules = StripRules::default();
+        assert_eq!(sanitize(h(&[("x-trace-id", id)]), &rules, || [3; 16]).client_trace, ClientTrace::Kept);
+        assert_eq!(sanitize(h(&[("accept", "*/*")]), &rules, || [3; 16]).client_trace, ClientTrace::Absent);
+        let dup = sanitize(h(&[("x-trace-id", id), ("X-Trace-Id", id)]), &rules, || [3; 16]);
+        assert_eq!(dup.client_trace, ClientTrace::Replaced);
+        // A traceparent-derived id never equals a client's malformed x-trace-id.
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let s = sanitize(h(&[("x-trace-id", "bogus"), ("traceparent", tp)]), &rules, || [3; 16]);
+        assert_eq!(s.client_trace, ClientTrace::Replaced);
     }
 
     #[test]
