@@ -1,12 +1,12 @@
 //! Local authentication: the verified-token cache in front of signature verification.
 //!
-//! This is the hot path of the filter. A hit costs one SHA-256 and one map lookup; a miss
+//! This is the hot path of the filter. A hit costs one keyed hash and one map lookup; a miss
 //! verifies with the keys held locally; a token whose key we do not hold is handed back to the
 //! caller ([`LocalVerdict::Unknown`]) to ask the sidecar, which can fetch keys.
 
 use std::sync::Arc;
 
-use crate::cache::{TokenCache, digest};
+use crate::cache::TokenCache;
 use crate::claims::ClaimsPolicy;
 use crate::identity::Identity;
 use crate::keys::KeySet;
@@ -82,7 +82,7 @@ impl Authenticator {
     }
 
     pub fn authenticate(&mut self, token: &str, now: u64) -> LocalVerdict {
-        let key = digest(token);
+        let key = self.cache.key(token);
         if let Some(v) = self.cache.get(&key, now) {
             // A token verified by a key that has since been retired is verified again (and
             // refused): retiring a key must end its tokens at once.

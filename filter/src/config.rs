@@ -98,6 +98,11 @@ pub enum ConfigError {
     Field { field: &'static str, reason: String },
 }
 
+/// The largest `cacheCapacity` accepted. A cached identity takes about 1.3 KB of the worker's
+/// VM memory (claims included, since policy may read any claim); measured in the benchmark's
+/// memory curve, a VM failed after about 0.7-0.8M, so the bound leaves a wide margin.
+pub const MAX_CACHE_CAPACITY: usize = 200_000;
+
 /// The validated configuration.
 #[derive(Debug)]
 pub struct Settings {
@@ -143,6 +148,15 @@ impl TryFrom<RawConfig> for Settings {
             return Err(ConfigError::Field { field: "sidecarTimeout", reason: "must be greater than zero".into() });
         }
         let skew = duration("clockSkew", &raw.clock_skew)?;
+        if raw.cache_capacity > MAX_CACHE_CAPACITY {
+            return Err(ConfigError::Field {
+                field: "cacheCapacity",
+                reason: format!(
+                    "{} is more than {MAX_CACHE_CAPACITY} (about 1.3 KB of VM memory per cached identity, per worker)",
+                    raw.cache_capacity
+                ),
+            });
+        }
         for p in raw.public_paths.iter().chain(&raw.public_prefixes) {
             if !p.starts_with('/') {
                 return Err(ConfigError::Field { field: "publicPaths", reason: format!("{p:?} must start with '/'") });
@@ -191,6 +205,7 @@ mod tests {
             (r#"{"sidecarCluster": "c", "clockSkew": "1 minute"}"#, "clockSkew"),
             (r#"{"sidecarCluster": "c", "publicPaths": ["health"]}"#, "publicPaths"),
             (r#"{"sidecarCluster": "c", "cacheCapacity": -1}"#, "cacheCapacity"),
+            (r#"{"sidecarCluster": "c", "cacheCapacity": 200001}"#, "cacheCapacity"),
             (r#"{"sidecarCluster": ""}"#, "sidecarCluster"),
             (r#"{"sidecarCluster": "c", "onStale": "allow"}"#, "onStale"),
             (r#"{"sidecarCluster": "c", "revocationStaleAfter": "never"}"#, "revocationStaleAfter"),
