@@ -2,8 +2,10 @@
 //! `cargo bench -p authz-core --bench hot_path`.
 //!
 //! - `verify/<alg>`: signature and time checks of a token not in any cache (the miss path);
-//! - `cache_hit`: the filter's hit path (SHA-256 of the token + one map lookup);
-//! - `sanitize`, `credential`, `identity_headers`: the header work every request does.
+//! - `cache_hit`: the filter's hit path (keyed SipHash-128 of the token + one map lookup);
+//! - `sanitize`, `credential`, `identity_headers`: the header work every request does;
+//! - `revocation_check/<n>`: whether an identity is revoked, with n revocations held;
+//! - `policy/<n>_rules`: route policy evaluation.
 
 // Fixture setup may fail loudly: this is a benchmark, not a request path.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -152,5 +154,26 @@ fn policy(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, verify, hit_path, policy);
+/// The revocation check every request makes, against sets of 0, 10k and 100k token
+/// revocations (plus one session and one user revocation, so every map is consulted).
+fn revocation(c: &mut Criterion) {
+    use authz_core::revocation::{Revocation, RevocationSet};
+    let id = Identity::from_claims(serde_json::from_value(claims()).unwrap()).unwrap();
+    let mut group = c.benchmark_group("revocation_check");
+    for n in [0usize, 10_000, 100_000] {
+        let mut set = RevocationSet::new();
+        for i in 0..n {
+            set.insert(&Revocation::Token { jti: format!("jti-{i}"), expires_at: NOW + 900 });
+        }
+        if n > 0 {
+            set.insert(&Revocation::Session { sid: "other".into(), expires_at: NOW + 900 });
+            set.insert(&Revocation::User { sub: "someone-else".into(), before: NOW, expires_at: NOW + 900 });
+        }
+        assert!(!set.is_revoked(&id));
+        group.bench_function(format!("{n}"), |b| b.iter(|| set.is_revoked(black_box(&id))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, verify, hit_path, policy, revocation);
 criterion_main!(benches);

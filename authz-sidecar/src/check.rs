@@ -234,6 +234,15 @@ impl AuthzService {
 impl Authorization for AuthzService {
     #[tracing::instrument(name = "check", skip_all, fields(trace_id, result, policy_version))]
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        let started = std::time::Instant::now();
+        let answer = self.answer(request).await;
+        self.decider.metrics.check_duration.observe(started.elapsed().as_secs_f64());
+        answer
+    }
+}
+
+impl AuthzService {
+    async fn answer(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         let http = request.into_inner().attributes.and_then(|a| a.request).and_then(|r| r.http).unwrap_or_default();
         let req = sanitize(request_headers(&http), &self.decider.strip, || *uuid::Uuid::new_v4().as_bytes());
         let span = Span::current();

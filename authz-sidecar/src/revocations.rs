@@ -76,7 +76,9 @@ impl RevocationHub {
         let _ = self.updates.send(Update::Delta(version, r));
     }
 
-    fn replace(&self, mut set: RevocationSet) {
+    /// Installs a whole set, as a resync from Redis does (public for benchmarks and tests that
+    /// run without the subscriber).
+    pub fn replace(&self, mut set: RevocationSet) {
         set.prune(unix_now());
         let size = set.len();
         self.state
