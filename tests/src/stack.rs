@@ -26,6 +26,9 @@ pub enum Mode {
     Wasm,
     /// `envoy/gateway-ext-authz.yaml`: Envoy's native ext_authz filter on every request.
     ExtAuthz,
+    /// A configuration of the caller's (`Options::envoy_template`) without our filter, such as
+    /// the benchmark's baselines: Envoy is only waited for until its listener answers.
+    Custom,
 }
 
 /// The upstream services behind the gateway: (Envoy cluster, echo name, default local port).
@@ -88,6 +91,12 @@ pub struct Options {
     pub routes: serde_json::Value,
     /// The sidecar's background JWKS refresh period.
     pub jwks_refresh: Duration,
+    /// The Envoy template for `Mode::Custom` (rendered with the same variables).
+    pub envoy_template: Option<String>,
+    /// Template variables that replace the stack's own (for example an upstream's address).
+    pub var_overrides: Vec<(&'static str, String)>,
+    /// CPUs Envoy is pinned to (`taskset -c` syntax), for benchmarks.
+    pub envoy_cpus: Option<String>,
 }
 
 impl Options {
@@ -100,6 +109,9 @@ impl Options {
             filter_config_override: None,
             routes: serde_json::json!([]),
             jwks_refresh: Duration::from_secs(300),
+            envoy_template: None,
+            var_overrides: Vec::new(),
+            envoy_cpus: None,
         })
     }
 }
@@ -309,16 +321,20 @@ impl Stack {
             vars.insert(Box::leak(format!("{upper}_HOST").into_boxed_str()), addr.ip().to_string());
             vars.insert(Box::leak(format!("{upper}_PORT").into_boxed_str()), addr.port().to_string());
         }
+        for (name, value) in &self.opts.var_overrides {
+            vars.insert(name, value.clone());
+        }
         Ok(vars)
     }
 
     /// Renders the Envoy config for this stack's mode into the stack folder.
     pub fn render_envoy_config(&self) -> anyhow::Result<PathBuf> {
-        let template = match self.opts.mode {
-            Mode::Wasm => "envoy/gateway.yaml",
-            Mode::ExtAuthz => "envoy/gateway-ext-authz.yaml",
+        let text = match (self.opts.mode, &self.opts.envoy_template) {
+            (Mode::Wasm, _) => std::fs::read_to_string(paths::workspace().join("envoy/gateway.yaml"))?,
+            (Mode::ExtAuthz, _) => std::fs::read_to_string(paths::workspace().join("envoy/gateway-ext-authz.yaml"))?,
+            (Mode::Custom, Some(t)) => t.clone(),
+            (Mode::Custom, None) => anyhow::bail!("Mode::Custom needs Options::envoy_template"),
         };
-        let text = std::fs::read_to_string(paths::workspace().join(template))?;
         let path = self.dir().join("envoy.yaml");
         std::fs::write(&path, render(&text, &self.envoy_vars()?)?)?;
         Ok(path)
@@ -328,7 +344,14 @@ impl Stack {
     pub async fn start_envoy(&mut self) -> anyhow::Result<()> {
         let config = self.render_envoy_config()?;
         let log = self.dir().join("envoy.log");
-        let mut cmd = Command::new(paths::envoy()?);
+        let mut cmd = match &self.opts.envoy_cpus {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus]).arg(paths::envoy()?);
+                c
+            }
+            None => Command::new(paths::envoy()?),
+        };
         cmd.arg("-c").arg(&config).args([
             "--concurrency",
             &self.opts.concurrency.to_string(),
@@ -370,6 +393,24 @@ impl Stack {
         }
         self.envoy = Some(child);
         Ok(())
+    }
+
+    /// Kills Envoy and waits for it to be gone.
+    pub async fn stop_envoy(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.envoy.take() {
+            c.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Envoy's process id (for CPU and memory readings).
+    pub fn envoy_pid(&self) -> Option<u32> {
+        self.envoy.as_ref().and_then(Child::id)
+    }
+
+    /// The sidecar's process id.
+    pub fn sidecar_pid(&self) -> Option<u32> {
+        self.sidecar.as_ref().and_then(Child::id)
     }
 
     /// The value of an Envoy counter whose name ends with `suffix`.

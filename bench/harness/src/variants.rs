@@ -1,0 +1,168 @@
+//! The seven configurations compared, each derived from the shipped gateway template so that
+//! listener, routes, clusters and timeouts are the same; only the HTTP filter in front of the
+//! router differs.
+
+use std::path::Path;
+
+use authz_e2e::render::yaml_string;
+use authz_e2e::stack::Mode;
+
+/// What sits in front of the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// Nothing: the ceiling.
+    None,
+    /// Envoy's `jwt_authn`, RS256 with a local JWKS; with or without `jwt_cache_config`.
+    JwtAuthn {
+        cache: bool,
+    },
+    /// A wasm filter whose callbacks only return `Continue`: the floor of any wasm filter.
+    NoopWasm,
+    /// The same module reading all request headers and adding four: the floor of any wasm
+    /// filter that authenticates and sets identity headers.
+    HeadersWasm,
+    /// Diagnostics: only reading the headers, only adding four.
+    GetWasm,
+    AddWasm,
+    /// Our filter (`envoy/gateway.yaml` as shipped).
+    Ours,
+    /// Envoy's native `ext_authz` to our sidecar (`envoy/gateway-ext-authz.yaml` as shipped).
+    ExtAuthz,
+}
+
+/// Which credentials the load carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// A pool of RS256 tokens that fits every cache, cycled (hit path).
+    TokenPool,
+    /// A new RS256 token on every request (miss path: a verification each time).
+    UniqueTokens,
+    /// One API key on every request (our filter asks the sidecar each time).
+    ApiKey,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Variant {
+    pub id: &'static str,
+    /// Run only when named in `--only` (splits a cost into its parts).
+    pub diagnostic: bool,
+    pub name: &'static str,
+    pub filter: Filter,
+    pub load: Load,
+}
+
+/// Every variant, in report order. Two are not among the issue's seven: `b0` is `jwt_authn`
+/// without its cache, the native per-token verification cost the miss path is compared with;
+/// `c2` is the header traffic every authenticating wasm filter pays, which separates the
+/// proxy-wasm ABI's cost from our logic's.
+pub const VARIANTS: &[Variant] = &[
+    v("a", "no auth filter", Filter::None, Load::TokenPool),
+    v("b", "jwt_authn RS256, jwt_cache_config", Filter::JwtAuthn { cache: true }, Load::TokenPool),
+    v("b0", "jwt_authn RS256, no cache", Filter::JwtAuthn { cache: false }, Load::TokenPool),
+    v("c", "no-op wasm filter", Filter::NoopWasm, Load::TokenPool),
+    v("c2", "wasm filter: read headers, add 4", Filter::HeadersWasm, Load::TokenPool),
+    v("d", "our filter, hit path", Filter::Ours, Load::TokenPool),
+    v("e", "our filter, miss path (new token each request)", Filter::Ours, Load::UniqueTokens),
+    v("f", "native ext_authz to our sidecar (cached)", Filter::ExtAuthz, Load::TokenPool),
+    v("g", "our filter, sidecar callout each request (API key)", Filter::Ours, Load::ApiKey),
+    Variant { diagnostic: true, ..v("c2-get", "wasm filter: read headers only", Filter::GetWasm, Load::TokenPool) },
+    Variant { diagnostic: true, ..v("c2-add", "wasm filter: add 4 headers only", Filter::AddWasm, Load::TokenPool) },
+];
+
+const fn v(id: &'static str, name: &'static str, filter: Filter, load: Load) -> Variant {
+    Variant { id, diagnostic: false, name, filter, load }
+}
+
+const FILTER_START: &str = "          - name: authz\n";
+const ROUTER_START: &str = "          - name: envoy.filters.http.router\n";
+
+/// `gateway` (the text of `envoy/gateway.yaml`) with our filter replaced by `block`.
+pub fn with_filter_block(gateway: &str, block: &str) -> anyhow::Result<String> {
+    let start = gateway.find(FILTER_START).ok_or_else(|| anyhow::anyhow!("no authz filter in the gateway template"))?;
+    let end = gateway.find(ROUTER_START).ok_or_else(|| anyhow::anyhow!("no router in the gateway template"))?;
+    anyhow::ensure!(start < end, "the authz filter must come before the router");
+    Ok(format!("{}{block}{}", &gateway[..start], &gateway[end..]))
+}
+
+/// The `jwt_authn` filter: RS256 keys inline, the same issuer and audience as ours, `sub`
+/// forwarded as `x-user-id` (what our filter does, minus everything else).
+pub fn jwt_authn_block(jwks_json: &str, cache: bool) -> String {
+    let cache_line = if cache { "                  jwt_cache_config: { jwt_cache_size: 4096 }\n" } else { "" };
+    format!(
+        "          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                platform:
+                  issuer: ${{JWT_ISSUER}}
+                  audiences: [${{JWT_AUDIENCE}}]
+                  local_jwks: {{ inline_string: {jwks} }}
+                  claim_to_headers: [{{ header_name: x-user-id, claim_name: sub }}]
+{cache_line}              rules:
+              - match: {{ prefix: /api }}
+                requires: {{ provider_name: platform }}
+",
+        jwks = yaml_string(jwks_json),
+    )
+}
+
+/// The no-op wasm filter, loaded exactly as ours is (same runtime, same failure policy);
+/// `mode` is its configuration (empty, or `headers`).
+pub fn noop_block(wasm: &Path, mode: &str) -> String {
+    format!(
+        "          - name: noop
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: noop
+                root_id: noop
+                failure_policy: FAIL_CLOSED
+                vm_config:
+                  vm_id: noop
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {} }} }}
+                configuration:
+                  \"@type\": type.googleapis.com/google.protobuf.StringValue
+                  value: \"{mode}\"
+",
+        wasm.display()
+    )
+}
+
+/// The stack mode and (for baselines) the template text of a filter choice.
+pub fn envoy_setup(
+    filter: Filter,
+    gateway: &str,
+    jwks_json: &str,
+    noop_wasm: &Path,
+) -> anyhow::Result<(Mode, Option<String>)> {
+    Ok(match filter {
+        Filter::None => (Mode::Custom, Some(with_filter_block(gateway, "")?)),
+        Filter::JwtAuthn { cache } => {
+            (Mode::Custom, Some(with_filter_block(gateway, &jwt_authn_block(jwks_json, cache))?))
+        }
+        Filter::NoopWasm => (Mode::Custom, Some(with_filter_block(gateway, &noop_block(noop_wasm, ""))?)),
+        Filter::GetWasm => (Mode::Custom, Some(with_filter_block(gateway, &noop_block(noop_wasm, "get"))?)),
+        Filter::AddWasm => (Mode::Custom, Some(with_filter_block(gateway, &noop_block(noop_wasm, "add"))?)),
+        Filter::HeadersWasm => (Mode::Custom, Some(with_filter_block(gateway, &noop_block(noop_wasm, "headers"))?)),
+        Filter::Ours => (Mode::Wasm, None),
+        Filter::ExtAuthz => (Mode::ExtAuthz, None),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_only_the_authz_filter() {
+        let gateway = std::fs::read_to_string(authz_e2e::paths::workspace().join("envoy/gateway.yaml")).unwrap();
+        let bare = with_filter_block(&gateway, "").unwrap();
+        assert!(!bare.contains("envoy.wasm.runtime.v8"));
+        assert!(bare.contains("envoy.filters.http.router"));
+        assert_eq!(gateway.matches("path_separated_prefix").count(), bare.matches("path_separated_prefix").count());
+        let jwt = with_filter_block(&gateway, &jwt_authn_block("{\"keys\":[]}", true)).unwrap();
+        assert!(jwt.contains("jwt_cache_config") && jwt.contains("${JWT_ISSUER}"));
+        assert!(!jwt_authn_block("{}", false).contains("jwt_cache_config"));
+    }
+}
