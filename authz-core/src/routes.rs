@@ -175,6 +175,16 @@ impl Route {
         self.max_auth_age_secs.is_some()
     }
 
+    /// Text every path this rule matches starts with (see `routes::index`).
+    fn literal_prefix(&self) -> &str {
+        match (&self.path, &self.prefix, &self.template) {
+            (Some(p), _, _) | (None, Some(p), _) => p,
+            // A template also matches its literal without the trailing slash (`/x/**` matches `/x`).
+            (None, None, Some(t)) => t.literal_prefix().trim_end_matches('/'),
+            (None, None, None) => "",
+        }
+    }
+
     fn matches(&self, method: &str, path: &str) -> bool {
         let path_ok = match (&self.path, &self.prefix, &self.template) {
             (Some(p), _, _) => p == path,
@@ -282,6 +292,8 @@ pub struct RouteTable {
     public_prefixes: Vec<String>,
     routes: Vec<Route>,
     default_action: DefaultAction,
+    /// Built when the table is large enough to need it.
+    index: Option<index::PrefixIndex>,
 }
 
 impl RouteTable {
@@ -295,7 +307,9 @@ impl RouteTable {
         if let Some(dup) = routes.iter().find(|r| !seen.insert(r.id.clone())) {
             return Err(RouteError { id: dup.id.clone(), reason: "duplicate rule id".into() });
         }
-        Ok(Self { public_paths, public_prefixes, routes, default_action: DefaultAction::Authenticated })
+        let index = (routes.len() >= index::MIN_RULES)
+            .then(|| index::PrefixIndex::build(routes.iter().map(Route::literal_prefix)));
+        Ok(Self { public_paths, public_prefixes, routes, default_action: DefaultAction::Authenticated, index })
     }
 
     /// A table from a policy document plus the host's always-public paths.
@@ -331,7 +345,15 @@ impl RouteTable {
         {
             return Matched::Public;
         }
-        match self.routes.iter().find(|r| r.matches(method, path)) {
+        let found = match &self.index {
+            Some(index) => index
+                .candidates(path)
+                .into_iter()
+                .filter_map(|i| self.routes.get(i as usize))
+                .find(|r| r.matches(method, path)),
+            None => self.routes.iter().find(|r| r.matches(method, path)),
+        };
+        match found {
             Some(r) if r.public => Matched::Public,
             None if self.default_action == DefaultAction::Deny => Matched::NoRule,
             other => Matched::Protected(other),
@@ -344,5 +366,6 @@ pub fn path_only(path: &str) -> &str {
     path.split(['?', '#']).next().unwrap_or(path)
 }
 
+mod index;
 #[cfg(test)]
 mod tests;

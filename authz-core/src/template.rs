@@ -92,6 +92,11 @@ impl PathTemplate {
     }
 
     /// Parameter names, to validate `bind` keys against.
+    /// The literal text every matching path starts with (up to the first parameter).
+    pub fn literal_prefix(&self) -> &str {
+        &self.literal_prefix
+    }
+
     pub fn params(&self) -> impl Iterator<Item = &str> {
         self.segments.iter().filter_map(|s| match s {
             Segment::Param(n) => Some(n.as_str()),

@@ -200,3 +200,62 @@ fn first_matching_rule_wins() {
     assert_eq!(id_of(t.find("GET", "/api/lims/admin/x")), "narrow", "an earlier rule shadows later ones");
     assert_eq!(id_of(t.find("GET", "/api/lims/samples")), "broad");
 }
+
+/// The prefix index of a large table picks exactly the rule a plain first-match scan picks,
+/// over generated tables (paths, prefixes, templates with parameters and `**`, methods) and
+/// generated request paths.
+#[test]
+fn the_prefix_index_agrees_with_a_plain_scan() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let words = ["api", "tes", "lims", "labs", "x", "tasks", "v1", ""];
+    for round in 0..20 {
+        let mut specs = Vec::new();
+        for i in 0..(24 + next(60)) {
+            let depth = 1 + next(4);
+            let mut segs: Vec<String> = (0..depth).map(|_| words[next(words.len() - 1)].to_string()).collect();
+            let kind = next(3);
+            if kind == 2 {
+                match next(3) {
+                    0 => segs[next(depth)] = "{p}".into(),
+                    1 => segs.push("**".into()),
+                    _ => {}
+                }
+            }
+            let path = format!("/{}", segs.join("/"));
+            let mut json = match kind {
+                0 => serde_json::json!({ "path": path }),
+                1 => serde_json::json!({ "prefix": path }),
+                _ => serde_json::json!({ "template": path }),
+            };
+            if next(4) == 0 {
+                json["methods"] = serde_json::json!(["POST"]);
+            }
+            specs.push(spec(&format!("r{round}-{i}"), json));
+        }
+        let indexed = RouteTable::new(vec![], vec![], specs).unwrap();
+        assert!(indexed.index.is_some());
+        let mut plain = indexed.clone();
+        plain.index = None;
+        for _ in 0..300 {
+            let depth = next(6);
+            let path: String = (0..depth).map(|_| format!("/{}", words[next(words.len())])).collect();
+            let path = if path.is_empty() { "/".to_string() } else { path };
+            let method = if next(2) == 0 { "GET" } else { "POST" };
+            let a = match indexed.find(method, &path) {
+                Matched::Protected(r) => r.map(|r| r.id.clone()),
+                other => Some(format!("{other:?}")),
+            };
+            let b = match plain.find(method, &path) {
+                Matched::Protected(r) => r.map(|r| r.id.clone()),
+                other => Some(format!("{other:?}")),
+            };
+            assert_eq!(a, b, "{method} {path}");
+        }
+    }
+}
