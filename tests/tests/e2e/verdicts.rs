@@ -172,8 +172,57 @@ pub async fn unknown_kid(stack: &Stack) {
 }
 
 /// All of the above, in order.
+/// Spoofed identity headers in every shape (repeated, mixed case, names the gateway never
+/// sets) and repeated or malformed trace ids, on the local path, the callout path (API key)
+/// and for a token without an email: the upstream sees only what the gateway set, once.
+pub async fn spoofed_headers_in_every_shape(stack: &Stack) {
+    let no_email = json!({
+        "sub": "u-noemail", "roles": ["user"], "iss": ISSUER, "aud": AUDIENCE,
+        "iat": tokens::now(), "exp": tokens::now() + 900, "jti": "j-noemail"
+    });
+    let token_auth = bearer(&sign_rs256(&no_email, Some(DEV_KID)).unwrap());
+    let valid_trace = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+    let spoofed: Vec<(&str, &str)> = vec![
+        ("x-user-id", "u-admin"),
+        ("X-User-Id", "u-root"),
+        ("x-user-email", "admin@lab.example"),
+        ("x-user-roles", "admin"),
+        ("x-user-tenant", "lab-9"),
+        ("x-internal-service", "billing"),
+        ("X-Quota-Lease", "forged"),
+        ("x-trace-id", valid_trace),
+        ("x-trace-id", valid_trace),
+    ];
+    for (name, credential, user) in [
+        ("token", ("authorization", token_auth.as_str()), "u-noemail"),
+        ("api key", ("x-api-key", "demo-api-key-bob"), "u-bob"),
+    ] {
+        let mut headers = spoofed.clone();
+        headers.push(credential);
+        let r = get(stack, "/api/tools/spoof", &headers).await;
+        assert_eq!(r.status, 200, "{name}: {}", r.json);
+        assert_eq!(r.upstream("x-user-id"), user, "{name}: exactly the gateway's value, once");
+        if name == "token" {
+            assert_eq!(r.upstream("x-user-email"), &Value::Null, "{name}: no email claim, no header");
+        }
+        assert_ne!(r.upstream("x-user-roles"), "admin", "{name}");
+        for gone in ["x-user-tenant", "x-internal-service", "x-quota-lease"] {
+            assert_eq!(r.upstream(gone), &Value::Null, "{name}: {gone}");
+        }
+        let trace = r.upstream("x-trace-id").as_str().unwrap_or_default().to_string();
+        assert!(is_uuid(&trace) && trace != valid_trace, "{name}: two client trace ids are as good as none: {trace:?}");
+        assert_eq!(r.header("x-trace-id"), Some(trace.as_str()), "{name}");
+    }
+    // A malformed trace id next to a valid credential: replaced by one the gateway makes.
+    let r = get(stack, "/api/tools/spoof", &[("authorization", &token_auth), ("x-trace-id", "../../etc/passwd; drop")])
+        .await;
+    let trace = r.upstream("x-trace-id").as_str().unwrap_or_default().to_string();
+    assert!(r.status == 200 && is_uuid(&trace), "{}: {trace:?}", r.json);
+}
+
 pub async fn all(stack: &Stack) {
     valid_token_and_identity_headers(stack).await;
+    spoofed_headers_in_every_shape(stack).await;
     hs256_platform_token(stack).await;
     trace_ids(stack).await;
     refused_tokens(stack).await;

@@ -18,7 +18,7 @@ async fn wasm_filter_verdicts_metrics_and_sidecar_outage() {
         assert!(n.is_some_and(|n| n > 0), "authz_filter.{counter} = {n:?}");
     }
     // JWTs with known keys never left Envoy: callouts are API keys and the unknown kid only.
-    assert_eq!(stack.envoy_stat("authz_filter.callouts").await, Some(4));
+    assert_eq!(stack.envoy_stat("authz_filter.callouts").await, Some(5));
 
     // Sidecar gone: tokens the filter can verify still work; whatever needs the sidecar is
     // 503, never 200; denials stay denials.
