@@ -5,7 +5,6 @@
 //! would take minutes); on the hit path the algorithm does not matter, the token is not
 //! verified again.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authz_core::revocation::Revocation;
@@ -223,7 +222,7 @@ async fn memory_curve(bench: &mut Bench, points: &[usize]) -> anyhow::Result<Vec
     let mut result = Vec::new();
     done = 0;
     for (&n, envoy_rss_mib) in sorted.iter().zip(envoy) {
-        let t = bench.target(Arc::clone(&Credentials::pool("authorization", &all[done..n])?));
+        let t = bench.target(Credentials::pool("authorization", &all[done..n])?);
         measure::visit_all(&t, &bench.settings, &all[done..n], "authorization").await?;
         done = n;
         let sidecar_rss_mib = procstat::rss_kib(sidecar)? as f64 / 1024.0;
