@@ -17,12 +17,14 @@ use crate::token::{NativeVerifier, TokenError, verify_token_time_with};
 pub struct Verified {
     pub identity: Identity,
     pub headers: Vec<(String, String)>,
+    /// The token's [`crate::cache::fingerprint`], for audit events (computed once, on a miss).
+    pub fingerprint: String,
 }
 
 impl Verified {
-    pub fn new(identity: Identity) -> Self {
+    pub fn new(identity: Identity, token: &str) -> Self {
         let headers = identity.headers();
-        Self { identity, headers }
+        Self { identity, headers, fingerprint: crate::cache::fingerprint(token) }
     }
 }
 
@@ -101,7 +103,7 @@ impl Authenticator {
         match Identity::from_claims(claims) {
             Ok(identity) => {
                 let exp = identity.expires_at;
-                let verified = Arc::new(Verified::new(identity));
+                let verified = Arc::new(Verified::new(identity, token));
                 self.cache.insert(key, Arc::clone(&verified), exp, now);
                 LocalVerdict::Valid { verified, cache_hit: false }
             }

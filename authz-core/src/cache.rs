@@ -26,6 +26,17 @@ pub fn digest(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// A short, stable fingerprint of a credential for audit events and logs: the first 12 hex
+/// digits of its SHA-256 (enough to correlate events, far too little to recover anything).
+pub fn fingerprint(token: &str) -> String {
+    fingerprint_of(&digest(token))
+}
+
+/// [`fingerprint`] of an already computed digest.
+pub fn fingerprint_of(d: &TokenDigest) -> String {
+    d.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
 /// The in-memory key of a token (see the module docs).
 pub type CacheKey = u128;
 

@@ -12,13 +12,16 @@ pub const X_TRACE_ID: &str = "x-trace-id";
 pub const TRACEPARENT: &str = "traceparent";
 pub const AUTHORIZATION: &str = "authorization";
 pub const X_API_KEY: &str = "x-api-key";
+/// A granted quota lease, set by the sidecar on compute requests (see the README).
+pub const X_QUOTA_LEASE: &str = "x-quota-lease";
 /// Step-up: a short-lived token authorising one action (`action` claim).
 pub const X_ACTION_TOKEN: &str = "x-action-token";
 
 /// Which incoming headers are identity headers and must be removed.
 #[derive(Debug, Clone, Default)]
 pub struct StripRules {
-    /// Extra exact names (lower case) beyond the built-in `x-user-*` and `x-internal-service`.
+    /// Extra exact names (lower case) beyond the built-in `x-user-*`, `x-internal-service` and
+    /// `x-quota-lease`.
     extra: Vec<String>,
 }
 
@@ -33,6 +36,7 @@ impl StripRules {
         let starts_x_user = name.len() > 7 && name.as_bytes()[..7].eq_ignore_ascii_case(b"x-user-");
         starts_x_user
             || name.eq_ignore_ascii_case(X_INTERNAL_SERVICE)
+            || name.eq_ignore_ascii_case(X_QUOTA_LEASE)
             || self.extra.iter().any(|e| name.eq_ignore_ascii_case(e))
     }
 }

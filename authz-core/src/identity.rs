@@ -82,6 +82,16 @@ impl Identity {
     }
 
     /// The identity headers set on the upstream request.
+    /// The caller's lab or tenant: claim `claim` when it is a string, or the first string of
+    /// a list (a member of several labs is charged to the first one its token names).
+    pub fn tenant(&self, claim: &str) -> Option<&str> {
+        match self.claims.get(claim)? {
+            serde_json::Value::String(s) => Some(s),
+            serde_json::Value::Array(items) => items.first().and_then(serde_json::Value::as_str),
+            _ => None,
+        }
+    }
+
     pub fn headers(&self) -> Vec<(String, String)> {
         let mut h = Vec::with_capacity(3);
         h.push((X_USER_ID.to_string(), self.user_id.clone()));

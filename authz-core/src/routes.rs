@@ -73,6 +73,28 @@ pub struct RouteSpec {
     /// sidecar (the filter sends these routes to it) over an OPA-Envoy-shaped input.
     #[serde(default)]
     pub rego: Option<String>,
+    /// A compute route: every accepted request reserves resources against the caller's quota
+    /// (checked by the sidecar, which the filter sends these routes to with their body).
+    #[serde(default)]
+    pub quota: Option<QuotaSpec>,
+}
+
+/// Where a compute route's requested resources are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QuotaSpec {
+    pub resources: ResourceSource,
+}
+
+/// The source of a compute request's resources (see the README's quota section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceSource {
+    /// A GA4GH TES task in the JSON body (`resources.cpu_cores`, `ram_gb`, and the GPU count
+    /// in `resources.backend_parameters`).
+    Tes,
+    /// The `X-Compute-Cpu-Cores`, `X-Compute-Gpus` and `X-Compute-Ram-Gb` request headers.
+    Headers,
 }
 
 /// A rule that cannot be used.
@@ -99,6 +121,8 @@ pub struct Route {
     requirements: Requirements,
     /// Rego rule evaluated by the sidecar, if any.
     pub rego: Option<String>,
+    /// Set on compute routes (quota checked by the sidecar).
+    pub quota: Option<QuotaSpec>,
 }
 
 impl TryFrom<RouteSpec> for Route {
@@ -135,6 +159,7 @@ impl TryFrom<RouteSpec> for Route {
             return Err(err("`rego` must name a rule as data.<package>.<rule>"));
         }
         let demands = s.rego.is_some()
+            || s.quota.is_some()
             || s.require_session
             || s.max_auth_age.is_some()
             || s.action.is_some()
@@ -166,6 +191,7 @@ impl TryFrom<RouteSpec> for Route {
             action: s.action,
             requirements,
             rego: s.rego,
+            quota: s.quota,
         })
     }
 }

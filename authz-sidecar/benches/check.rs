@@ -18,11 +18,14 @@ use authz_core::ClaimsPolicy;
 use authz_core::headers::StripRules;
 use authz_core::revocation::RevocationSet;
 use authz_sidecar::check::{AuthzService, Decider};
+use authz_sidecar::config::QuotaConfig;
 use authz_sidecar::identity_cache::IdentityCache;
 use authz_sidecar::introspect::Introspector;
 use authz_sidecar::keystore::KeyStore;
 use authz_sidecar::metrics::Metrics;
 use authz_sidecar::policy::{PolicyStore, parse};
+use authz_sidecar::quota::Quota;
+use authz_sidecar::quota::store::QuotaStore;
 use authz_sidecar::redis_kv::RedisKv;
 use authz_sidecar::revocations::RevocationHub;
 use authz_sidecar::session::SessionChecker;
@@ -61,6 +64,12 @@ fn decider() -> Arc<Decider> {
             .set_number_of_retries(0),
     )
     .unwrap();
+    let quota = Arc::new(Quota::new(
+        QuotaStore::new(redis.clone(), "authz:", Duration::from_millis(20)),
+        QuotaConfig::default(),
+        "tenant".into(),
+        Arc::clone(&metrics),
+    ));
     let kv = RedisKv::new(redis, "authz:".into(), Duration::from_millis(20), Arc::clone(&metrics));
     let revocations = Arc::new(RevocationHub::new(Arc::clone(&metrics)));
     revocations.replace(RevocationSet::new());
@@ -86,6 +95,8 @@ fn decider() -> Arc<Decider> {
         policy: Arc::new(PolicyStore::new(policy)),
         revocations,
         metrics,
+        quota,
+        tenant_claim: "tenant".into(),
     })
 }
 

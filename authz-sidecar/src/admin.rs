@@ -1,5 +1,6 @@
 //! The HTTP admin port: `/healthz` (alive), `/readyz` (keys fetched, Redis answering, the
-//! revocation subscription live), `/metrics`.
+//! revocation subscription live), `/metrics`, and the lease API for compute services
+//! (`/quota/v1/leases/...`, see `quota_api`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,11 +9,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use redis::aio::ConnectionManager;
 
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
+use crate::quota_api::{self, QuotaApi};
 use crate::revocations::RevocationHub;
 
 pub struct AdminState {
@@ -23,12 +25,17 @@ pub struct AdminState {
     pub redis_timeout: Duration,
 }
 
-pub fn router(state: Arc<AdminState>) -> Router {
+pub fn router(state: Arc<AdminState>, quota: Arc<QuotaApi>) -> Router {
+    let leases = Router::new()
+        .route("/quota/v1/leases/{id}/release", post(quota_api::http_release))
+        .route("/quota/v1/leases/{id}/renew", post(quota_api::http_renew))
+        .with_state(quota);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+        .merge(leases)
 }
 
 async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {

@@ -9,18 +9,20 @@
 use std::sync::Arc;
 
 use authz_core::authorize::check_endpoint_permissions;
-use authz_core::cache::digest;
+use authz_core::cache::{digest, fingerprint};
 use authz_core::credential::{self, Credential};
-use authz_core::headers::{StripRules, X_ACTION_TOKEN, X_TRACE_ID};
+use authz_core::headers::{StripRules, X_ACTION_TOKEN, X_QUOTA_LEASE, X_TRACE_ID};
 use authz_core::request::{Sanitized, sanitize};
-use authz_core::routes::{self, Matched, Route};
+use authz_core::routes::{self, Matched, QuotaSpec, ResourceSource, Route};
 use authz_core::token::verify_token_time;
 use authz_core::{ClaimsPolicy, Denial, Identity, TokenError};
+use authz_proto::audit::field;
 use envoy_types::ext_authz::v3::pb::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
     HttpResponse, HttpStatus, OkHttpResponse,
 };
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
+use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 use tracing::{Span, debug, warn};
@@ -30,6 +32,7 @@ use crate::introspect::Introspector;
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
+use crate::quota::{Outcome, Quota};
 use crate::revocations::RevocationHub;
 use crate::session::SessionChecker;
 
@@ -49,19 +52,27 @@ pub struct Decider {
     pub policy: Arc<PolicyStore>,
     pub revocations: Arc<RevocationHub>,
     pub metrics: Arc<Metrics>,
+    pub quota: Arc<Quota>,
+    /// The claim naming the caller's lab/tenant (audit records).
+    pub tenant_claim: String,
 }
 
 /// A decision before it is turned into a `CheckResponse`.
 #[derive(Debug)]
 pub enum Decision {
     Allow(Option<Arc<Identity>>),
+    /// Allowed on a compute route, holding this quota lease.
+    Leased(Arc<Identity>, String),
     Deny(Denial),
+    /// Refused, with more to say in the body (merged into the denial's JSON).
+    DenyWith(Denial, serde_json::Value),
     /// We cannot decide right now (keys or the auth service unavailable).
     Unavailable(&'static str),
 }
 
 impl Decider {
-    pub async fn decide(&self, method: &str, path: &str, req: &Sanitized<String>) -> Decision {
+    /// Decides a request; `body` is only read on compute routes.
+    pub async fn decide(&self, method: &str, path: &str, req: &Sanitized<String>, body: &[u8]) -> Decision {
         let policy = self.policy.current();
         let route = match policy.table.find(method, path) {
             Matched::Public => return Decision::Allow(None),
@@ -84,7 +95,7 @@ impl Decider {
                 Err(d) => d,
             },
         };
-        match (decision, route.and_then(|r| r.rego.as_deref())) {
+        let decision = match (decision, route.and_then(|r| r.rego.as_deref())) {
             (Decision::Allow(Some(id)), Some(rule)) => {
                 let input = rego_input(method, path, &req.headers, &id);
                 match policy.rego_allows(rule, input) {
@@ -97,6 +108,35 @@ impl Decider {
                 }
             }
             (d, _) => d,
+        };
+        match (decision, route.and_then(|r| r.quota)) {
+            (Decision::Allow(Some(id)), Some(spec)) => self.reserve(spec, id, &req.headers, body).await,
+            (d, _) => d,
+        }
+    }
+
+    /// The quota step of a compute route, after everything else allowed the request.
+    async fn reserve(&self, spec: QuotaSpec, id: Arc<Identity>, headers: &[(String, String)], body: &[u8]) -> Decision {
+        if body.is_empty() && spec.resources == ResourceSource::Tes && announces_body(headers) {
+            // The caller (a filter without the policy yet, or an ext_authz without
+            // `with_request_body`) did not forward the body: we cannot know what is asked.
+            return Decision::Unavailable("request body not forwarded");
+        }
+        match self.quota.reserve(spec, &id, headers, body).await {
+            Outcome::Granted { lease_id } => Decision::Leased(id, lease_id),
+            Outcome::Refused(r) => Decision::DenyWith(
+                Denial::forbidden("quota_exceeded", "the request exceeds a quota limit"),
+                serde_json::json!(r),
+            ),
+            Outcome::Invalid(reason) => Decision::DenyWith(
+                Denial {
+                    status: 400,
+                    code: "quota_request_invalid",
+                    message: "the requested resources could not be read",
+                },
+                serde_json::json!({ "detail": reason }),
+            ),
+            Outcome::Unavailable => Decision::Unavailable("quota store unavailable"),
         }
     }
 
@@ -168,6 +208,22 @@ impl Decider {
                     return Err(Decision::Unavailable("auth service unavailable"));
                 }
             }
+        }
+        Ok(id)
+    }
+
+    /// A service-to-service caller (a verified, unrevoked token with the `svc` claim), for the
+    /// quota lease API. `Err` carries the refusal.
+    pub async fn service_identity(&self, token: &str) -> Result<Arc<Identity>, Decision> {
+        if !self.revocations.current().synced {
+            return Err(Decision::Unavailable("revocation state unavailable"));
+        }
+        let id = self.identity(token, unix_now()).await?;
+        if self.revocations.current().set.is_revoked(&id) {
+            return Err(Decision::Deny(Denial::unauthorized("token_revoked", "the token was revoked")));
+        }
+        if id.service.is_none() {
+            return Err(Decision::Deny(Denial::forbidden("service_only", "only services may manage leases")));
         }
         Ok(id)
     }
@@ -247,20 +303,45 @@ impl AuthzService {
         let req = sanitize(request_headers(&http), &self.decider.strip, || *uuid::Uuid::new_v4().as_bytes());
         let span = Span::current();
         span.record("trace_id", req.trace_id.as_str());
-        span.record("policy_version", self.decider.policy.current().version.as_str());
-        let decision = self.decider.decide(&http.method, &http.path, &req).await;
+        let policy = self.decider.policy.current();
+        span.record("policy_version", policy.version.as_str());
+        // Envoy sends the body as bytes (`raw_body`) when `pack_as_bytes` is set, else as text.
+        let body = if http.raw_body.is_empty() { http.body.as_bytes() } else { http.raw_body.as_slice() };
+        let decision = self.decider.decide(&http.method, &http.path, &req, body).await;
+        let rule = match policy.table.find(&http.method, &http.path) {
+            Matched::Protected(Some(r)) => r.id.as_str(),
+            _ => "",
+        };
+        let record = Record::new(&req, rule, &policy.version);
         let metrics = &self.decider.metrics;
+        let tenant_claim = self.decider.tenant_claim.as_str();
         match decision {
             Decision::Allow(id) => {
                 span.record("result", "allow");
                 metrics.checks.get_or_create(&vec![("result", "allow"), ("code", "ok")]).inc();
-                Ok(Response::new(allow(&req, id.as_deref())))
+                let reason = if id.is_some() { "ok" } else { "public" };
+                let meta = record.finish("allow", reason, id.as_deref(), None, tenant_claim);
+                Ok(Response::new(allow(&req, id.as_deref(), None, meta)))
+            }
+            Decision::Leased(id, lease) => {
+                span.record("result", "allow");
+                metrics.checks.get_or_create(&vec![("result", "allow"), ("code", "ok")]).inc();
+                let meta = record.finish("allow", "ok", Some(&id), Some(&lease), tenant_claim);
+                Ok(Response::new(allow(&req, Some(&id), Some(&lease), meta)))
             }
             Decision::Deny(d) => {
                 span.record("result", d.code);
                 debug!(code = d.code, status = d.status, "denied");
                 metrics.checks.get_or_create(&vec![("result", "deny"), ("code", d.code)]).inc();
-                Ok(Response::new(deny(&d, &req.trace_id)))
+                let meta = record.finish("deny", d.code, None, None, tenant_claim);
+                Ok(Response::new(deny(&d, &req.trace_id, None, meta)))
+            }
+            Decision::DenyWith(d, extra) => {
+                span.record("result", d.code);
+                debug!(code = d.code, status = d.status, "denied");
+                metrics.checks.get_or_create(&vec![("result", "deny"), ("code", d.code)]).inc();
+                let meta = record.finish("deny", d.code, None, None, tenant_claim);
+                Ok(Response::new(deny(&d, &req.trace_id, Some(extra), meta)))
             }
             Decision::Unavailable(reason) => {
                 span.record("result", "unavailable");
@@ -268,6 +349,64 @@ impl AuthzService {
                 Err(Status::unavailable(reason))
             }
         }
+    }
+}
+
+/// True when the request says it has a body (so an empty forwarded one was cut off).
+fn announces_body(headers: &[(String, String)]) -> bool {
+    headers.iter().any(|(k, v)| {
+        (k == "content-length" && v.trim().parse::<u64>().is_ok_and(|n| n > 0)) || k == "transfer-encoding"
+    })
+}
+
+/// The sidecar's audit record of one decision, returned as ext_authz `dynamic_metadata`
+/// (field names in `authz_proto::audit::field`; the filter forwards it to the access log).
+struct Record {
+    fields: std::collections::BTreeMap<String, Value>,
+}
+
+impl Record {
+    fn new(req: &Sanitized<String>, rule: &str, policy_version: &str) -> Self {
+        let mut r = Self { fields: Default::default() };
+        let (credential, fp) = match credential::extract(&req.headers) {
+            Credential::Bearer(t) => ("bearer", fingerprint(t)),
+            Credential::ApiKey(k) => ("api_key", fingerprint(k)),
+            Credential::None => ("none", String::new()),
+            Credential::Invalid(_) => ("invalid", String::new()),
+        };
+        r.put(field::TRACE_ID, &req.trace_id);
+        r.put(field::DECISION_ID, &uuid::Uuid::new_v4().simple().to_string());
+        r.put(field::RULE, rule);
+        r.put(field::POLICY_VERSION, policy_version);
+        r.put(field::CREDENTIAL, credential);
+        r.put(field::TOKEN_FINGERPRINT, &fp);
+        r.put(field::DECIDER, "sidecar");
+        r
+    }
+
+    fn put(&mut self, key: &str, value: &str) {
+        if !value.is_empty() {
+            self.fields.insert(key.to_string(), Value { kind: Some(Kind::StringValue(value.to_string())) });
+        }
+    }
+
+    fn finish(
+        mut self,
+        decision: &str,
+        reason: &str,
+        id: Option<&Identity>,
+        lease: Option<&str>,
+        tenant_claim: &str,
+    ) -> Struct {
+        self.put(field::DECISION, decision);
+        self.put(field::REASON, reason);
+        if let Some(id) = id {
+            self.put(field::USER_ID, &id.user_id);
+            self.put(field::TENANT, id.tenant(tenant_claim).unwrap_or(""));
+            self.put(field::SERVICE, id.service.as_deref().unwrap_or(""));
+        }
+        self.put(field::QUOTA_LEASE, lease.unwrap_or(""));
+        Struct { fields: self.fields.into_iter().collect() }
     }
 }
 
@@ -296,10 +435,13 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
     }
 }
 
-fn allow(req: &Sanitized<String>, id: Option<&Identity>) -> CheckResponse {
+fn allow(req: &Sanitized<String>, id: Option<&Identity>, lease: Option<&str>, record: Struct) -> CheckResponse {
     let mut headers = vec![header(X_TRACE_ID, &req.trace_id)];
     if let Some(id) = id {
         headers.extend(id.headers().iter().map(|(k, v)| header(k, v)));
+    }
+    if let Some(lease) = lease {
+        headers.push(header(X_QUOTA_LEASE, lease));
     }
     // Envoy applies `headers_to_remove` after `headers`: never remove a name we set.
     let headers_to_remove = req
@@ -315,11 +457,11 @@ fn allow(req: &Sanitized<String>, id: Option<&Identity>) -> CheckResponse {
             headers_to_remove,
             ..Default::default()
         })),
-        ..Default::default()
+        dynamic_metadata: Some(record),
     }
 }
 
-fn deny(d: &Denial, trace_id: &str) -> CheckResponse {
+fn deny(d: &Denial, trace_id: &str, extra: Option<serde_json::Value>, record: Struct) -> CheckResponse {
     let mut headers = vec![header("content-type", "application/json"), header(X_TRACE_ID, trace_id)];
     if let Some(c) = d.www_authenticate() {
         headers.push(header("www-authenticate", &c));
@@ -330,8 +472,20 @@ fn deny(d: &Denial, trace_id: &str) -> CheckResponse {
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
             status: Some(HttpStatus { code: i32::from(d.status) }),
             headers,
-            body: d.body(trace_id),
+            body: body_with(d, trace_id, extra),
         })),
-        ..Default::default()
+        dynamic_metadata: Some(record),
     }
+}
+
+/// The denial's JSON body, with `extra`'s fields added (quota numbers, a detail).
+fn body_with(d: &Denial, trace_id: &str, extra: Option<serde_json::Value>) -> String {
+    let Some(serde_json::Value::Object(extra)) = extra else { return d.body(trace_id) };
+    let mut body = serde_json::json!({"error": d.code, "message": d.message, "trace_id": trace_id});
+    if let Some(obj) = body.as_object_mut() {
+        for (k, v) in extra {
+            obj.entry(k).or_insert(v);
+        }
+    }
+    body.to_string()
 }

@@ -50,7 +50,8 @@ pub struct Config {
     /// How long a session check's answer is reused (`requireSession` routes).
     #[serde(default = "default_session_ttl", with = "serde_str")]
     pub session_cache_ttl: Duration,
-    /// Extra header names removed from every request, beyond `x-user-*` and `x-internal-service`.
+    /// Extra header names removed from every request, beyond `x-user-*`, `x-internal-service`
+    /// and `x-quota-lease`.
     #[serde(default)]
     pub strip_headers: Vec<String>,
     /// Timeout of each call to the auth service (JWKS, introspection).
@@ -58,6 +59,13 @@ pub struct Config {
     pub iam_timeout: Duration,
     #[serde(default)]
     pub log: LogConfig,
+    /// The claim naming the caller's lab or tenant (quota per lab, audit events).
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    #[serde(default)]
+    pub quota: QuotaConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// HMAC secret for the platform's kid-less HS256 tokens. Environment only (`JWT_SECRET`).
     #[serde(skip)]
     pub jwt_secret: Option<String>,
@@ -142,6 +150,141 @@ pub struct LogConfig {
     /// A `tracing` filter such as `info` or `authz_sidecar=debug` (env `RUST_LOG` wins).
     #[serde(default = "default_level")]
     pub level: String,
+}
+
+/// HPC quota for compute routes (policy rules with `quota`). Limits left out are unlimited.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// How long a lease holds its resources unless renewed or released.
+    #[serde(default = "default_lease_ttl", with = "serde_str")]
+    pub lease_ttl: Duration,
+    /// Limits of every user, unless `users` names them.
+    #[serde(default)]
+    pub per_user: Limits,
+    /// Limits of every lab/tenant, unless `labs` names it.
+    #[serde(default)]
+    pub per_lab: Limits,
+    /// Per-user overrides (fields left out fall back to `perUser`).
+    #[serde(default)]
+    pub users: std::collections::BTreeMap<String, Limits>,
+    /// Per-lab overrides (fields left out fall back to `perLab`).
+    #[serde(default)]
+    pub labs: std::collections::BTreeMap<String, Limits>,
+    /// The TES `resources.backend_parameters` key holding the GPU count.
+    #[serde(default = "default_gpu_parameter")]
+    pub tes_gpu_parameter: String,
+    /// CPU cores charged when a TES task names none.
+    #[serde(default = "default_cpu")]
+    pub default_cpu_cores: u32,
+}
+
+/// Quota limits; `None` is unlimited.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    pub cpu_cores: Option<u64>,
+    pub gpus: Option<u64>,
+    pub memory_gb: Option<u64>,
+    pub submissions_per_minute: Option<u64>,
+}
+
+impl Limits {
+    /// These limits with the fields they leave out taken from `base`.
+    pub fn over(&self, base: &Limits) -> Limits {
+        Limits {
+            cpu_cores: self.cpu_cores.or(base.cpu_cores),
+            gpus: self.gpus.or(base.gpus),
+            memory_gb: self.memory_gb.or(base.memory_gb),
+            submissions_per_minute: self.submissions_per_minute.or(base.submissions_per_minute),
+        }
+    }
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        Self {
+            lease_ttl: default_lease_ttl(),
+            per_user: Limits::default(),
+            per_lab: Limits::default(),
+            users: Default::default(),
+            labs: Default::default(),
+            tes_gpu_parameter: default_gpu_parameter(),
+            default_cpu_cores: default_cpu(),
+        }
+    }
+}
+
+impl QuotaConfig {
+    pub fn user_limits(&self, user: &str) -> Limits {
+        self.users.get(user).map_or_else(|| self.per_user.clone(), |l| l.over(&self.per_user))
+    }
+
+    pub fn lab_limits(&self, lab: &str) -> Limits {
+        self.labs.get(lab).map_or_else(|| self.per_lab.clone(), |l| l.over(&self.per_lab))
+    }
+}
+
+/// The audit trail: one event per request decision, appended to a Redis Stream.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Accept Envoy's access-log stream and write events (off: the access-log service
+    /// answers but discards, counting nothing).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The Redis Stream key.
+    #[serde(default = "default_audit_stream")]
+    pub stream: String,
+    /// Approximate maximum length of the stream (`XADD MAXLEN ~`).
+    #[serde(default = "default_audit_maxlen")]
+    pub max_len: u64,
+    /// Events waiting for Redis; beyond it new events are dropped and counted.
+    #[serde(default = "default_audit_queue")]
+    pub queue_capacity: usize,
+    /// Events written per Redis round trip (one pipeline).
+    #[serde(default = "default_audit_batch")]
+    pub batch_size: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            stream: default_audit_stream(),
+            max_len: default_audit_maxlen(),
+            queue_capacity: default_audit_queue(),
+            batch_size: default_audit_batch(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_tenant_claim() -> String {
+    "tenant".into()
+}
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_gpu_parameter() -> String {
+    "gpu".into()
+}
+fn default_cpu() -> u32 {
+    1
+}
+fn default_audit_stream() -> String {
+    "authz:audit".into()
+}
+fn default_audit_maxlen() -> u64 {
+    1_000_000
+}
+fn default_audit_queue() -> usize {
+    10_000
+}
+fn default_audit_batch() -> usize {
+    256
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -367,6 +510,15 @@ impl Config {
         self.hmac_algorithms()?;
         if self.policy_reload_interval.is_zero() {
             return invalid("policyReloadInterval", "must be greater than zero");
+        }
+        if self.quota.lease_ttl < Duration::from_secs(1) {
+            return invalid("quota.leaseTtl", "must be at least 1s");
+        }
+        if self.audit.queue_capacity == 0 || self.audit.batch_size == 0 {
+            return invalid("audit", "queueCapacity and batchSize must be greater than zero");
+        }
+        if self.audit.stream.is_empty() {
+            return invalid("audit.stream", "must not be empty");
         }
         Ok(())
     }

@@ -6,7 +6,9 @@
 //! replicas lives in Redis; the platform's auth service is the source of keys and API-key
 //! answers.
 
+pub mod access_log;
 pub mod admin;
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -15,7 +17,10 @@ pub mod identity_cache;
 pub mod introspect;
 pub mod keystore;
 pub mod metrics;
+pub mod ops;
 pub mod policy;
+pub mod quota;
+pub mod quota_api;
 pub mod redis_kv;
 pub mod revocations;
 pub mod server;

@@ -37,6 +37,53 @@ enum Command {
         #[arg(long)]
         jwks: Option<PathBuf>,
     },
+    /// HPC quota in the shared Redis.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+    /// The audit trail in the shared Redis.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum QuotaCommand {
+    /// Current use, limits and live leases of a user or a lab.
+    Show {
+        #[arg(long, conflicts_with = "lab", required_unless_present = "lab")]
+        user: Option<String>,
+        #[arg(long)]
+        lab: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AuditCommand {
+    /// The most recent audit events (oldest first), optionally following new ones.
+    Tail {
+        /// Keep printing new events as they arrive.
+        #[arg(long)]
+        follow: bool,
+        /// Only events of this user id.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only `allow`, `deny` or `none` decisions.
+        #[arg(long)]
+        decision: Option<String>,
+        /// How many recent events to print first.
+        #[arg(long, default_value_t = 20)]
+        count: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// clap enforces `--user` or `--lab`; this only satisfies the type checker.
+fn unreachable_args() -> (&'static str, String) {
+    eprintln!("authz-sidecar: quota show needs --user or --lab");
+    std::process::exit(2)
 }
 
 fn init_logging(cfg: &Config) {
@@ -78,6 +125,33 @@ async fn main() -> ExitCode {
                     println!("{v}");
                     if v["decision"] == "allow" { ExitCode::SUCCESS } else { ExitCode::from(1) }
                 }
+                Err(e) => {
+                    eprintln!("authz-sidecar: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Some(Command::Quota(QuotaCommand::Show { user, lab, json })) => {
+            let (scope, id) = match (user, lab) {
+                (Some(u), _) => ("user", u),
+                (None, Some(l)) => ("lab", l),
+                (None, None) => unreachable_args(),
+            };
+            return match authz_sidecar::ops::quota_show(&config, scope, &id, json).await {
+                Ok(text) => {
+                    println!("{}", text.trim_end());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("authz-sidecar: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Some(Command::Audit(AuditCommand::Tail { follow, user, decision, count, json })) => {
+            let filter = authz_sidecar::ops::TailFilter { user, decision };
+            return match authz_sidecar::ops::audit_tail(&config, count, follow, &filter, json).await {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("authz-sidecar: {e:#}");
                     ExitCode::from(2)

@@ -35,6 +35,14 @@ pub struct Metrics {
     pub policy_reloads: Family<Labels, Counter>,
     /// Time spent in the `Check` handler (decoding to answer, without the gRPC transport).
     pub check_duration: Histogram,
+    /// Quota decisions by `result` (granted, refused, invalid, unavailable).
+    pub quota: Family<Labels, Counter>,
+    /// Lease ends by `how` (released, renewed, upstream_error, not_found) .
+    pub leases: Family<Labels, Counter>,
+    /// Audit events by `result` (written, dropped_queue_full, dropped_redis).
+    pub audit_events: Family<Labels, Counter>,
+    /// Access-log entries received from Envoy.
+    pub access_log_entries: Counter,
 }
 
 /// Buckets of `check_duration_seconds`: fine below a millisecond, where a cached answer is.
@@ -68,8 +76,20 @@ impl Default for Metrics {
         registry.register("jwks_fetches", "JWKS fetches from the auth service", jwks_fetches.clone());
         registry.register("introspections", "API-key introspection calls", introspections.clone());
         registry.register("control_subscribers", "Filter VMs holding a control stream", control_subscribers.clone());
+        let quota = Family::<Labels, Counter>::default();
+        let leases = Family::<Labels, Counter>::default();
+        let audit_events = Family::<Labels, Counter>::default();
+        let access_log_entries = Counter::default();
+        registry.register("quota_decisions", "Quota decisions on compute requests", quota.clone());
+        registry.register("quota_lease_updates", "Lease releases and renewals", leases.clone());
+        registry.register("audit_events", "Audit events written or dropped", audit_events.clone());
+        registry.register("access_log_entries", "Access-log entries received from Envoy", access_log_entries.clone());
         Self {
             registry,
+            quota,
+            leases,
+            audit_events,
+            access_log_entries,
             checks,
             identity_cache,
             redis_errors,

@@ -8,13 +8,17 @@ use anyhow::Context as _;
 use authz_core::ClaimsPolicy;
 use authz_core::headers::StripRules;
 use authz_proto::authz::v1::control_server::ControlServer;
+use authz_proto::authz::v1::quota_server::QuotaServer;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::AccessLogServiceServer;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
+use crate::access_log::AccessLogs;
 use crate::admin::{self, AdminState};
+use crate::audit::AuditSink;
 use crate::check::{AuthzService, Decider};
 use crate::config::Config;
 use crate::control::ControlService;
@@ -23,6 +27,9 @@ use crate::introspect::Introspector;
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
+use crate::quota::Quota;
+use crate::quota::store::QuotaStore;
+use crate::quota_api::{QuotaApi, QuotaGrpc};
 use crate::redis_kv::RedisKv;
 use crate::revocations::RevocationHub;
 use crate::session::SessionChecker;
@@ -63,8 +70,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .set_response_timeout(Some(config.cache.redis_timeout))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_secs(2));
-    let redis = ConnectionManager::new_lazy_with_config(redis_client.clone(), redis_config)
+    let redis = ConnectionManager::new_lazy_with_config(redis_client.clone(), redis_config.clone())
         .context("Redis connection manager")?;
+    // The audit writer's pipelines get their own connection, so a burst of audit events never
+    // queues in front of a request's cache lookup or quota script.
+    let audit_redis = ConnectionManager::new_lazy_with_config(redis_client.clone(), redis_config)
+        .context("Redis connection manager (audit)")?;
+    let audit = Arc::new(AuditSink::spawn(
+        audit_redis,
+        config.audit.clone(),
+        config.cache.redis_timeout.max(Duration::from_millis(500)),
+        Arc::clone(&metrics),
+    ));
+    let quota = Arc::new(Quota::new(
+        QuotaStore::new(redis.clone(), &config.cache.redis_prefix, config.cache.redis_timeout),
+        config.quota.clone(),
+        config.tenant_claim.clone(),
+        Arc::clone(&metrics),
+    ));
     let revocations = Arc::new(RevocationHub::new(Arc::clone(&metrics)));
     revocations.spawn_subscriber(redis_client, config.revocation.channel.clone(), config.revocation.key_prefix.clone());
 
@@ -95,7 +118,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         policy: Arc::clone(&policy),
         revocations: Arc::clone(&revocations),
         metrics: Arc::clone(&metrics),
+        quota: Arc::clone(&quota),
+        tenant_claim: config.tenant_claim.clone(),
     });
+    let quota_api = Arc::new(QuotaApi::new(Arc::clone(&decider)));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AuthorizationServer<AuthzService>>().await;
@@ -124,12 +150,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         metrics: Arc::clone(&metrics),
         redis_timeout: config.cache.redis_timeout,
     });
-    let admin_server =
-        axum::serve(admin_listener, admin::router(admin_state)).with_graceful_shutdown(wait(stop_rx.clone()));
+    let admin_server = axum::serve(admin_listener, admin::router(admin_state, Arc::clone(&quota_api)))
+        .with_graceful_shutdown(wait(stop_rx.clone()));
 
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AuthorizationServer::new(AuthzService::new(decider)))
+        .add_service(AccessLogServiceServer::new(AccessLogs::new(audit, quota, Arc::clone(&metrics))))
+        .add_service(QuotaServer::new(QuotaGrpc(quota_api)))
         .add_service(ControlServer::new(ControlService::new(keys, revocations, policy, metrics)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), wait(stop_rx));
 

@@ -9,18 +9,19 @@ use prost::Message;
 /// What the filter does with the sidecar's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CalloutVerdict {
-    /// Continue upstream after setting and removing these request headers.
-    Allow { set: Vec<(String, String)>, remove: Vec<String> },
+    /// Continue upstream after setting and removing these request headers. `record` is the
+    /// sidecar's audit record (an encoded `Struct`, possibly empty).
+    Allow { set: Vec<(String, String)>, remove: Vec<String>, record: Vec<u8> },
     /// Answer the client directly.
-    Deny { status: u16, headers: Vec<(String, String)>, body: String },
+    Deny { status: u16, headers: Vec<(String, String)>, body: String, record: Vec<u8> },
     /// The sidecar could not be asked or did not answer sensibly: 503, never a pass.
     Unavailable,
 }
 
-/// Encodes a `CheckRequest` carrying the (already sanitised) request headers. Repeated
-/// headers are joined with `,` as Envoy's own ext_authz client does.
-pub fn build_check_request(headers: &[(String, Vec<u8>)], trace_id: &str) -> Vec<u8> {
-    let mut http = HttpRequest { id: trace_id.to_string(), ..HttpRequest::default() };
+/// Encodes a `CheckRequest` carrying the (already sanitised) request headers and, on compute
+/// routes, the body. Repeated headers are joined with `,` as Envoy's own ext_authz client does.
+pub fn build_check_request(headers: &[(String, Vec<u8>)], trace_id: &str, body: &[u8]) -> Vec<u8> {
+    let mut http = HttpRequest { id: trace_id.to_string(), raw_body: body.to_vec(), ..HttpRequest::default() };
     for (name, value) in headers {
         let value = String::from_utf8_lossy(value);
         match name.as_str() {
@@ -65,11 +66,12 @@ pub fn interpret(grpc_status: u32, body: Option<&[u8]>) -> CalloutVerdict {
             .map(|h| (h.key.to_ascii_lowercase(), h.value_str().into_owned()))
             .collect()
     };
+    let record = resp.dynamic_metadata;
     match (code, resp.http_response) {
         (0, Some(HttpResponse::OkResponse(ok))) => {
-            CalloutVerdict::Allow { set: pairs(&ok.headers), remove: ok.headers_to_remove }
+            CalloutVerdict::Allow { set: pairs(&ok.headers), remove: ok.headers_to_remove, record }
         }
-        (0, None) => CalloutVerdict::Allow { set: Vec::new(), remove: Vec::new() },
+        (0, None) => CalloutVerdict::Allow { set: Vec::new(), remove: Vec::new(), record },
         // An OK status with a denial body (or the reverse) is a broken server: fail closed.
         (0, Some(HttpResponse::DeniedResponse(_))) => CalloutVerdict::Unavailable,
         (_, Some(HttpResponse::DeniedResponse(d))) => {
@@ -78,10 +80,11 @@ pub fn interpret(grpc_status: u32, body: Option<&[u8]>) -> CalloutVerdict {
                 status: u16::try_from(status).unwrap_or(403),
                 headers: pairs(&d.headers),
                 body: d.body,
+                record,
             }
         }
         // Envoy's own ext_authz answers a bare denial with 403; so do we.
-        (_, _) => CalloutVerdict::Deny { status: 403, headers: Vec::new(), body: String::new() },
+        (_, _) => CalloutVerdict::Deny { status: 403, headers: Vec::new(), body: String::new(), record },
     }
 }
 
@@ -110,13 +113,14 @@ mod tests {
             ("accept".to_string(), b"a".to_vec()),
             ("accept".to_string(), b"b".to_vec()),
         ];
-        let req = CheckRequest::decode(build_check_request(&headers, "t1").as_slice()).unwrap();
+        let req = CheckRequest::decode(build_check_request(&headers, "t1", b"{}").as_slice()).unwrap();
         let http = req.attributes.unwrap().request.unwrap().http.unwrap();
         assert_eq!(
             (http.method.as_str(), http.path.as_str(), http.host.as_str(), http.id.as_str()),
             ("GET", "/api/tools/x", "gw", "t1")
         );
         assert_eq!(http.headers["accept"], "a,b");
+        assert_eq!(http.raw_body, b"{}");
         assert_eq!(http.headers["x-api-key"], "k");
         assert!(!http.headers.contains_key(":path"));
     }
@@ -130,10 +134,15 @@ mod tests {
                 headers_to_remove: vec!["x-user-roles".into()],
                 response_headers_to_add: vec![],
             })),
+            dynamic_metadata: b"rec".to_vec(),
         };
         assert_eq!(
             interpret(0, Some(&ok.encode_to_vec())),
-            CalloutVerdict::Allow { set: vec![("x-user-id".into(), "u1".into())], remove: vec!["x-user-roles".into()] }
+            CalloutVerdict::Allow {
+                set: vec![("x-user-id".into(), "u1".into())],
+                remove: vec!["x-user-roles".into()],
+                record: b"rec".to_vec()
+            }
         );
         let denied = CheckResponse {
             status: Some(RpcStatus { code: 16, message: String::new() }),
@@ -142,20 +151,27 @@ mod tests {
                 headers: vec![hv("www-authenticate", "Bearer")],
                 body: "{}".into(),
             })),
+            dynamic_metadata: Vec::new(),
         };
         assert_eq!(
             interpret(0, Some(&denied.encode_to_vec())),
             CalloutVerdict::Deny {
                 status: 401,
                 headers: vec![("www-authenticate".into(), "Bearer".into())],
-                body: "{}".into()
+                body: "{}".into(),
+                record: Vec::new(),
             }
         );
-        let bare = CheckResponse { status: Some(RpcStatus { code: 7, message: String::new() }), http_response: None };
+        let bare = CheckResponse {
+            status: Some(RpcStatus { code: 7, message: String::new() }),
+            http_response: None,
+            dynamic_metadata: Vec::new(),
+        };
         assert!(matches!(interpret(0, Some(&bare.encode_to_vec())), CalloutVerdict::Deny { status: 403, .. }));
         let confused = CheckResponse {
             status: Some(RpcStatus { code: 0, message: String::new() }),
             http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse::default())),
+            dynamic_metadata: Vec::new(),
         };
         assert_eq!(interpret(0, Some(&confused.encode_to_vec())), CalloutVerdict::Unavailable);
         assert_eq!(interpret(14, None), CalloutVerdict::Unavailable, "UNAVAILABLE");

@@ -38,7 +38,8 @@ pub struct RawConfig {
     /// Path prefixes that need no credential.
     #[serde(default)]
     pub public_prefixes: Vec<String>,
-    /// Extra header names removed from every request, beyond `x-user-*` and `x-internal-service`.
+    /// Extra header names removed from every request, beyond `x-user-*`, `x-internal-service`
+    /// and `x-quota-lease`.
     #[serde(default)]
     pub strip_headers: Vec<String>,
     /// Keep a control stream to the sidecar for keys (off: every token whose key is not
@@ -56,6 +57,23 @@ pub struct RawConfig {
     /// gRPC call each, correct while the sidecar is up), `deny` answers 503.
     #[serde(default = "default_on_stale")]
     pub on_stale: OnStale,
+    /// Attach each decision to Envoy's access log as filter state `wasm.authz_audit` (read by
+    /// the sidecar's access-log service). Off only for measurements.
+    #[serde(default = "yes")]
+    pub audit: bool,
+    /// The claim naming the caller's lab or tenant (audit events; quota is the sidecar's).
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    /// Largest request body buffered on a compute route (a `quota` rule); larger gets 413.
+    #[serde(default = "default_max_compute_body")]
+    pub max_compute_body_bytes: usize,
+}
+
+fn default_tenant_claim() -> String {
+    "tenant".into()
+}
+fn default_max_compute_body() -> usize {
+    1 << 20
 }
 
 /// What a filter does when its revocation set is stale.
@@ -121,7 +139,13 @@ pub struct Settings {
     pub reconnect_interval: Duration,
     pub revocation_stale_after: Duration,
     pub on_stale: OnStale,
+    pub audit: bool,
+    pub tenant_claim: String,
+    pub max_compute_body_bytes: usize,
 }
+
+/// The largest `maxComputeBodyBytes`: the sidecar's gRPC messages are bounded at 4 MiB.
+pub const MAX_COMPUTE_BODY: usize = 4 << 20;
 
 impl Settings {
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
@@ -162,6 +186,12 @@ impl TryFrom<RawConfig> for Settings {
                 return Err(ConfigError::Field { field: "publicPaths", reason: format!("{p:?} must start with '/'") });
             }
         }
+        if raw.max_compute_body_bytes > MAX_COMPUTE_BODY {
+            return Err(ConfigError::Field {
+                field: "maxComputeBodyBytes",
+                reason: format!("{} is more than {MAX_COMPUTE_BODY}", raw.max_compute_body_bytes),
+            });
+        }
         let bootstrap_routes = RouteTable::new(raw.public_paths.clone(), raw.public_prefixes.clone(), Vec::new())
             .map_err(|e| ConfigError::Field { field: "publicPaths", reason: e.to_string() })?;
         let claims = ClaimsPolicy { issuers: raw.issuers, audiences: raw.audiences, clock_skew_secs: skew.as_secs() };
@@ -179,6 +209,9 @@ impl TryFrom<RawConfig> for Settings {
             reconnect_interval: duration("reconnectInterval", &raw.reconnect_interval)?,
             revocation_stale_after: duration("revocationStaleAfter", &raw.revocation_stale_after)?,
             on_stale: raw.on_stale,
+            audit: raw.audit,
+            tenant_claim: raw.tenant_claim,
+            max_compute_body_bytes: raw.max_compute_body_bytes,
         })
     }
 }
@@ -210,6 +243,7 @@ mod tests {
             (r#"{"sidecarCluster": "c", "onStale": "allow"}"#, "onStale"),
             (r#"{"sidecarCluster": "c", "revocationStaleAfter": "never"}"#, "revocationStaleAfter"),
             (r#"{"sidecarCluster": "c", "routes": []}"#, "routes"),
+            (r#"{"sidecarCluster": "c", "maxComputeBodyBytes": 99999999}"#, "maxComputeBodyBytes"),
         ];
         for (json, field) in cases {
             let err = Settings::from_json(json.as_bytes()).unwrap_err().to_string();

@@ -1,16 +1,19 @@
 //! The per-request context: the hot path.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use authz_core::Denial;
-use authz_core::authenticator::LocalVerdict;
+use authz_core::authenticator::{LocalVerdict, Verified};
 use authz_core::authorize::check_endpoint_permissions;
 use authz_core::credential::{self, Credential};
 use authz_core::headers::{X_ACTION_TOKEN, X_TRACE_ID};
 use authz_core::request::{ClientTrace, Sanitized, sanitize};
 use authz_core::routes::{self, Matched, Route};
+use authz_proto::audit::{self, RecordWriter, field};
 use authz_proto::ext_authz;
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
@@ -24,21 +27,62 @@ pub struct Http {
     shared: Option<Shared>,
     trace_id: String,
     pending: Option<u32>,
+    /// A compute route's sanitised headers, held until its body has arrived.
+    held: Option<Vec<(String, Vec<u8>)>>,
+    /// The matched rule's id and the credential's kind, for the audit record.
+    rule: String,
+    credential: &'static str,
 }
+
+/// A denial for a compute request whose body is over `maxComputeBodyBytes`.
+const BODY_TOO_LARGE: Denial =
+    Denial { status: 413, code: "body_too_large", message: "the request body is larger than a compute route accepts" };
 
 impl Http {
     pub fn new(shared: Option<Shared>) -> Self {
-        Self { shared, trace_id: String::new(), pending: None }
+        Self { shared, trace_id: String::new(), pending: None, held: None, rule: String::new(), credential: "" }
+    }
+
+    /// Attaches this request's decision to Envoy's access log (filter state
+    /// `wasm.authz_audit`, read by the sidecar's access-log service). One hostcall.
+    fn record(&self, decision: &str, reason: &str, verified: Option<&Verified>) {
+        let Some(shared) = &self.shared else { return };
+        let mut w = shared.borrow_mut();
+        if !w.settings.audit {
+            return;
+        }
+        let decision_id = format!("{:032x}", w.rng.u128(..));
+        let mut r = RecordWriter::with_capacity(320);
+        r.put(field::TRACE_ID, &self.trace_id)
+            .put(field::DECISION_ID, &decision_id)
+            .put(field::DECISION, decision)
+            .put(field::REASON, reason)
+            .put(field::RULE, &self.rule)
+            .put(field::POLICY_VERSION, &w.policy_version)
+            .put(field::CREDENTIAL, self.credential)
+            .put(field::DECIDER, "filter");
+        if let Some(v) = verified {
+            let id = &v.identity;
+            r.put(field::USER_ID, &id.user_id)
+                .put(field::TENANT, id.tenant(&w.settings.tenant_claim).unwrap_or(""))
+                .put(field::SERVICE, id.service.as_deref().unwrap_or(""))
+                .put(field::TOKEN_FINGERPRINT, &v.fingerprint);
+        }
+        drop(w);
+        // Through `hostcalls`: the trait method panics on a host error, and an audit record
+        // must never take a request down (audit fails open).
+        let _ = hostcalls::set_property(vec![audit::FILTER_STATE], Some(&r.finish()));
     }
 
     fn now(&self) -> u64 {
         self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
     }
 
-    fn deny(&self, d: &Denial) -> Action {
+    fn deny(&self, d: &Denial, verified: Option<&Verified>) -> Action {
         if let Some(s) = &self.shared {
             s.borrow().metrics.denied.inc();
         }
+        self.record("deny", d.code, verified);
         let body = d.body(&self.trace_id);
         let challenge = d.www_authenticate();
         let mut headers = vec![("content-type", "application/json"), (X_TRACE_ID, self.trace_id.as_str())];
@@ -76,13 +120,27 @@ impl Http {
     /// header survives.
     fn ask_sidecar(&mut self, shared: &Shared, req: Sanitized<Vec<u8>>) -> Action {
         self.write_headers(&req.removed, req.client_trace, &[]);
-        let headers = req.headers;
+        self.send_check(shared, &req.headers, &[])
+    }
+
+    /// A compute route: the sidecar needs the body to read the requested resources, so the
+    /// (sanitised) headers wait for it; `on_http_request_body` sends both.
+    fn ask_sidecar_with_body(&mut self, shared: &Shared, req: Sanitized<Vec<u8>>, end_of_stream: bool) -> Action {
+        self.write_headers(&req.removed, req.client_trace, &[]);
+        if end_of_stream {
+            return self.send_check(shared, &req.headers, &[]);
+        }
+        self.held = Some(req.headers);
+        Action::Pause
+    }
+
+    fn send_check(&mut self, shared: &Shared, headers: &[(String, Vec<u8>)], body: &[u8]) -> Action {
         let (cluster, timeout, metrics) = {
             let w = shared.borrow();
             (w.settings.sidecar_cluster.clone(), w.settings.sidecar_timeout, w.metrics)
         };
         metrics.callouts.inc();
-        let msg = build_check_request(&headers, &self.trace_id);
+        let msg = build_check_request(headers, &self.trace_id, body);
         match self.dispatch_grpc_call(&cluster, ext_authz::SERVICE, ext_authz::METHOD, Vec::new(), Some(&msg), timeout)
         {
             Ok(token) => {
@@ -92,7 +150,7 @@ impl Http {
             Err(status) => {
                 metrics.callout_errors.inc();
                 log::warn(&format!("ext_authz callout to {cluster} could not be dispatched: {status:?}"));
-                self.deny(&Denial::unavailable("authz_unavailable", "the authorization service is unavailable"))
+                self.deny(&Denial::unavailable("authz_unavailable", "the authorization service is unavailable"), None)
             }
         }
     }
@@ -107,8 +165,20 @@ impl Context for Http {
         let body = if response_size > 0 { self.get_grpc_call_response_body(0, response_size) } else { None };
         let Some(shared) = self.shared.clone() else { return };
         let metrics = shared.borrow().metrics;
-        match interpret(status_code, body.as_deref()) {
-            CalloutVerdict::Allow { set, remove } => {
+        let verdict = interpret(status_code, body.as_deref());
+        // The sidecar's own record of its decision goes to the access log as it is.
+        let forwarded = match &verdict {
+            CalloutVerdict::Allow { record, .. } | CalloutVerdict::Deny { record, .. } if !record.is_empty() => {
+                let audit_on = shared.borrow().settings.audit;
+                audit_on && hostcalls::set_property(vec![audit::FILTER_STATE], Some(record)).is_ok()
+            }
+            _ => false,
+        };
+        match verdict {
+            CalloutVerdict::Allow { set, remove, .. } => {
+                if !forwarded {
+                    self.record("allow", "ok", None);
+                }
                 for name in &remove {
                     self.set_http_request_header(name, None);
                 }
@@ -118,8 +188,11 @@ impl Context for Http {
                 metrics.allowed.inc();
                 self.resume_http_request();
             }
-            CalloutVerdict::Deny { status, mut headers, body } => {
+            CalloutVerdict::Deny { status, mut headers, body, .. } => {
                 metrics.denied.inc();
+                if !forwarded {
+                    self.record("deny", "sidecar_denied", None);
+                }
                 if !headers.iter().any(|(k, _)| k == X_TRACE_ID) {
                     headers.push((X_TRACE_ID.to_string(), self.trace_id.clone()));
                 }
@@ -129,7 +202,7 @@ impl Context for Http {
             CalloutVerdict::Unavailable => {
                 metrics.callout_errors.inc();
                 log::warn(&format!("ext_authz callout failed (grpc status {status_code})"));
-                self.deny(&Denial::unavailable("authz_unavailable", "the authorization service is unavailable"));
+                self.deny(&Denial::unavailable("authz_unavailable", "the authorization service is unavailable"), None);
             }
         }
     }
@@ -137,15 +210,16 @@ impl Context for Http {
 
 /// The local verdict on a request, before it is turned into hostcalls.
 enum Local {
-    Allow(Option<std::sync::Arc<authz_core::authenticator::Verified>>),
-    Deny(Denial),
+    Allow(Option<Arc<Verified>>),
+    /// Refused; with the caller's identity when it was established (for the audit record).
+    Deny(Denial, Option<Arc<Verified>>),
     AskSidecar,
 }
 
 impl Http {
     /// Everything the filter can decide without the network.
     fn decide(
-        &self,
+        &mut self,
         shared: &Shared,
         metrics: Metrics,
         route: Option<&Route>,
@@ -153,12 +227,22 @@ impl Http {
         headers: &[(String, Vec<u8>)],
     ) -> Local {
         let token = match credential::extract(headers) {
-            Credential::None => return Local::Deny(Denial::missing_credential()),
-            Credential::Invalid(code) => return Local::Deny(Denial::invalid_credential(code)),
+            Credential::None => {
+                self.credential = "none";
+                return Local::Deny(Denial::missing_credential(), None);
+            }
+            Credential::Invalid(code) => {
+                self.credential = "invalid";
+                return Local::Deny(Denial::invalid_credential(code), None);
+            }
             // Opaque keys can only be introspected by the sidecar.
-            Credential::ApiKey(_) => return Local::AskSidecar,
+            Credential::ApiKey(_) => {
+                self.credential = "api_key";
+                return Local::AskSidecar;
+            }
             Credential::Bearer(token) => token,
         };
+        self.credential = "bearer";
         let now = self.now();
         let mut w = shared.borrow_mut();
         let verified = match w.auth.authenticate(token, now) {
@@ -172,7 +256,7 @@ impl Http {
             }
             LocalVerdict::Invalid(e) => {
                 metrics.cache_misses.inc();
-                return Local::Deny(Denial::from_token_error(&e));
+                return Local::Deny(Denial::from_token_error(&e), None);
             }
             LocalVerdict::Unknown => {
                 metrics.cache_misses.inc();
@@ -187,22 +271,22 @@ impl Http {
                     Local::AskSidecar
                 }
                 OnStale::Deny => {
-                    Local::Deny(Denial::unavailable("revocations_stale", "revocation state is unavailable"))
+                    Local::Deny(Denial::unavailable("revocations_stale", "revocation state is unavailable"), None)
                 }
             };
         }
         if w.revocations.is_revoked(&verified.identity) {
             metrics.revoked.inc();
-            return Local::Deny(Denial::unauthorized("token_revoked", "the token was revoked"));
+            return Local::Deny(Denial::unauthorized("token_revoked", "the token was revoked"), Some(verified));
         }
         let path = routes::path_only(path);
         let Some(route) = route else {
             let id = &verified.identity;
             return match settings.scope.check(id.issuer.as_deref(), &id.audiences) {
-                Err(e) => Local::Deny(Denial::from_token_error(&e)),
+                Err(e) => Local::Deny(Denial::from_token_error(&e), Some(verified)),
                 Ok(()) => match check_endpoint_permissions(id, path) {
                     Ok(()) => Local::Allow(Some(verified)),
-                    Err(d) => Local::Deny(d),
+                    Err(d) => Local::Deny(d, Some(verified)),
                 },
             };
         };
@@ -220,11 +304,15 @@ impl Http {
             _ => None,
         };
         if let Err(d) = route.check(&settings.scope, &verified.identity, action_ref, path, now) {
-            return Local::Deny(d);
+            return Local::Deny(d, Some(verified));
         }
-        // A live session can only be confirmed by the auth service, and Rego rules are
-        // evaluated by the sidecar: both go there.
-        if route.require_session || route.rego.is_some() { Local::AskSidecar } else { Local::Allow(Some(verified)) }
+        // A live session can only be confirmed by the auth service, Rego rules are evaluated
+        // by the sidecar, and quota is shared state: all go there.
+        if route.require_session || route.rego.is_some() || route.quota.is_some() {
+            Local::AskSidecar
+        } else {
+            Local::Allow(Some(verified))
+        }
     }
 }
 
@@ -234,10 +322,10 @@ fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
 }
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
             // Only reachable if Envoy ran a filter whose configuration failed: fail closed.
-            return self.deny(&Denial::unavailable("filter_unconfigured", "the gateway is not configured"));
+            return self.deny(&Denial::unavailable("filter_unconfigured", "the gateway is not configured"), None);
         };
         let headers = self.get_http_request_headers_bytes();
         let (settings, metrics) = {
@@ -249,12 +337,19 @@ impl HttpContext for Http {
         let method = header(&req.headers, ":method").unwrap_or("GET");
         let path = header(&req.headers, ":path").unwrap_or("/");
         let policy = shared.borrow().policy.clone();
+        let mut compute = false;
         let local = match policy.as_deref().map(|p| p.find(method, path)) {
             Some(Matched::Public) => Local::Allow(None),
             Some(Matched::NoRule) => {
-                Local::Deny(Denial::forbidden("no_matching_rule", "no policy rule allows this request"))
+                Local::Deny(Denial::forbidden("no_matching_rule", "no policy rule allows this request"), None)
             }
-            Some(Matched::Protected(route)) => self.decide(&shared, metrics, route, path, &req.headers),
+            Some(Matched::Protected(route)) => {
+                if let Some(r) = route {
+                    self.rule.clone_from(&r.id);
+                    compute = r.quota.is_some();
+                }
+                self.decide(&shared, metrics, route, path, &req.headers)
+            }
             // No policy yet: only the always-public paths are decided here.
             None => match settings.bootstrap_routes.find(method, path) {
                 Matched::Public => Local::Allow(None),
@@ -266,10 +361,33 @@ impl HttpContext for Http {
                 let identity = verified.as_ref().map_or(&[][..], |v| v.headers.as_slice());
                 self.write_headers(&req.removed, req.client_trace, identity);
                 metrics.allowed.inc();
+                self.record("allow", if verified.is_some() { "ok" } else { "public" }, verified.as_deref());
                 Action::Continue
             }
-            Local::Deny(d) => self.deny(&d),
+            Local::Deny(d, verified) => self.deny(&d, verified.as_deref()),
+            Local::AskSidecar if compute => self.ask_sidecar_with_body(&shared, req, end_of_stream),
             Local::AskSidecar => self.ask_sidecar(&shared, req),
         }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.held.is_none() {
+            // A callout is deciding this request: its body waits with it (with Envoy's
+            // `allow_on_headers_stop_iteration`, `Continue` here would release the headers).
+            return if self.pending.is_some() { Action::Pause } else { Action::Continue };
+        }
+        let Some(shared) = self.shared.clone() else { return Action::Continue };
+        if body_size > shared.borrow().settings.max_compute_body_bytes {
+            self.held = None;
+            return self.deny(&BODY_TOO_LARGE, None);
+        }
+        if !end_of_stream {
+            // Envoy keeps buffering; the body arrives whole with the last call.
+            return Action::Pause;
+        }
+        let body =
+            if body_size > 0 { self.get_http_request_body(0, body_size).unwrap_or_default() } else { Vec::new() };
+        let headers = self.held.take().unwrap_or_default();
+        self.send_check(&shared, &headers, &body)
     }
 }

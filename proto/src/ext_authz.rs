@@ -47,6 +47,9 @@ pub struct HttpRequest {
     pub scheme: String,
     #[prost(string, tag = "10")]
     pub protocol: String,
+    /// The request body (compute routes only: the sidecar reads the requested resources).
+    #[prost(bytes = "vec", tag = "12")]
+    pub raw_body: Vec<u8>,
 }
 
 /// `envoy.service.auth.v3.CheckResponse`
@@ -56,6 +59,10 @@ pub struct CheckResponse {
     pub status: Option<RpcStatus>,
     #[prost(oneof = "HttpResponse", tags = "2, 3")]
     pub http_response: Option<HttpResponse>,
+    /// A `google.protobuf.Struct`, kept encoded: the sidecar's audit record, which the filter
+    /// hands to the access log untouched (see `audit`).
+    #[prost(bytes = "vec", tag = "4")]
+    pub dynamic_metadata: Vec<u8>,
 }
 
 /// `CheckResponse.http_response`

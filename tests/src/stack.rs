@@ -97,6 +97,8 @@ pub struct Options {
     pub var_overrides: Vec<(&'static str, String)>,
     /// CPUs Envoy is pinned to (`taskset -c` syntax), for benchmarks.
     pub envoy_cpus: Option<String>,
+    /// YAML appended to the sidecar's configuration (for example a `quota:` section).
+    pub sidecar_extra: String,
 }
 
 impl Options {
@@ -112,6 +114,7 @@ impl Options {
             envoy_template: None,
             var_overrides: Vec::new(),
             envoy_cpus: None,
+            sidecar_extra: String::new(),
         })
     }
 }
@@ -223,7 +226,9 @@ impl Stack {
         format!("http://127.0.0.1:{}{}", self.ports.gateway, path)
     }
 
-    async fn start_redis(&mut self) -> anyhow::Result<()> {
+    /// Starts Redis on the stack's port (again, after `stop_redis`: empty, as after a crash
+    /// without persistence).
+    pub async fn start_redis(&mut self) -> anyhow::Result<()> {
         let log = self.dir().join("redis.log");
         let mut cmd = Command::new(paths::redis_server());
         cmd.args(["--bind", "127.0.0.1", "--port", &self.ports.redis.to_string(), "--save", "", "--appendonly", "no"])
@@ -247,8 +252,8 @@ impl Stack {
         Ok(())
     }
 
-    fn sidecar_config(&self) -> String {
-        format!(
+    fn sidecar_config(&self, grpc: u16, admin: u16) -> String {
+        let mut text = format!(
             "grpcListen: 127.0.0.1:{grpc}\nadminListen: 127.0.0.1:{admin}\niamUrl: {iam}\nredisUrl: redis://127.0.0.1:{redis}\n\
              jwt:\n  issuers: [\"{ISSUER}\"]\n  audiences: [\"{AUDIENCE}\"]\n  hmacAlgorithms: [HS256, HS384, HS512]\n\
              jwks:\n  minRefreshInterval: 1s\n  refreshInterval: {refresh}s\n\
@@ -257,31 +262,54 @@ impl Stack {
              policyFile: {policy}\npolicyReloadInterval: 1s\n",
             refresh = self.opts.jwks_refresh.as_secs().max(1),
             policy = self.policy_path().display(),
-            grpc = self.ports.sidecar_grpc,
-            admin = self.ports.sidecar_admin,
             iam = self.auth.url(),
             redis = self.ports.redis,
-        )
+        );
+        text.push_str(&self.opts.sidecar_extra);
+        text
     }
 
     /// Starts the sidecar and waits until `/readyz` says keys and Redis are ready.
     pub async fn start_sidecar(&mut self) -> anyhow::Result<()> {
-        let config = self.dir().join("sidecar.yaml");
-        std::fs::write(&config, self.sidecar_config())?;
-        let log = self.dir().join("sidecar.log");
+        let (grpc, admin) = (self.ports.sidecar_grpc, self.ports.sidecar_admin);
+        self.sidecar = Some(self.spawn_sidecar("sidecar", grpc, admin).await?);
+        Ok(())
+    }
+
+    /// A second sidecar process sharing this stack's Redis, auth service and policy (the
+    /// replicas of a deployment): its gRPC and admin ports, and the process (killed on drop).
+    pub async fn start_sidecar_replica(&self) -> anyhow::Result<(u16, u16, Child)> {
+        let (grpc, admin) = (free_port()?, free_port()?);
+        Ok((grpc, admin, self.spawn_sidecar("sidecar-replica", grpc, admin).await?))
+    }
+
+    async fn spawn_sidecar(&self, name: &str, grpc: u16, admin: u16) -> anyhow::Result<Child> {
+        let config = self.dir().join(format!("{name}.yaml"));
+        std::fs::write(&config, self.sidecar_config(grpc, admin))?;
+        let log = self.dir().join(format!("{name}.log"));
         let mut cmd = Command::new(paths::sidecar()?);
         cmd.arg("--config").arg(&config).env("JWT_SECRET", DEV_JWT_SECRET).env("RUST_LOG", "info");
         cmd.env_remove("IAM_URL").env_remove("REDIS_URL");
         let mut child = spawn_logged(cmd, &log)?;
-        let url = format!("http://127.0.0.1:{}/readyz", self.ports.sidecar_admin);
+        let url = format!("http://127.0.0.1:{admin}/readyz");
         let client = self.client.clone();
         wait_until("authz-sidecar", Duration::from_secs(20), &log, &mut child, || {
             let (client, url) = (client.clone(), url.clone());
             async move { client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
         })
         .await?;
-        self.sidecar = Some(child);
-        Ok(())
+        Ok(child)
+    }
+
+    /// The sidecar's configuration file (for the CLI's commands).
+    pub fn sidecar_config_path(&self) -> PathBuf {
+        self.dir().join("sidecar.yaml")
+    }
+
+    /// The sidecar's Prometheus metrics.
+    pub async fn sidecar_metrics(&self) -> anyhow::Result<String> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.ports.sidecar_admin);
+        Ok(self.client.get(url).send().await?.text().await?)
     }
 
     /// Kills the sidecar (as a crash would) and waits for it to be gone.
@@ -376,7 +404,10 @@ impl Stack {
             async move { client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
         })
         .await?;
-        if self.opts.mode == Mode::Wasm {
+        // Our filter in a caller's template (a benchmark variant) is waited for the same way.
+        let custom_with_filter = self.opts.mode == Mode::Custom
+            && self.opts.envoy_template.as_deref().is_some_and(|t| t.contains("root_id: authz"));
+        if self.opts.mode == Mode::Wasm || custom_with_filter {
             // One key update per worker VM plus the main thread's VM.
             let workers = u64::from(self.opts.concurrency) + 1;
             let client = self.client.clone();

@@ -8,6 +8,7 @@ mod e2e {
     pub mod ext_authz;
     pub mod identity;
     pub mod policy;
+    pub mod quota;
     pub mod revocation;
     pub mod sidecar;
     pub mod verdicts;

@@ -24,8 +24,10 @@ pub enum Filter {
     /// Diagnostics: only reading the headers, only adding four.
     GetWasm,
     AddWasm,
-    /// Our filter (`envoy/gateway.yaml` as shipped).
+    /// Our filter (`envoy/gateway.yaml` as shipped, audit included).
     Ours,
+    /// Our filter without the audit trail (no access-log service, `audit: false`).
+    OursNoAudit,
     /// Envoy's native `ext_authz` to our sidecar (`envoy/gateway-ext-authz.yaml` as shipped).
     ExtAuthz,
 }
@@ -62,6 +64,7 @@ pub const VARIANTS: &[Variant] = &[
     v("c", "no-op wasm filter", Filter::NoopWasm, Load::TokenPool),
     v("c2", "wasm filter: read headers, add 4", Filter::HeadersWasm, Load::TokenPool),
     v("d", "our filter, hit path", Filter::Ours, Load::TokenPool),
+    v("d0", "our filter, hit path, audit off", Filter::OursNoAudit, Load::TokenPool),
     v("e", "our filter, miss path (new token each request)", Filter::Ours, Load::UniqueTokens),
     v("f", "native ext_authz to our sidecar (cached)", Filter::ExtAuthz, Load::TokenPool),
     v("g", "our filter, sidecar callout each request (API key)", Filter::Ours, Load::ApiKey),
@@ -76,12 +79,28 @@ const fn v(id: &'static str, name: &'static str, filter: Filter, load: Load) -> 
 const FILTER_START: &str = "          - name: authz\n";
 const ROUTER_START: &str = "          - name: envoy.filters.http.router\n";
 
-/// `gateway` (the text of `envoy/gateway.yaml`) with our filter replaced by `block`.
+const ACCESS_LOG_START: &str = "          access_log:\n";
+const ROUTE_CONFIG_START: &str = "          route_config:\n";
+
+/// `gateway` (the text of `envoy/gateway.yaml`) with our filter replaced by `block`, and
+/// without the audit access log (which needs our sidecar; the baselines have no audit).
 pub fn with_filter_block(gateway: &str, block: &str) -> anyhow::Result<String> {
+    let gateway = without_access_log(gateway)?;
     let start = gateway.find(FILTER_START).ok_or_else(|| anyhow::anyhow!("no authz filter in the gateway template"))?;
     let end = gateway.find(ROUTER_START).ok_or_else(|| anyhow::anyhow!("no router in the gateway template"))?;
     anyhow::ensure!(start < end, "the authz filter must come before the router");
     Ok(format!("{}{block}{}", &gateway[..start], &gateway[end..]))
+}
+
+/// `gateway` without its `access_log` block.
+pub fn without_access_log(gateway: &str) -> anyhow::Result<String> {
+    let start =
+        gateway.find(ACCESS_LOG_START).ok_or_else(|| anyhow::anyhow!("no access_log in the gateway template"))?;
+    let end = gateway.find(ROUTE_CONFIG_START).ok_or_else(|| anyhow::anyhow!("no route_config in the template"))?;
+    anyhow::ensure!(start < end, "access_log must come before route_config");
+    // Keep the comment lines above the block out too: they describe it.
+    let start = gateway[..start].rfind("          # Audit:").filter(|&c| c < start).unwrap_or(start);
+    Ok(format!("{}{}", &gateway[..start], &gateway[end..]))
 }
 
 /// The `jwt_authn` filter: RS256 keys inline, the same issuer and audience as ours, `sub`
@@ -146,6 +165,8 @@ pub fn envoy_setup(
         Filter::AddWasm => (Mode::Custom, Some(with_filter_block(gateway, &noop_block(noop_wasm, "add"))?)),
         Filter::HeadersWasm => (Mode::Custom, Some(with_filter_block(gateway, &noop_block(noop_wasm, "headers"))?)),
         Filter::Ours => (Mode::Wasm, None),
+        // Our filter as shipped, minus the access log; the harness also sets `audit: false`.
+        Filter::OursNoAudit => (Mode::Custom, Some(without_access_log(gateway)?)),
         Filter::ExtAuthz => (Mode::ExtAuthz, None),
     })
 }

@@ -20,6 +20,7 @@ fn check_request_reads_in_full_schema() {
                     host: "gw".into(),
                     scheme: "http".into(),
                     protocol: "HTTP/1.1".into(),
+                    raw_body: b"{\"x\":1}".to_vec(),
                 }),
             }),
             context_extensions: [("route".to_string(), "tools".to_string())].into(),
@@ -34,6 +35,7 @@ fn check_request_reads_in_full_schema() {
     assert_eq!(http.id, "r1");
     assert_eq!(http.protocol, "HTTP/1.1");
     assert_eq!(http.headers["authorization"], "Bearer t");
+    assert_eq!(http.raw_body, b"{\"x\":1}");
     assert_eq!(attrs.context_extensions["route"], "tools");
 }
 
@@ -70,9 +72,19 @@ fn check_responses_read_in_subset() {
             headers: vec![header("www-authenticate", "Bearer")],
             body: "{}".into(),
         })),
-        ..Default::default()
+        dynamic_metadata: Some(envoy_types::pb::google::protobuf::Struct {
+            fields: [(
+                "reason".to_string(),
+                envoy_types::pb::google::protobuf::Value {
+                    kind: Some(envoy_types::pb::google::protobuf::value::Kind::StringValue("token_expired".into())),
+                },
+            )]
+            .into(),
+        }),
     };
     let got = CheckResponse::decode(denied.encode_to_vec().as_slice()).unwrap();
+    let record = crate::audit::decode(&got.dynamic_metadata).unwrap();
+    assert_eq!(record["reason"], "token_expired");
     assert_eq!(got.status.unwrap().code, 7);
     let Some(HttpResponse::DeniedResponse(d)) = got.http_response else { panic!("not denied") };
     assert_eq!(d.status.unwrap().code, 401);

@@ -31,9 +31,27 @@ pub async fn get(stack: &Stack, path: &str, headers: &[(&str, &str)]) -> Reply {
 }
 
 pub async fn request(stack: &Stack, method: reqwest::Method, path: &str, headers: &[(&str, &str)]) -> Reply {
+    send(stack, method, path, headers, None).await
+}
+
+/// A `POST` with a body.
+pub async fn post(stack: &Stack, path: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Reply {
+    send(stack, reqwest::Method::POST, path, headers, Some(body.into())).await
+}
+
+pub async fn send(
+    stack: &Stack,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<reqwest::Body>,
+) -> Reply {
     let mut req = stack.client.request(method, stack.gateway_url(path));
     for (k, v) in headers {
         req = req.header(*k, *v);
+    }
+    if let Some(body) = body {
+        req = req.body(body);
     }
     let resp = req.send().await.expect("gateway reachable");
     let status = resp.status().as_u16();

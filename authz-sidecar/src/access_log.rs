@@ -1,0 +1,213 @@
+//! `envoy.service.accesslog.v3.AccessLogService`: Envoy streams one entry per request here
+//! (`envoy.access_loggers.http_grpc`, buffered and asynchronous inside Envoy, so it never
+//! holds a request), and each entry becomes one audit event.
+//!
+//! The decision itself comes with the entry: the filter's record as filter state
+//! `wasm.authz_audit`, or (native ext_authz) the sidecar's record as ext_authz dynamic
+//! metadata. Envoy adds what only it knows: the final status, latency, client address. A
+//! compute request whose upstream answered with an error also ends its quota lease here (the
+//! lease id is taken from the record, never from a client-controlled header).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use authz_proto::audit::{self, field};
+use envoy_types::pb::envoy::config::core::v3::RequestMethod;
+use envoy_types::pb::envoy::config::core::v3::address::Address;
+use envoy_types::pb::envoy::data::accesslog::v3::HttpAccessLogEntry;
+use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::AccessLogService;
+use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
+use envoy_types::pb::envoy::service::accesslog::v3::{StreamAccessLogsMessage, StreamAccessLogsResponse};
+use envoy_types::pb::google::protobuf::value::Kind;
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, warn};
+
+use crate::audit::{AuditEvent, AuditSink};
+use crate::metrics::Metrics;
+use crate::quota::Quota;
+
+pub struct AccessLogs {
+    sink: Arc<AuditSink>,
+    quota: Arc<Quota>,
+    metrics: Arc<Metrics>,
+}
+
+impl AccessLogs {
+    pub fn new(sink: Arc<AuditSink>, quota: Arc<Quota>, metrics: Arc<Metrics>) -> Self {
+        Self { sink, quota, metrics }
+    }
+
+    fn handle(&self, entry: &HttpAccessLogEntry) {
+        self.metrics.access_log_entries.inc();
+        let event = event_from(entry);
+        let status = event.get("status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
+        if let Some(lease) = event.get(field::QUOTA_LEASE).filter(|_| status >= 400) {
+            let (quota, lease) = (Arc::clone(&self.quota), lease.to_string());
+            tokio::spawn(async move {
+                if let Err(e) = quota.release(&lease, "upstream_error").await {
+                    // The lease's TTL still ends it.
+                    warn!(error = %e, "could not release the lease of a failed compute request");
+                }
+            });
+        }
+        self.sink.submit(event);
+    }
+}
+
+#[tonic::async_trait]
+impl AccessLogService for AccessLogs {
+    async fn stream_access_logs(
+        &self,
+        request: Request<Streaming<StreamAccessLogsMessage>>,
+    ) -> Result<Response<StreamAccessLogsResponse>, Status> {
+        let mut stream = request.into_inner();
+        while let Some(msg) = stream.message().await? {
+            match msg.log_entries {
+                Some(LogEntries::HttpLogs(logs)) => logs.log_entry.iter().for_each(|e| self.handle(e)),
+                Some(LogEntries::TcpLogs(_)) | None => debug!("ignoring a non-HTTP access-log message"),
+            }
+        }
+        Ok(Response::new(StreamAccessLogsResponse {}))
+    }
+}
+
+/// `google.protobuf.BytesValue`: how Envoy serialises a wasm filter-state object.
+#[derive(Clone, PartialEq, Message)]
+struct BytesValue {
+    #[prost(bytes = "vec", tag = "1")]
+    value: Vec<u8>,
+}
+
+/// The decision record attached to the entry, from the filter or from ext_authz.
+fn record_of(entry: &HttpAccessLogEntry) -> BTreeMap<String, String> {
+    let Some(common) = &entry.common_properties else { return BTreeMap::new() };
+    if let Some(any) = common.filter_state_objects.get(audit::FILTER_STATE_LOGGED) {
+        match BytesValue::decode(any.value.as_slice()).map(|b| audit::decode(&b.value)) {
+            Ok(Ok(record)) => return record,
+            _ => warn!("an access-log entry carried an unreadable decision record"),
+        }
+    }
+    let Some(meta) = common.metadata.as_ref().and_then(|m| m.filter_metadata.get(audit::EXT_AUTHZ_NAMESPACE)) else {
+        return BTreeMap::new();
+    };
+    meta.fields
+        .iter()
+        .filter_map(|(k, v)| match &v.kind {
+            Some(Kind::StringValue(s)) => Some((k.clone(), s.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One audit event: the record's fields plus Envoy's, in the README's order.
+pub fn event_from(entry: &HttpAccessLogEntry) -> AuditEvent {
+    let mut record = record_of(entry);
+    let mut take = |k: &str| record.remove(k).unwrap_or_default();
+    let common = entry.common_properties.clone().unwrap_or_default();
+    let req = entry.request.clone().unwrap_or_default();
+    let resp = entry.response.clone().unwrap_or_default();
+    let header = |map: &std::collections::HashMap<String, String>, name: &str| map.get(name).cloned();
+    let trace_id = Some(take(field::TRACE_ID))
+        .filter(|t| !t.is_empty())
+        .or_else(|| header(&req.request_headers, "x-trace-id"))
+        .or_else(|| header(&resp.response_headers, "x-trace-id"))
+        .unwrap_or_default();
+    let decision = Some(take(field::DECISION)).filter(|d| !d.is_empty()).unwrap_or_else(|| "none".into());
+    let reason = Some(take(field::REASON)).filter(|d| !d.is_empty()).unwrap_or_else(|| "not_evaluated".into());
+    let time_ms =
+        common.start_time.as_ref().map_or(0, |t| i128::from(t.seconds) * 1000 + i128::from(t.nanos) / 1_000_000);
+    let latency_ms = common
+        .time_to_last_downstream_tx_byte
+        .as_ref()
+        .map(|d| format!("{:.3}", d.seconds as f64 * 1e3 + f64::from(d.nanos) / 1e6))
+        .unwrap_or_default();
+    let client = match common.downstream_remote_address.as_ref().and_then(|a| a.address.as_ref()) {
+        Some(Address::SocketAddress(s)) => s.address.clone(),
+        _ => String::new(),
+    };
+    let method = RequestMethod::try_from(req.request_method).map(|m| m.as_str_name().to_string()).unwrap_or_default();
+    let path = req.path.split_once('?').map_or(req.path.as_str(), |(p, _)| p).to_string();
+    let status = resp.response_code.map(|c| c.value.to_string()).unwrap_or_default();
+    let fields = vec![
+        ("time_ms", time_ms.to_string()),
+        (field::TRACE_ID, trace_id),
+        (field::DECISION_ID, take(field::DECISION_ID)),
+        (field::DECISION, decision),
+        ("status", status),
+        (field::REASON, reason),
+        (field::RULE, take(field::RULE)),
+        (field::POLICY_VERSION, take(field::POLICY_VERSION)),
+        (field::USER_ID, take(field::USER_ID)),
+        (field::TENANT, take(field::TENANT)),
+        (field::SERVICE, take(field::SERVICE)),
+        ("method", method),
+        ("path", path),
+        ("route", common.route_name.clone()),
+        ("client", client),
+        ("user_agent", req.user_agent.clone()),
+        (field::CREDENTIAL, take(field::CREDENTIAL)),
+        (field::TOKEN_FINGERPRINT, take(field::TOKEN_FINGERPRINT)),
+        (field::QUOTA_LEASE, take(field::QUOTA_LEASE)),
+        ("latency_ms", latency_ms),
+        (field::DECIDER, take(field::DECIDER)),
+    ];
+    AuditEvent { fields: fields.into_iter().filter(|(_, v)| !v.is_empty()).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::data::accesslog::v3::{AccessLogCommon, HttpRequestProperties, HttpResponseProperties};
+    use envoy_types::pb::google::protobuf::{Any, UInt32Value};
+
+    use super::*;
+
+    fn entry(record: Option<Vec<u8>>, status: u32, path: &str) -> HttpAccessLogEntry {
+        let mut common = AccessLogCommon::default();
+        if let Some(r) = record {
+            common.filter_state_objects.insert(
+                audit::FILTER_STATE_LOGGED.into(),
+                Any {
+                    type_url: "type.googleapis.com/google.protobuf.BytesValue".into(),
+                    value: BytesValue { value: r }.encode_to_vec(),
+                },
+            );
+        }
+        HttpAccessLogEntry {
+            common_properties: Some(common),
+            request: Some(HttpRequestProperties {
+                request_method: RequestMethod::Post as i32,
+                path: path.into(),
+                request_headers: [("x-trace-id".to_string(), "from-header".to_string())].into(),
+                ..Default::default()
+            }),
+            response: Some(HttpResponseProperties {
+                response_code: Some(UInt32Value { value: status }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn record_and_envoy_fields_make_one_event() {
+        let mut w = audit::RecordWriter::default();
+        w.put(field::TRACE_ID, "t-1").put(field::DECISION, "deny").put(field::REASON, "token_expired");
+        let e = event_from(&entry(Some(w.finish()), 401, "/api/tes/v1/tasks?secret=1"));
+        assert_eq!(e.get("trace_id"), Some("t-1"));
+        assert_eq!(e.get("decision"), Some("deny"));
+        assert_eq!(e.get("status"), Some("401"));
+        assert_eq!(e.get("method"), Some("POST"));
+        assert_eq!(e.get("path"), Some("/api/tes/v1/tasks"), "query strings are dropped");
+    }
+
+    #[test]
+    fn without_a_record_the_event_says_so() {
+        let e = event_from(&entry(None, 404, "/x"));
+        assert_eq!(e.get("decision"), Some("none"));
+        assert_eq!(e.get("reason"), Some("not_evaluated"));
+        assert_eq!(e.get("trace_id"), Some("from-header"));
+        let broken = event_from(&entry(Some(b"\xff\xff".to_vec()), 200, "/x"));
+        assert_eq!(broken.get("decision"), Some("none"));
+    }
+}
