@@ -1,6 +1,7 @@
-//! `envoy.service.accesslog.v3.AccessLogService`: Envoy streams one entry per request here
-//! (`envoy.access_loggers.http_grpc`, buffered and asynchronous inside Envoy, so it never
-//! holds a request), and each entry becomes one audit event.
+//! Where audit events come from: `envoy.service.accesslog.v3.AccessLogService` (Envoy streams
+//! one entry per request, `envoy.access_loggers.http_grpc`, buffered and asynchronous inside
+//! Envoy, so it never holds a request) and `authz.v1.Audit/Append` (the filter's own batches,
+//! `auditTransport: filter`). Either way each request becomes one audit event.
 //!
 //! The decision itself comes with the entry: the filter's record as filter state
 //! `wasm.authz_audit`, or (native ext_authz) the sidecar's record as ext_authz dynamic
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use authz_proto::audit::{self, field};
+use authz_proto::authz::v1::{AuditAck, AuditBatch, audit_server};
 use envoy_types::pb::envoy::config::core::v3::RequestMethod;
 use envoy_types::pb::envoy::config::core::v3::address::Address;
 use envoy_types::pb::envoy::data::accesslog::v3::HttpAccessLogEntry;
@@ -27,6 +29,7 @@ use crate::audit::{AuditEvent, AuditSink};
 use crate::metrics::Metrics;
 use crate::quota::Quota;
 
+#[derive(Clone)]
 pub struct AccessLogs {
     sink: Arc<AuditSink>,
     quota: Arc<Quota>,
@@ -40,7 +43,11 @@ impl AccessLogs {
 
     fn handle(&self, entry: &HttpAccessLogEntry) {
         self.metrics.access_log_entries.inc();
-        let event = event_from(entry);
+        self.handle_event(event_from(entry));
+    }
+
+    /// Ends the lease of a compute request whose service failed, and queues the event.
+    fn handle_event(&self, event: AuditEvent) {
         let status = event.get("status").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
         if let Some(lease) = event.get(field::QUOTA_LEASE).filter(|_| status >= 400) {
             let (quota, lease) = (Arc::clone(&self.quota), lease.to_string());
@@ -100,59 +107,99 @@ fn record_of(entry: &HttpAccessLogEntry) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// One audit event: the record's fields plus Envoy's, in the README's order.
+/// One audit event from an access-log entry: the decision record plus what Envoy knows.
 pub fn event_from(entry: &HttpAccessLogEntry) -> AuditEvent {
     let mut record = record_of(entry);
-    let mut take = |k: &str| record.remove(k).unwrap_or_default();
     let common = entry.common_properties.clone().unwrap_or_default();
     let req = entry.request.clone().unwrap_or_default();
     let resp = entry.response.clone().unwrap_or_default();
-    let header = |map: &std::collections::HashMap<String, String>, name: &str| map.get(name).cloned();
-    let trace_id = Some(take(field::TRACE_ID))
-        .filter(|t| !t.is_empty())
-        .or_else(|| header(&req.request_headers, "x-trace-id"))
-        .or_else(|| header(&resp.response_headers, "x-trace-id"))
-        .unwrap_or_default();
-    let decision = Some(take(field::DECISION)).filter(|d| !d.is_empty()).unwrap_or_else(|| "none".into());
-    let reason = Some(take(field::REASON)).filter(|d| !d.is_empty()).unwrap_or_else(|| "not_evaluated".into());
-    let time_ms =
-        common.start_time.as_ref().map_or(0, |t| i128::from(t.seconds) * 1000 + i128::from(t.nanos) / 1_000_000);
-    let latency_ms = common
-        .time_to_last_downstream_tx_byte
-        .as_ref()
-        .map(|d| format!("{:.3}", d.seconds as f64 * 1e3 + f64::from(d.nanos) / 1e6))
-        .unwrap_or_default();
-    let client = match common.downstream_remote_address.as_ref().and_then(|a| a.address.as_ref()) {
-        Some(Address::SocketAddress(s)) => s.address.clone(),
-        _ => String::new(),
+    let mut fill = |k: &str, v: Option<String>| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            record.entry(k.to_string()).or_insert(v);
+        }
     };
-    let method = RequestMethod::try_from(req.request_method).map(|m| m.as_str_name().to_string()).unwrap_or_default();
-    let path = req.path.split_once('?').map_or(req.path.as_str(), |(p, _)| p).to_string();
-    let status = resp.response_code.map(|c| c.value.to_string()).unwrap_or_default();
+    fill(field::TRACE_ID, req.request_headers.get("x-trace-id").cloned());
+    fill(field::TRACE_ID, resp.response_headers.get("x-trace-id").cloned());
+    fill(
+        field::TIME_MS,
+        common
+            .start_time
+            .as_ref()
+            .map(|t| (i128::from(t.seconds) * 1000 + i128::from(t.nanos) / 1_000_000).to_string()),
+    );
+    fill(field::STATUS, resp.response_code.map(|c| c.value.to_string()));
+    fill(field::METHOD, RequestMethod::try_from(req.request_method).ok().map(|m| m.as_str_name().to_string()));
+    fill(field::PATH, Some(req.path.clone()));
+    fill(field::ROUTE, Some(common.route_name.clone()));
+    fill(
+        field::CLIENT,
+        match common.downstream_remote_address.as_ref().and_then(|a| a.address.as_ref()) {
+            Some(Address::SocketAddress(s)) => Some(s.address.clone()),
+            _ => None,
+        },
+    );
+    fill(field::USER_AGENT, Some(req.user_agent.clone()));
+    fill(
+        field::LATENCY_MS,
+        common
+            .time_to_last_downstream_tx_byte
+            .as_ref()
+            .map(|d| format!("{:.3}", d.seconds as f64 * 1e3 + f64::from(d.nanos) / 1e6)),
+    );
+    event_from_record(record)
+}
+
+/// One audit event from a complete record (the filter's batched transport, or the above), in
+/// the README's field order. A record without a decision says so (`none`, `not_evaluated`).
+pub fn event_from_record(mut record: BTreeMap<String, String>) -> AuditEvent {
+    let mut take = |k: &str| record.remove(k).unwrap_or_default();
+    let or = |v: String, default: &str| if v.is_empty() { default.to_string() } else { v };
+    let path = take(field::PATH);
+    let path = path.split_once('?').map_or(path.as_str(), |(p, _)| p).to_string();
     let fields = vec![
-        ("time_ms", time_ms.to_string()),
-        (field::TRACE_ID, trace_id),
+        (field::TIME_MS, take(field::TIME_MS)),
+        (field::TRACE_ID, take(field::TRACE_ID)),
         (field::DECISION_ID, take(field::DECISION_ID)),
-        (field::DECISION, decision),
-        ("status", status),
-        (field::REASON, reason),
+        (field::DECISION, or(take(field::DECISION), "none")),
+        (field::STATUS, take(field::STATUS)),
+        (field::REASON, or(take(field::REASON), "not_evaluated")),
         (field::RULE, take(field::RULE)),
         (field::POLICY_VERSION, take(field::POLICY_VERSION)),
         (field::USER_ID, take(field::USER_ID)),
         (field::TENANT, take(field::TENANT)),
         (field::SERVICE, take(field::SERVICE)),
-        ("method", method),
-        ("path", path),
-        ("route", common.route_name.clone()),
-        ("client", client),
-        ("user_agent", req.user_agent.clone()),
+        (field::METHOD, take(field::METHOD)),
+        (field::PATH, path),
+        (field::ROUTE, take(field::ROUTE)),
+        (field::CLIENT, take(field::CLIENT)),
+        (field::USER_AGENT, take(field::USER_AGENT)),
         (field::CREDENTIAL, take(field::CREDENTIAL)),
         (field::TOKEN_FINGERPRINT, take(field::TOKEN_FINGERPRINT)),
         (field::QUOTA_LEASE, take(field::QUOTA_LEASE)),
-        ("latency_ms", latency_ms),
+        (field::LATENCY_MS, take(field::LATENCY_MS)),
         (field::DECIDER, take(field::DECIDER)),
     ];
     AuditEvent { fields: fields.into_iter().filter(|(_, v)| !v.is_empty()).collect() }
+}
+
+/// `authz.v1.Audit/Append`: the filter's batched records (`auditTransport: filter`).
+#[tonic::async_trait]
+impl audit_server::Audit for AccessLogs {
+    async fn append(&self, request: Request<AuditBatch>) -> Result<Response<AuditAck>, Status> {
+        let batch = request.into_inner();
+        let mut accepted = 0u32;
+        for bytes in &batch.records {
+            match audit::decode(bytes) {
+                Ok(record) => {
+                    self.metrics.access_log_entries.inc();
+                    self.handle_event(event_from_record(record));
+                    accepted += 1;
+                }
+                Err(_) => warn!("an audit batch carried an unreadable record"),
+            }
+        }
+        Ok(Response::new(AuditAck { accepted }))
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,15 @@ pub mod field {
     pub const QUOTA_LEASE: &str = "quota_lease";
     /// Who decided: `filter` or `sidecar`.
     pub const DECIDER: &str = "decider";
+    // Added at the end of the stream (by the filter, or from Envoy's access-log entry).
+    pub const TIME_MS: &str = "time_ms";
+    pub const STATUS: &str = "status";
+    pub const METHOD: &str = "method";
+    pub const PATH: &str = "path";
+    pub const ROUTE: &str = "route";
+    pub const CLIENT: &str = "client";
+    pub const USER_AGENT: &str = "user_agent";
+    pub const LATENCY_MS: &str = "latency_ms";
 }
 
 /// Builds an encoded record. Empty values are left out.
@@ -75,6 +84,11 @@ impl RecordWriter {
         encode_varint(value.len() as u64, &mut self.buf);
         self.buf.extend_from_slice(value.as_bytes());
         self
+    }
+
+    /// Continues an encoded record (appending to a `Struct` adds map entries).
+    pub fn from_encoded(buf: Vec<u8>) -> Self {
+        Self { buf }
     }
 
     pub fn finish(self) -> Vec<u8> {

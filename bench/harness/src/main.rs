@@ -124,13 +124,17 @@ impl Bench {
         let (mode, template) = variants::envoy_setup(filter, &self.gateway_template, &self.jwks, &self.noop_wasm)?;
         self.stack.opts.mode = mode;
         self.stack.opts.envoy_template = template;
-        // Other overrides (the memory curve's cache size) are the caller's and stay.
-        let no_audit = serde_json::json!({ "audit": false });
-        if filter == variants::Filter::OursNoAudit {
-            self.stack.opts.filter_config_override = Some(no_audit);
-        } else if self.stack.opts.filter_config_override.as_ref() == Some(&no_audit) {
-            self.stack.opts.filter_config_override = None;
+        // The variant's own filter settings replace the previous variant's; other overrides
+        // (the memory curve's cache size) are the caller's and stay.
+        let mut settings = match self.stack.opts.filter_config_override.take() {
+            Some(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        for key in variants::VARIANT_FILTER_KEYS {
+            settings.remove(*key);
         }
+        settings.extend(variants::filter_settings(filter));
+        self.stack.opts.filter_config_override = (!settings.is_empty()).then_some(serde_json::Value::Object(settings));
         self.stack.start_envoy().await
     }
 
@@ -140,8 +144,14 @@ impl Bench {
 
     /// The sidecar's pid when the variant uses it (CPU per request is only read for those).
     fn sidecar_pid_for(&self, v: &Variant) -> Option<u32> {
-        let uses =
-            matches!(v.filter, variants::Filter::Ours | variants::Filter::OursNoAudit | variants::Filter::ExtAuthz);
+        let uses = matches!(
+            v.filter,
+            variants::Filter::Ours
+                | variants::Filter::OursNoAudit
+                | variants::Filter::OursRecordOnly
+                | variants::Filter::OursAccessLog
+                | variants::Filter::ExtAuthz
+        );
         if uses { self.stack.sidecar_pid() } else { None }
     }
 
