@@ -7,7 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
     tonic_prost_build::configure().build_server(grpc).build_client(grpc).compile_with_config(
         config,
-        &["proto/authz/v1/control.proto", "proto/authz/v1/quota.proto", "proto/authz/v1/audit.proto"],
+        &["proto/authz/v1/control.proto", "proto/authz/v1/quota.proto"],
         &["proto"],
     )?;
     println!("cargo:rerun-if-changed=proto");

@@ -1,7 +1,7 @@
-//! Where audit events come from: `envoy.service.accesslog.v3.AccessLogService` (Envoy streams
-//! one entry per request, `envoy.access_loggers.http_grpc`, buffered and asynchronous inside
-//! Envoy, so it never holds a request) and `authz.v1.Audit/Append` (the filter's own batches,
-//! `auditTransport: filter`). Either way each request becomes one audit event.
+//! `envoy.service.accesslog.v3.AccessLogService`: Envoy streams one entry per request here
+//! (`envoy.access_loggers.http_grpc`, buffered and asynchronous inside Envoy, so it never
+//! holds a request), and each entry becomes one audit event. (The filter batching its own
+//! records instead was measured and cost Envoy more; see BENCHMARKS.md.)
 //!
 //! The decision itself comes with the entry: the filter's record as filter state
 //! `wasm.authz_audit`, or (native ext_authz) the sidecar's record as ext_authz dynamic
@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use authz_proto::audit::{self, field};
-use authz_proto::authz::v1::{AuditAck, AuditBatch, audit_server};
 use envoy_types::pb::envoy::config::core::v3::RequestMethod;
 use envoy_types::pb::envoy::config::core::v3::address::Address;
 use envoy_types::pb::envoy::data::accesslog::v3::HttpAccessLogEntry;
@@ -149,8 +148,7 @@ pub fn event_from(entry: &HttpAccessLogEntry) -> AuditEvent {
     event_from_record(record)
 }
 
-/// One audit event from a complete record (the filter's batched transport, or the above), in
-/// the README's field order. A record without a decision says so (`none`, `not_evaluated`).
+/// One audit event from a complete record, in the README's field order. A record without a decision says so (`none`, `not_evaluated`).
 pub fn event_from_record(mut record: BTreeMap<String, String>) -> AuditEvent {
     let mut take = |k: &str| record.remove(k).unwrap_or_default();
     let or = |v: String, default: &str| if v.is_empty() { default.to_string() } else { v };
@@ -180,26 +178,6 @@ pub fn event_from_record(mut record: BTreeMap<String, String>) -> AuditEvent {
         (field::DECIDER, take(field::DECIDER)),
     ];
     AuditEvent { fields: fields.into_iter().filter(|(_, v)| !v.is_empty()).collect() }
-}
-
-/// `authz.v1.Audit/Append`: the filter's batched records (`auditTransport: filter`).
-#[tonic::async_trait]
-impl audit_server::Audit for AccessLogs {
-    async fn append(&self, request: Request<AuditBatch>) -> Result<Response<AuditAck>, Status> {
-        let batch = request.into_inner();
-        let mut accepted = 0u32;
-        for bytes in &batch.records {
-            match audit::decode(bytes) {
-                Ok(record) => {
-                    self.metrics.access_log_entries.inc();
-                    self.handle_event(event_from_record(record));
-                    accepted += 1;
-                }
-                Err(_) => warn!("an audit batch carried an unreadable record"),
-            }
-        }
-        Ok(Response::new(AuditAck { accepted }))
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use authz_core::ClaimsPolicy;
 use authz_core::headers::StripRules;
-use authz_proto::authz::v1::audit_server::AuditServer;
 use authz_proto::authz::v1::control_server::ControlServer;
 use authz_proto::authz::v1::quota_server::QuotaServer;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
@@ -158,9 +157,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AuthorizationServer::new(AuthzService::new(decider)))
-        .add_service(AccessLogServiceServer::new(access_logs.clone()))
-        // A filter VM sends up to `auditBatchLimit` records (~0.5 KB each) per call.
-        .add_service(AuditServer::new(access_logs).max_decoding_message_size(16 << 20))
+        .add_service(AccessLogServiceServer::new(access_logs))
         .add_service(QuotaServer::new(QuotaGrpc(quota_api)))
         .add_service(ControlServer::new(ControlService::new(keys, revocations, policy, metrics)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), wait(stop_rx));

@@ -61,14 +61,6 @@ pub struct RawConfig {
     /// the sidecar's access-log service). Off only for measurements.
     #[serde(default = "yes")]
     pub audit: bool,
-    /// How decision records reach the sidecar: `accessLog` (filter state read by Envoy's gRPC
-    /// access log) or `filter` (this filter batches them and sends them every 200 ms).
-    #[serde(default = "default_audit_transport")]
-    pub audit_transport: AuditTransport,
-    /// With `auditTransport: filter`, records held per worker between two sends; more are
-    /// dropped and counted (`authz_filter.audit_dropped`).
-    #[serde(default = "default_audit_batch_limit")]
-    pub audit_batch_limit: usize,
     /// The claim naming the caller's lab or tenant (audit events; quota is the sidecar's).
     #[serde(default = "default_tenant_claim")]
     pub tenant_claim: String,
@@ -77,20 +69,6 @@ pub struct RawConfig {
     pub max_compute_body_bytes: usize,
 }
 
-/// How the filter's decision records travel (see `audit` in the README).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum AuditTransport {
-    AccessLog,
-    Filter,
-}
-
-fn default_audit_transport() -> AuditTransport {
-    AuditTransport::Filter
-}
-fn default_audit_batch_limit() -> usize {
-    10_000
-}
 fn default_tenant_claim() -> String {
     "tenant".into()
 }
@@ -162,8 +140,6 @@ pub struct Settings {
     pub revocation_stale_after: Duration,
     pub on_stale: OnStale,
     pub audit: bool,
-    pub audit_transport: AuditTransport,
-    pub audit_batch_limit: usize,
     pub tenant_claim: String,
     pub max_compute_body_bytes: usize,
 }
@@ -234,8 +210,6 @@ impl TryFrom<RawConfig> for Settings {
             revocation_stale_after: duration("revocationStaleAfter", &raw.revocation_stale_after)?,
             on_stale: raw.on_stale,
             audit: raw.audit,
-            audit_transport: raw.audit_transport,
-            audit_batch_limit: raw.audit_batch_limit,
             tenant_claim: raw.tenant_claim,
             max_compute_body_bytes: raw.max_compute_body_bytes,
         })
@@ -270,7 +244,6 @@ mod tests {
             (r#"{"sidecarCluster": "c", "revocationStaleAfter": "never"}"#, "revocationStaleAfter"),
             (r#"{"sidecarCluster": "c", "routes": []}"#, "routes"),
             (r#"{"sidecarCluster": "c", "maxComputeBodyBytes": 99999999}"#, "maxComputeBodyBytes"),
-            (r#"{"sidecarCluster": "c", "auditTransport": "syslog"}"#, "auditTransport"),
         ];
         for (json, field) in cases {
             let err = Settings::from_json(json.as_bytes()).unwrap_err().to_string();

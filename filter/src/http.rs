@@ -18,7 +18,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::callout::{CalloutVerdict, build_check_request, interpret};
-use crate::config::{AuditTransport, OnStale};
+use crate::config::OnStale;
 use crate::metrics::Metrics;
 use crate::root::log;
 use crate::worker::Shared;
@@ -32,12 +32,6 @@ pub struct Http {
     /// The matched rule's id and the credential's kind, for the audit record.
     rule: String,
     credential: &'static str,
-    /// `auditTransport: filter`: the decision record, completed in `on_log`, and the request
-    /// facts it needs then.
-    record: Option<RecordWriter>,
-    method: String,
-    path: String,
-    user_agent: String,
 }
 
 /// A denial for a compute request whose body is over `maxComputeBodyBytes`.
@@ -46,23 +40,12 @@ const BODY_TOO_LARGE: Denial =
 
 impl Http {
     pub fn new(shared: Option<Shared>) -> Self {
-        Self {
-            shared,
-            trace_id: String::new(),
-            pending: None,
-            held: None,
-            rule: String::new(),
-            credential: "",
-            record: None,
-            method: String::new(),
-            path: String::new(),
-            user_agent: String::new(),
-        }
+        Self { shared, trace_id: String::new(), pending: None, held: None, rule: String::new(), credential: "" }
     }
 
     /// Attaches this request's decision to Envoy's access log (filter state
     /// `wasm.authz_audit`, read by the sidecar's access-log service). One hostcall.
-    fn record(&mut self, decision: &str, reason: &str, verified: Option<&Verified>) {
+    fn record(&self, decision: &str, reason: &str, verified: Option<&Verified>) {
         let Some(shared) = &self.shared else { return };
         let mut w = shared.borrow_mut();
         if !w.settings.audit {
@@ -85,29 +68,17 @@ impl Http {
                 .put(field::SERVICE, id.service.as_deref().unwrap_or(""))
                 .put(field::TOKEN_FINGERPRINT, &v.fingerprint);
         }
-        let transport = w.settings.audit_transport;
         drop(w);
-        self.keep_record(transport, r);
-    }
-
-    /// Hands a record to the chosen transport: filter state for Envoy's access log now, or
-    /// kept for `on_log`.
-    fn keep_record(&mut self, transport: AuditTransport, r: RecordWriter) {
-        match transport {
-            // Through `hostcalls`: the trait method panics on a host error, and an audit
-            // record must never take a request down (audit fails open).
-            AuditTransport::AccessLog => {
-                let _ = hostcalls::set_property(vec![audit::FILTER_STATE], Some(&r.finish()));
-            }
-            AuditTransport::Filter => self.record = Some(r),
-        }
+        // Through `hostcalls`: the trait method panics on a host error, and an audit record
+        // must never take a request down (audit fails open).
+        let _ = hostcalls::set_property(vec![audit::FILTER_STATE], Some(&r.finish()));
     }
 
     fn now(&self) -> u64 {
         self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
     }
 
-    fn deny(&mut self, d: &Denial, verified: Option<&Verified>) -> Action {
+    fn deny(&self, d: &Denial, verified: Option<&Verified>) -> Action {
         if let Some(s) = &self.shared {
             s.borrow().metrics.denied.inc();
         }
@@ -196,16 +167,10 @@ impl Context for Http {
         let metrics = shared.borrow().metrics;
         let verdict = interpret(status_code, body.as_deref());
         // The sidecar's own record of its decision goes to the access log as it is.
-        let (audit_on, transport) = {
-            let w = shared.borrow();
-            (w.settings.audit, w.settings.audit_transport)
-        };
         let forwarded = match &verdict {
-            CalloutVerdict::Allow { record, .. } | CalloutVerdict::Deny { record, .. }
-                if audit_on && !record.is_empty() =>
-            {
-                self.keep_record(transport, RecordWriter::from_encoded(record.clone()));
-                true
+            CalloutVerdict::Allow { record, .. } | CalloutVerdict::Deny { record, .. } if !record.is_empty() => {
+                let audit_on = shared.borrow().settings.audit;
+                audit_on && hostcalls::set_property(vec![audit::FILTER_STATE], Some(record)).is_ok()
             }
             _ => false,
         };
@@ -371,11 +336,6 @@ impl HttpContext for Http {
         self.trace_id = std::mem::take(&mut req.trace_id);
         let method = header(&req.headers, ":method").unwrap_or("GET");
         let path = header(&req.headers, ":path").unwrap_or("/");
-        if settings.audit && settings.audit_transport == AuditTransport::Filter {
-            self.method = method.to_string();
-            self.path = routes::path_only(path).to_string();
-            self.user_agent = header(&req.headers, "user-agent").unwrap_or("").to_string();
-        }
         let policy = shared.borrow().policy.clone();
         let mut compute = false;
         let local = match policy.as_deref().map(|p| p.find(method, path)) {
@@ -407,56 +367,6 @@ impl HttpContext for Http {
             Local::Deny(d, verified) => self.deny(&d, verified.as_deref()),
             Local::AskSidecar if compute => self.ask_sidecar_with_body(&shared, req, end_of_stream),
             Local::AskSidecar => self.ask_sidecar(&shared, req),
-        }
-    }
-
-    /// The end of the stream: with `auditTransport: filter`, complete the record with what
-    /// only the end knows and queue it for the root context's next send.
-    fn on_log(&mut self) {
-        let Some(shared) = self.shared.clone() else { return };
-        let (audit_on, transport, limit, metrics) = {
-            let w = shared.borrow();
-            (w.settings.audit, w.settings.audit_transport, w.settings.audit_batch_limit, w.metrics)
-        };
-        if !audit_on || transport != AuditTransport::Filter {
-            return;
-        }
-        // A request that ended before any decision (the client went away mid-callout).
-        let mut r = self.record.take().unwrap_or_else(|| {
-            let mut r = RecordWriter::with_capacity(128);
-            r.put(field::TRACE_ID, &self.trace_id).put(field::DECISION, "none").put(field::REASON, "not_evaluated");
-            r
-        });
-        let int = |path: Vec<&str>| -> Option<i64> {
-            let bytes = hostcalls::get_property(path).ok()??;
-            Some(i64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
-        };
-        let text = |path: Vec<&str>| -> Option<String> {
-            hostcalls::get_property(path).ok()?.map(|b| String::from_utf8_lossy(&b).into_owned())
-        };
-        if let Some(code) = int(vec!["response", "code"]) {
-            r.put(field::STATUS, &code.to_string());
-        }
-        if let Some(start) = int(vec!["request", "time"]) {
-            r.put(field::TIME_MS, &(start / 1_000_000).to_string());
-        }
-        if let Some(ns) = int(vec!["request", "duration"]) {
-            r.put(field::LATENCY_MS, &format!("{:.3}", ns as f64 / 1e6));
-        }
-        if let Some(addr) = text(vec!["source", "address"]) {
-            // "ip:port" (IPv6 as "[ip]:port"): the audit names the address only.
-            let ip = addr.rsplit_once(':').map_or(addr.as_str(), |(ip, _)| ip);
-            r.put(field::CLIENT, ip.trim_start_matches('[').trim_end_matches(']'));
-        }
-        if let Some(route) = text(vec!["xds", "route_name"]) {
-            r.put(field::ROUTE, &route);
-        }
-        r.put(field::METHOD, &self.method).put(field::PATH, &self.path).put(field::USER_AGENT, &self.user_agent);
-        let mut w = shared.borrow_mut();
-        if w.audit_batch.len() >= limit {
-            metrics.audit_dropped.inc();
-        } else {
-            w.audit_batch.push(r.finish());
         }
     }
 

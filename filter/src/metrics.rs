@@ -15,12 +15,8 @@ impl Counter {
     }
 
     pub fn inc(self) {
-        self.add(1);
-    }
-
-    pub fn add(self, n: i64) {
         if let Some(id) = self.0 {
-            let _ = hostcalls::increment_metric(id, n);
+            let _ = hostcalls::increment_metric(id, 1);
         }
     }
 }
@@ -46,10 +42,6 @@ pub struct Metrics {
     /// Signatures verified by Envoy's native crypto (RSA, ECDSA).
     pub native_verifications: Counter,
     pub control_stream_closed: Counter,
-    /// Audit records sent to the sidecar (`auditTransport: filter`).
-    pub audit_sent: Counter,
-    /// Audit records dropped: batch full, or the send failed.
-    pub audit_dropped: Counter,
 }
 
 impl Metrics {
@@ -68,8 +60,6 @@ impl Metrics {
             revocation_updates: Counter::define("authz_filter.revocation_updates"),
             policy_updates: Counter::define("authz_filter.policy_updates"),
             control_stream_closed: Counter::define("authz_filter.control_stream_closed"),
-            audit_sent: Counter::define("authz_filter.audit_sent"),
-            audit_dropped: Counter::define("authz_filter.audit_dropped"),
         }
     }
 }

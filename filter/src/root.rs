@@ -7,21 +7,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use authz_core::KeySet;
 use authz_core::revocation::{Revocation, RevocationSet};
 use authz_core::routes::{PolicyDocument, RouteTable};
-use authz_proto::authz::v1::{AuditBatch, ControlEvent, SubscribeRequest, control_event};
+use authz_proto::authz::v1::{ControlEvent, SubscribeRequest, control_event};
 use prost::Message;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
-use crate::config::{AuditTransport, Settings};
+use crate::config::Settings;
 use crate::http::Http;
 use crate::metrics::Metrics;
 use crate::worker::{Shared, Worker};
 
 const CONTROL_SERVICE: &str = "authz.v1.Control";
 const CONTROL_METHOD: &str = "Subscribe";
-const AUDIT_SERVICE: &str = "authz.v1.Audit";
-const AUDIT_METHOD: &str = "Append";
-const AUDIT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_millis(200);
 
@@ -34,8 +31,6 @@ pub struct Root {
     key_version: u64,
     /// When the control stream was last lost (or the VM started without one).
     down_since: Option<SystemTime>,
-    /// Audit batches in flight: call token → records in it (counted as dropped if it fails).
-    audit_calls: std::collections::HashMap<u32, usize>,
 }
 
 impl Root {
@@ -138,42 +133,7 @@ impl Root {
     }
 }
 
-impl Root {
-    /// Sends the records of finished requests (`auditTransport: filter`), one call per tick.
-    /// A failed call drops its records (counted): audit never holds requests or memory.
-    fn flush_audit(&mut self) {
-        let Some(shared) = &self.shared else { return };
-        let (records, cluster, metrics) = {
-            let mut w = shared.borrow_mut();
-            if w.audit_batch.is_empty() {
-                return;
-            }
-            (std::mem::take(&mut w.audit_batch), w.settings.sidecar_cluster.clone(), w.metrics)
-        };
-        let n = records.len();
-        let msg = AuditBatch { records }.encode_to_vec();
-        match self.dispatch_grpc_call(&cluster, AUDIT_SERVICE, AUDIT_METHOD, Vec::new(), Some(&msg), AUDIT_TIMEOUT) {
-            Ok(token) => {
-                self.audit_calls.insert(token, n);
-            }
-            Err(_) => metrics.audit_dropped.add(i64::try_from(n).unwrap_or(i64::MAX)),
-        }
-    }
-}
-
 impl Context for Root {
-    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, _response_size: usize) {
-        let Some(n) = self.audit_calls.remove(&token_id) else { return };
-        let Some(shared) = &self.shared else { return };
-        let metrics = shared.borrow().metrics;
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
-        if status_code == 0 {
-            metrics.audit_sent.add(n);
-        } else {
-            metrics.audit_dropped.add(n);
-        }
-    }
-
     fn on_grpc_stream_message(&mut self, token_id: u32, message_size: usize) {
         if self.stream != Some(token_id) {
             return;
@@ -215,12 +175,9 @@ impl RootContext for Root {
             }
         };
         let control = settings.control_stream;
-        let batching = settings.audit && settings.audit_transport == AuditTransport::Filter;
         self.shared = Some(Rc::new(RefCell::new(Worker::new(settings, Metrics::define()))));
-        if control || batching {
-            self.set_tick_period(TICK);
-        }
         if control {
+            self.set_tick_period(TICK);
             self.open_stream();
         }
         true
@@ -238,7 +195,6 @@ impl RootContext for Root {
         if self.stream.is_none() && self.next_attempt.is_some_and(|t| now >= t) {
             self.open_stream();
         }
-        self.flush_audit();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

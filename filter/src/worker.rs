@@ -26,8 +26,6 @@ pub struct Worker {
     /// the always-public paths are decided locally, everything else goes to the sidecar).
     pub policy: Option<Rc<RouteTable>>,
     pub policy_version: String,
-    /// Finished requests' audit records waiting for the next send (`auditTransport: filter`).
-    pub audit_batch: Vec<Vec<u8>>,
 }
 
 pub type Shared = Rc<RefCell<Worker>>;
@@ -45,7 +43,6 @@ impl Worker {
             revocations_fresh: false,
             policy: None,
             policy_version: String::new(),
-            audit_batch: Vec::new(),
         }
     }
 

@@ -41,7 +41,7 @@ pub mod field {
     pub const QUOTA_LEASE: &str = "quota_lease";
     /// Who decided: `filter` or `sidecar`.
     pub const DECIDER: &str = "decider";
-    // Added at the end of the stream (by the filter, or from Envoy's access-log entry).
+    // Added by the sidecar from Envoy's access-log entry.
     pub const TIME_MS: &str = "time_ms";
     pub const STATUS: &str = "status";
     pub const METHOD: &str = "method";
@@ -84,11 +84,6 @@ impl RecordWriter {
         encode_varint(value.len() as u64, &mut self.buf);
         self.buf.extend_from_slice(value.as_bytes());
         self
-    }
-
-    /// Continues an encoded record (appending to a `Struct` adds map entries).
-    pub fn from_encoded(buf: Vec<u8>) -> Self {
-        Self { buf }
     }
 
     pub fn finish(self) -> Vec<u8> {

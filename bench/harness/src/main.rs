@@ -149,7 +149,6 @@ impl Bench {
             variants::Filter::Ours
                 | variants::Filter::OursNoAudit
                 | variants::Filter::OursRecordOnly
-                | variants::Filter::OursAccessLog
                 | variants::Filter::ExtAuthz
         );
         if uses { self.stack.sidecar_pid() } else { None }

@@ -30,9 +30,6 @@ pub enum Filter {
     OursNoAudit,
     /// Diagnostics: our filter writing its decision record, but no access log to carry it.
     OursRecordOnly,
-    /// Our filter with the other audit transport: records as filter state, carried by Envoy's
-    /// gRPC access log (`auditTransport: accessLog`).
-    OursAccessLog,
     /// Envoy's native `ext_authz` to our sidecar (`envoy/gateway-ext-authz.yaml` as shipped).
     ExtAuthz,
 }
@@ -75,10 +72,6 @@ pub const VARIANTS: &[Variant] = &[
     v("g", "our filter, sidecar callout each request (API key)", Filter::Ours, Load::ApiKey),
     Variant {
         diagnostic: true,
-        ..v("d-als", "our filter, hit path, audit through Envoy's access log", Filter::OursAccessLog, Load::TokenPool)
-    },
-    Variant {
-        diagnostic: true,
         ..v("d1", "our filter, hit path, decision record without access log", Filter::OursRecordOnly, Load::TokenPool)
     },
     Variant { diagnostic: true, ..v("c2-get", "wasm filter: read headers only", Filter::GetWasm, Load::TokenPool) },
@@ -109,37 +102,13 @@ pub fn with_filter_block(gateway: &str, block: &str) -> anyhow::Result<String> {
 pub fn filter_settings(filter: Filter) -> serde_json::Map<String, serde_json::Value> {
     let pairs: &[(&str, serde_json::Value)] = match filter {
         Filter::OursNoAudit => &[("audit", serde_json::Value::Bool(false))],
-        Filter::OursRecordOnly | Filter::OursAccessLog => &[("auditTransport", serde_json::json!("accessLog"))],
         _ => &[],
     };
     pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }
 
 /// Every key [`filter_settings`] may set (cleared between variants).
-pub const VARIANT_FILTER_KEYS: &[&str] = &["audit", "auditTransport"];
-
-/// The gRPC access log that carries the filter's records (filter state `wasm.authz_audit`).
-const ACCESS_LOG_BLOCK: &str = "          access_log:
-          - name: envoy.access_loggers.http_grpc
-            typed_config:
-              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig
-              common_config:
-                log_name: authz_audit
-                transport_api_version: V3
-                grpc_service: { envoy_grpc: { cluster_name: authz_sidecar } }
-                filter_state_objects_to_log: [wasm.authz_audit]
-                buffer_flush_interval: 0.2s
-                buffer_size_bytes: 16384
-              additional_request_headers_to_log: [x-trace-id]
-              additional_response_headers_to_log: [x-trace-id]
-";
-
-/// `gateway` with Envoy's gRPC access log to the sidecar (and no other access log).
-pub fn with_access_log(gateway: &str) -> anyhow::Result<String> {
-    let bare = without_access_log(gateway)?;
-    let at = bare.find(ROUTE_CONFIG_START).ok_or_else(|| anyhow::anyhow!("no route_config in the template"))?;
-    Ok(format!("{}{ACCESS_LOG_BLOCK}{}", &bare[..at], &bare[at..]))
-}
+pub const VARIANT_FILTER_KEYS: &[&str] = &["audit"];
 
 /// `gateway` without its `access_log` block (if it has one).
 pub fn without_access_log(gateway: &str) -> anyhow::Result<String> {
@@ -213,7 +182,6 @@ pub fn envoy_setup(
         Filter::Ours => (Mode::Wasm, None),
         // Our filter as shipped, minus the access log; the harness also sets `audit: false`.
         Filter::OursNoAudit | Filter::OursRecordOnly => (Mode::Custom, Some(without_access_log(gateway)?)),
-        Filter::OursAccessLog => (Mode::Custom, Some(with_access_log(gateway)?)),
         Filter::ExtAuthz => (Mode::ExtAuthz, None),
     })
 }
@@ -232,8 +200,7 @@ mod tests {
         let jwt = with_filter_block(&gateway, &jwt_authn_block("{\"keys\":[]}", true)).unwrap();
         assert!(jwt.contains("jwt_cache_config") && jwt.contains("${JWT_ISSUER}"));
         assert!(!jwt_authn_block("{}", false).contains("jwt_cache_config"));
-        let als = with_access_log(&gateway).unwrap();
-        assert_eq!(als.matches("envoy.access_loggers.http_grpc").count(), 1);
-        assert_eq!(without_access_log(&als).unwrap(), without_access_log(&gateway).unwrap());
+        assert_eq!(gateway.matches("envoy.access_loggers.http_grpc").count(), 1);
+        assert!(!without_access_log(&gateway).unwrap().contains("access_log"));
     }
 }
