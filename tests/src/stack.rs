@@ -355,6 +355,15 @@ impl Stack {
         Ok(vars)
     }
 
+    /// Renders `envoy/<name>` (any of the shipped templates) with this stack's values into the
+    /// stack folder, for `envoy --mode validate`.
+    pub fn render_template(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let text = std::fs::read_to_string(paths::workspace().join("envoy").join(name))?;
+        let path = self.dir().join(format!("rendered-{name}"));
+        std::fs::write(&path, render(&text, &self.envoy_vars()?)?)?;
+        Ok(path)
+    }
+
     /// Renders the Envoy config for this stack's mode into the stack folder.
     pub fn render_envoy_config(&self) -> anyhow::Result<PathBuf> {
         let text = match (self.opts.mode, &self.opts.envoy_template) {

@@ -5,6 +5,7 @@
 mod e2e {
     pub mod client;
     pub mod config_errors;
+    pub mod deploy;
     pub mod ext_authz;
     pub mod identity;
     pub mod policy;
