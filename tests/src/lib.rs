@@ -7,6 +7,7 @@
 
 pub mod auth_standin;
 pub mod echo;
+pub mod k8s;
 pub mod paths;
 pub mod render;
 pub mod stack;

@@ -1,0 +1,113 @@
+//! The Kubernetes ConfigMaps, generated from the files the tests run: `envoy/gateway.yaml`
+//! and `envoy/filter.json` rendered with the in-cluster values below, and the sidecar's example
+//! policy verbatim. `k8s/20-config.yaml` is this module's output, committed; a test fails when
+//! it differs from a fresh generation (`cargo run -p authz-e2e --bin gen-k8s` rewrites it).
+//!
+//! In-cluster values can be changed at generation time through the environment:
+//! `ROUTE_TIMEOUT` (seconds, default 15), `JWT_ISSUER`, `JWT_AUDIENCE`, and `<SERVICE>_HOST` /
+//! `<SERVICE>_PORT` for the upstreams (default: the service names and ports of the
+//! architecture, resolved in the gateway's namespace).
+
+use std::collections::BTreeMap;
+
+use crate::paths;
+use crate::render::{render, yaml_string};
+use crate::stack::SERVICES;
+
+pub const NAMESPACE: &str = "authz-gateway";
+/// Where the init container puts the filter (a shared `emptyDir`).
+pub const WASM_PATH: &str = "/var/lib/authz/wasm/authz_filter.wasm";
+/// The generated file, relative to the workspace.
+pub const CONFIG_FILE: &str = "k8s/20-config.yaml";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+}
+
+/// The placeholders of the Envoy templates, in the cluster.
+pub fn envoy_vars() -> anyhow::Result<BTreeMap<&'static str, String>> {
+    let mut vars: BTreeMap<&'static str, String> = BTreeMap::new();
+    vars.insert("SIDECAR_TIMEOUT", "250ms".into());
+    vars.insert("SIDECAR_TIMEOUT_ENVOY", "0.25s".into());
+    vars.insert("JWT_ISSUER", env_or("JWT_ISSUER", "https://auth.dev.local"));
+    vars.insert("JWT_AUDIENCE", env_or("JWT_AUDIENCE", "platform-gateway"));
+    let filter = render(&std::fs::read_to_string(paths::workspace().join("envoy/filter.json"))?, &vars)?;
+    // Compact JSON, checked to be JSON: it travels as one YAML string.
+    let filter: serde_json::Value = serde_json::from_str(&filter)?;
+    vars.insert("FILTER_CONFIG", yaml_string(&filter.to_string()));
+    vars.insert("WASM_PATH", WASM_PATH.into());
+    // Envoy's admin answers only inside the pod (probes use the listener's /health).
+    vars.insert("ADMIN_ADDRESS", "127.0.0.1".into());
+    vars.insert("ADMIN_PORT", "9901".into());
+    vars.insert("LISTEN_ADDRESS", "0.0.0.0".into());
+    vars.insert("LISTEN_PORT", "8080".into());
+    let timeout: u64 = env_or("ROUTE_TIMEOUT", "15").parse()?;
+    vars.insert("ROUTE_TIMEOUT", format!("{timeout}s"));
+    // The sidecar shares the pod: gRPC over loopback only.
+    vars.insert("SIDECAR_HOST", "127.0.0.1".into());
+    vars.insert("SIDECAR_GRPC_PORT", "9191".into());
+    for (cluster, name, port) in SERVICES {
+        let upper = cluster.to_ascii_uppercase();
+        let host_var: &'static str = Box::leak(format!("{upper}_HOST").into_boxed_str());
+        let port_var: &'static str = Box::leak(format!("{upper}_PORT").into_boxed_str());
+        vars.insert(host_var, env_or(host_var, name));
+        vars.insert(port_var, env_or(port_var, &port.to_string()));
+    }
+    Ok(vars)
+}
+
+/// The sidecar's configuration in the cluster. Secrets and the auth service's address come
+/// from the Deployment's environment (`JWT_SECRET` from the Secret, `IAM_URL`, `REDIS_URL`).
+pub fn sidecar_config() -> String {
+    format!(
+        "# authz-sidecar in the gateway pod (every key: authz-sidecar/config.example.yaml).\n\
+         # IAM_URL, REDIS_URL and JWT_SECRET come from the Deployment's environment.\n\
+         grpcListen: 127.0.0.1:9191\n\
+         adminListen: 0.0.0.0:9192\n\
+         jwt:\n  issuers: [{issuer}]\n  audiences: [{audience}]\n\
+         publicPaths: [/health]\n\
+         policyFile: /etc/authz/policy/policy.yaml\n\
+         log:\n  format: json\n  level: info\n",
+        issuer = yaml_string(&env_or("JWT_ISSUER", "https://auth.dev.local")),
+        audience = yaml_string(&env_or("JWT_AUDIENCE", "platform-gateway")),
+    )
+}
+
+/// `text` as a YAML literal block under a key indented by two spaces.
+fn block(key: &str, text: &str) -> String {
+    let mut out = format!("  {key}: |\n");
+    for line in text.lines() {
+        if line.is_empty() {
+            out.push('\n');
+        } else {
+            out.push_str("    ");
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn configmap(name: &str, entries: &[(&str, String)]) -> String {
+    let mut out = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {NAMESPACE}\n  labels:\n    \
+         app.kubernetes.io/name: authz-gateway\n    app.kubernetes.io/part-of: authz-gateway\ndata:\n"
+    );
+    for (key, text) in entries {
+        out.push_str(&block(key, text));
+    }
+    out
+}
+
+/// The text of [`CONFIG_FILE`].
+pub fn config_file() -> anyhow::Result<String> {
+    let envoy = render(&std::fs::read_to_string(paths::workspace().join("envoy/gateway.yaml"))?, &envoy_vars()?)?;
+    let policy = std::fs::read_to_string(paths::workspace().join("authz-sidecar/policy.example.yaml"))?;
+    Ok(format!(
+        "# GENERATED by `cargo run -p authz-e2e --bin gen-k8s` from envoy/gateway.yaml, envoy/filter.json\n\
+         # and authz-sidecar/policy.example.yaml; a test fails if it differs. Do not edit by hand.\n\
+         {}---\n{}",
+        configmap("authz-envoy", &[("envoy.yaml", envoy)]),
+        configmap("authz-sidecar", &[("sidecar.yaml", sidecar_config()), ("policy.yaml", policy)]),
+    ))
+}
