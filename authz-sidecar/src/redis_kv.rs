@@ -6,22 +6,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::redis_conn::RedisConn;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use tracing::debug;
 
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct RedisKv {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl RedisKv {
-    pub fn new(conn: ConnectionManager, prefix: String, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(conn: RedisConn, prefix: String, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         Self { conn, prefix, timeout, metrics }
     }
 

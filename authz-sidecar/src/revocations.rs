@@ -98,13 +98,15 @@ impl RevocationHub {
         });
     }
 
-    /// Follows the channel until the process ends.
-    pub fn spawn_subscriber(self: &Arc<Self>, client: redis::Client, channel: String, key_prefix: String) {
+    /// Follows the channel until the process ends. `seeds` are the Redis node URLs (one, or a
+    /// cluster's seeds: pub/sub reaches every node of a cluster, so any one will do; a failed
+    /// node makes the next attempt use the next seed).
+    pub fn spawn_subscriber(self: &Arc<Self>, seeds: Vec<String>, cluster: bool, channel: String, key_prefix: String) {
         let hub = Arc::clone(self);
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
-            loop {
-                match hub.follow(&client, &channel, &key_prefix).await {
+            for seed in seeds.iter().cycle() {
+                match hub.follow(seed, cluster, &channel, &key_prefix).await {
                     Ok(()) => warn!("revocation subscription ended; reconnecting"),
                     Err(e) => warn!(error = %e, retry_in = ?backoff, "revocation subscription failed"),
                 }
@@ -115,12 +117,24 @@ impl RevocationHub {
         });
     }
 
-    async fn follow(&self, client: &redis::Client, channel: &str, key_prefix: &str) -> redis::RedisResult<()> {
+    async fn follow(&self, seed: &str, cluster: bool, channel: &str, key_prefix: &str) -> redis::RedisResult<()> {
+        let client = &redis::Client::open(seed)?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
         // Subscribed first, then the stored state: a fact published in between is seen twice
         // (harmless), never missed.
-        let stored = load_stored(client, key_prefix).await?;
+        let stored = if cluster {
+            // Stored facts are spread over the cluster's slots: read every master.
+            let mut set = RevocationSet::new();
+            for node in crate::redis_conn::cluster_masters(seed).await? {
+                load_stored(&node, key_prefix, &mut set).await?;
+            }
+            set
+        } else {
+            let mut set = RevocationSet::new();
+            load_stored(client, key_prefix, &mut set).await?;
+            set
+        };
         self.replace(stored);
         let mut messages = pubsub.into_on_message();
         while let Some(msg) = messages.next().await {
@@ -143,8 +157,9 @@ impl RevocationHub {
     }
 }
 
-/// Every stored revocation under `prefix` (SCAN, then GET each).
-async fn load_stored(client: &redis::Client, prefix: &str) -> redis::RedisResult<RevocationSet> {
+/// Adds every revocation stored on one node under `prefix` (SCAN, then pipelined GETs: in a
+/// cluster a multi-key MGET would span slots).
+async fn load_stored(client: &redis::Client, prefix: &str, set: &mut RevocationSet) -> redis::RedisResult<()> {
     let mut conn = client.get_multiplexed_async_connection().await?;
     let mut keys: Vec<String> = Vec::new();
     {
@@ -153,14 +168,17 @@ async fn load_stored(client: &redis::Client, prefix: &str) -> redis::RedisResult
             keys.push(k?);
         }
     }
-    let mut set = RevocationSet::new();
     for chunk in keys.chunks(500) {
-        let values: Vec<Option<String>> = conn.mget(chunk).await?;
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.get(key);
+        }
+        let values: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
         for v in values.into_iter().flatten() {
             if let Ok(r) = serde_json::from_str::<Revocation>(&v) {
                 set.insert(&r);
             }
         }
     }
-    Ok(set)
+    Ok(())
 }

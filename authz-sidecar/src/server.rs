@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::redis_conn::RedisConn;
 use anyhow::Context as _;
 use authz_core::ClaimsPolicy;
 use authz_core::headers::StripRules;
@@ -11,7 +12,6 @@ use authz_proto::authz::v1::control_server::ControlServer;
 use authz_proto::authz::v1::quota_server::QuotaServer;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::AccessLogServiceServer;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
@@ -64,18 +64,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     keys.spawn_refresher(config.jwks.refresh_interval);
 
     // Lazy: the sidecar starts (and reports not-ready) while Redis is away, and reconnects.
-    let redis_client = redis::Client::open(config.redis_url.as_str()).context("redisUrl")?;
-    let redis_config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(config.cache.redis_timeout.max(Duration::from_millis(500))))
-        .set_response_timeout(Some(config.cache.redis_timeout))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(2));
-    let redis = ConnectionManager::new_lazy_with_config(redis_client.clone(), redis_config.clone())
-        .context("Redis connection manager")?;
+    let redis =
+        RedisConn::open(&config.redis_url, config.redis_cluster, config.cache.redis_timeout).context("redisUrl")?;
     // The audit writer's pipelines get their own connection, so a burst of audit events never
     // queues in front of a request's cache lookup or quota script.
-    let audit_redis = ConnectionManager::new_lazy_with_config(redis_client.clone(), redis_config)
-        .context("Redis connection manager (audit)")?;
+    let audit_redis =
+        RedisConn::open(&config.redis_url, config.redis_cluster, config.cache.redis_timeout).context("redisUrl")?;
+    let revocations = Arc::new(RevocationHub::new(Arc::clone(&metrics)));
+    revocations.spawn_subscriber(
+        crate::redis_conn::seeds(&config.redis_url).into_iter().map(String::from).collect(),
+        config.redis_cluster,
+        config.revocation.channel.clone(),
+        config.revocation.key_prefix.clone(),
+    );
     let audit = Arc::new(AuditSink::spawn(
         audit_redis,
         config.audit.clone(),
@@ -88,8 +89,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         config.tenant_claim.clone(),
         Arc::clone(&metrics),
     ));
-    let revocations = Arc::new(RevocationHub::new(Arc::clone(&metrics)));
-    revocations.spawn_subscriber(redis_client, config.revocation.channel.clone(), config.revocation.key_prefix.clone());
 
     let kv = RedisKv::new(
         redis.clone(),

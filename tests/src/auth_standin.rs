@@ -72,8 +72,9 @@ pub struct AuthState {
     published: Mutex<Vec<String>>,
     /// The `kid` that login signs with.
     active: Mutex<String>,
-    /// Where revocations are published and stored (the README's contract).
-    redis: Option<redis::Client>,
+    /// Where revocations are published and stored (the README's contract): one Redis URL, or
+    /// a Redis Cluster's seed URLs separated by commas.
+    redis: Option<String>,
 }
 
 /// The revocation channel and key prefix of the contract (the sidecar's defaults).
@@ -92,7 +93,7 @@ pub fn revocation_key(r: &Revocation) -> String {
 }
 
 impl AuthState {
-    fn new(redis: Option<redis::Client>) -> Self {
+    fn new(redis: Option<String>) -> Self {
         Self {
             calls: Calls::default(),
             revoked_sessions: Mutex::default(),
@@ -105,13 +106,27 @@ impl AuthState {
     /// Stores a revocation (expiring with the last token it can match) and publishes it, as a
     /// real auth service must. `publish: false` stores only: a message lost on the way.
     pub async fn revoke(&self, r: &Revocation, publish: bool) -> anyhow::Result<()> {
-        let client = self.redis.as_ref().ok_or_else(|| anyhow::anyhow!("stand-in has no Redis"))?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        let url = self.redis.as_ref().ok_or_else(|| anyhow::anyhow!("stand-in has no Redis"))?;
         let json = serde_json::to_string(r)?;
         let ttl = r.expires_at().saturating_sub(crate::tokens::now()).max(1);
-        redis::cmd("SET").arg(revocation_key(r)).arg(&json).arg("EX").arg(ttl).query_async::<()>(&mut conn).await?;
-        if publish {
-            redis::cmd("PUBLISH").arg(REVOCATION_CHANNEL).arg(&json).query_async::<i64>(&mut conn).await?;
+        let mut set = redis::cmd("SET");
+        set.arg(revocation_key(r)).arg(&json).arg("EX").arg(ttl);
+        let mut publish_cmd = redis::cmd("PUBLISH");
+        publish_cmd.arg(REVOCATION_CHANNEL).arg(&json);
+        if url.contains(',') {
+            // A cluster: the key goes to its slot's node; a PUBLISH reaches every node.
+            let seeds: Vec<&str> = url.split(',').collect();
+            let mut conn = redis::cluster::ClusterClient::new(seeds)?.get_async_connection().await?;
+            set.query_async::<()>(&mut conn).await?;
+            if publish {
+                publish_cmd.query_async::<i64>(&mut conn).await?;
+            }
+        } else {
+            let mut conn = redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?;
+            set.query_async::<()>(&mut conn).await?;
+            if publish {
+                publish_cmd.query_async::<i64>(&mut conn).await?;
+            }
         }
         Ok(())
     }
@@ -242,8 +257,7 @@ async fn serve(addr: SocketAddr, state: Arc<AuthState>) -> anyhow::Result<(Socke
 /// Starts the stand-in on `addr` (port 0 for an ephemeral one). With `redis_url`, logout
 /// publishes and stores revocations there.
 pub async fn spawn(addr: SocketAddr, redis_url: Option<&str>) -> anyhow::Result<AuthStandin> {
-    let redis = redis_url.map(redis::Client::open).transpose()?;
-    let state = Arc::new(AuthState::new(redis));
+    let state = Arc::new(AuthState::new(redis_url.map(str::to_string)));
     let (addr, server) = serve(addr, Arc::clone(&state)).await?;
     Ok(AuthStandin { addr, state, server: Some(server) })
 }

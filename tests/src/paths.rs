@@ -54,3 +54,8 @@ pub fn sidecar() -> anyhow::Result<PathBuf> {
 pub fn redis_server() -> PathBuf {
     std::env::var_os("REDIS_SERVER").map_or_else(|| PathBuf::from("redis-server"), PathBuf::from)
 }
+
+/// `redis-cli` (`REDIS_CLI`; default from `PATH`), for creating a Redis Cluster.
+pub fn redis_cli() -> PathBuf {
+    std::env::var_os("REDIS_CLI").map_or_else(|| PathBuf::from("redis-cli"), PathBuf::from)
+}

@@ -71,6 +71,14 @@ impl Ports {
     }
 }
 
+fn redis_url_of(port: u16, cluster_ports: &[u16]) -> String {
+    if cluster_ports.is_empty() {
+        format!("redis://127.0.0.1:{port}")
+    } else {
+        cluster_ports.iter().map(|p| format!("redis://127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+    }
+}
+
 /// A port the OS considers free right now.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -99,6 +107,8 @@ pub struct Options {
     pub envoy_cpus: Option<String>,
     /// YAML appended to the sidecar's configuration (for example a `quota:` section).
     pub sidecar_extra: String,
+    /// Run Redis as a three-master Redis Cluster (ports: `ports.redis` and two more).
+    pub redis_cluster: bool,
 }
 
 impl Options {
@@ -115,6 +125,7 @@ impl Options {
             var_overrides: Vec::new(),
             envoy_cpus: None,
             sidecar_extra: String::new(),
+            redis_cluster: false,
         })
     }
 }
@@ -127,6 +138,9 @@ pub struct Stack {
     pub client: reqwest::Client,
     dir: tempfile::TempDir,
     redis: Option<Child>,
+    /// The Redis Cluster's ports and nodes (with `Options::redis_cluster`).
+    pub cluster_ports: Vec<u16>,
+    cluster_nodes: Vec<Child>,
     sidecar: Option<Child>,
     envoy: Option<Child>,
 }
@@ -182,7 +196,9 @@ impl Stack {
     pub async fn start(opts: Options) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("authz-stack-").tempdir()?;
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-        let redis_url = format!("redis://127.0.0.1:{}", opts.ports.redis);
+        let cluster_ports =
+            if opts.redis_cluster { vec![opts.ports.redis, free_port()?, free_port()?] } else { Vec::new() };
+        let redis_url = redis_url_of(opts.ports.redis, &cluster_ports);
         let auth = auth_standin::spawn(SocketAddr::from(([127, 0, 0, 1], opts.ports.auth)), Some(&redis_url)).await?;
         let mut ports = opts.ports.clone();
         ports.auth = auth.addr.port();
@@ -191,9 +207,25 @@ impl Stack {
             let port = if opts.fixed_upstream_ports { *port } else { 0 };
             upstreams.push((*name, echo::spawn(name, SocketAddr::from(([127, 0, 0, 1], port))).await?));
         }
-        let mut stack = Self { opts, ports, auth, upstreams, client, dir, redis: None, sidecar: None, envoy: None };
+        let mut stack = Self {
+            opts,
+            ports,
+            auth,
+            upstreams,
+            client,
+            dir,
+            redis: None,
+            cluster_ports,
+            cluster_nodes: Vec::new(),
+            sidecar: None,
+            envoy: None,
+        };
         stack.write_policy(&serde_json::json!({ "routes": stack.opts.routes }))?;
-        stack.start_redis().await?;
+        if stack.opts.redis_cluster {
+            stack.start_redis_cluster().await?;
+        } else {
+            stack.start_redis().await?;
+        }
         stack.start_sidecar().await?;
         stack.start_envoy().await?;
         Ok(stack)
@@ -244,6 +276,59 @@ impl Stack {
         Ok(())
     }
 
+    /// The Redis URL the sidecar and the auth stand-in use (a cluster: its nodes, comma-separated).
+    pub fn redis_url(&self) -> String {
+        redis_url_of(self.ports.redis, &self.cluster_ports)
+    }
+
+    /// Three Redis nodes in cluster mode, joined into one cluster of three masters.
+    async fn start_redis_cluster(&mut self) -> anyhow::Result<()> {
+        for &port in &self.cluster_ports.clone() {
+            let log = self.dir().join(format!("redis-{port}.log"));
+            let mut cmd = Command::new(paths::redis_server());
+            cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .arg("--dir")
+                .arg(self.dir());
+            let mut child = spawn_logged(cmd, &log)?;
+            wait_until("redis-server (cluster node)", Duration::from_secs(10), &log, &mut child, || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+            })
+            .await?;
+            self.cluster_nodes.push(child);
+        }
+        let nodes: Vec<String> = self.cluster_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new(paths::redis_cli())
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .await
+            .context("running redis-cli --cluster create")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Every node must agree that all slots are served before anyone uses the cluster.
+        let start = Instant::now();
+        for port in self.cluster_ports.clone() {
+            loop {
+                let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn).await?;
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                anyhow::ensure!(start.elapsed() < Duration::from_secs(20), "Redis Cluster not ok: {info}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
     /// Kills Redis (as a crash would).
     pub async fn stop_redis(&mut self) -> anyhow::Result<()> {
         if let Some(mut c) = self.redis.take() {
@@ -254,7 +339,8 @@ impl Stack {
 
     fn sidecar_config(&self, grpc: u16, admin: u16) -> String {
         let mut text = format!(
-            "grpcListen: 127.0.0.1:{grpc}\nadminListen: 127.0.0.1:{admin}\niamUrl: {iam}\nredisUrl: redis://127.0.0.1:{redis}\n\
+            "grpcListen: 127.0.0.1:{grpc}\nadminListen: 127.0.0.1:{admin}\niamUrl: {iam}\nredisUrl: \"{redis}\"\n\
+             redisCluster: {cluster}\n\
              jwt:\n  issuers: [\"{ISSUER}\"]\n  audiences: [\"{AUDIENCE}\"]\n  hmacAlgorithms: [HS256, HS384, HS512]\n\
              jwks:\n  minRefreshInterval: 1s\n  refreshInterval: {refresh}s\n\
              sessionCacheTtl: 1s\n\
@@ -263,7 +349,8 @@ impl Stack {
             refresh = self.opts.jwks_refresh.as_secs().max(1),
             policy = self.policy_path().display(),
             iam = self.auth.url(),
-            redis = self.ports.redis,
+            redis = self.redis_url(),
+            cluster = self.opts.redis_cluster,
         );
         text.push_str(&self.opts.sidecar_extra);
         text

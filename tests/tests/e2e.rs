@@ -4,6 +4,7 @@
 
 mod e2e {
     pub mod client;
+    pub mod cluster;
     pub mod config_errors;
     pub mod deploy;
     pub mod ext_authz;

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use redis::{Script, Value};
 
 use super::resources::Resources;
@@ -135,7 +135,7 @@ return 1
 
 #[derive(Clone)]
 pub struct QuotaStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     timeout: Duration,
     acquire: std::sync::Arc<Script>,
@@ -158,7 +158,7 @@ fn limit_args(l: &Limits) -> [i64; 4] {
 
 impl QuotaStore {
     /// `prefix` is the sidecar's Redis prefix (`authz:`).
-    pub fn new(conn: ConnectionManager, prefix: &str, timeout: Duration) -> Self {
+    pub fn new(conn: RedisConn, prefix: &str, timeout: Duration) -> Self {
         Self {
             conn,
             prefix: format!("{prefix}quota:{{quota}}:"),

@@ -87,8 +87,8 @@ fn tool(name: &str) -> std::path::PathBuf {
     path
 }
 
-/// `k8s/` passes `kubernetes-validate --strict` and `checkov` with no failed check (a skip
-/// only with a written reason).
+/// `k8s/` passes `kubernetes-validate --strict`, and `k8s/` and `docker/` pass `checkov` with no
+/// failed check (a skip only with a written reason).
 #[test]
 fn k8s_manifests_validate_and_pass_checkov() {
     let files: Vec<std::path::PathBuf> = std::fs::read_dir(paths::workspace().join("k8s"))
@@ -104,19 +104,22 @@ fn k8s_manifests_validate_and_pass_checkov() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "kubernetes-validate --strict:\n{text}");
 
-    let out = std::process::Command::new(tool("checkov"))
-        .args(["-d", "k8s", "--framework", "kubernetes", "--compact", "--skip-download", "-o", "json"])
-        .current_dir(paths::workspace())
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("checkov output is not JSON ({e}):\n{}", String::from_utf8_lossy(&out.stderr)));
-    let summary = &report["summary"];
-    assert_eq!(summary["failed"], 0, "checkov failed checks:\n{:#}", report["results"]["failed_checks"]);
-    assert!(summary["passed"].as_u64().is_some_and(|n| n > 100), "{summary}");
-    for skipped in report["results"]["skipped_checks"].as_array().into_iter().flatten() {
-        let reason = skipped["check_result"]["suppress_comment"].as_str().unwrap_or("");
-        assert!(reason.len() > 20, "a checkov skip without a written reason: {skipped}");
+    // The manifests, and the Dockerfiles of the images they run.
+    for (dir, framework, at_least) in [("k8s", "kubernetes", 100), ("docker", "dockerfile", 30)] {
+        let out = std::process::Command::new(tool("checkov"))
+            .args(["-d", dir, "--framework", framework, "--compact", "--skip-download", "-o", "json"])
+            .current_dir(paths::workspace())
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("checkov output is not JSON ({e}):\n{}", String::from_utf8_lossy(&out.stderr)));
+        let summary = &report["summary"];
+        assert_eq!(summary["failed"], 0, "checkov {dir}: failed checks:\n{:#}", report["results"]["failed_checks"]);
+        assert!(summary["passed"].as_u64().is_some_and(|n| n > at_least), "checkov {dir}: {summary}");
+        for skipped in report["results"]["skipped_checks"].as_array().into_iter().flatten() {
+            let reason = skipped["check_result"]["suppress_comment"].as_str().unwrap_or("");
+            assert!(reason.len() > 20, "checkov {dir}: a skip without a written reason: {skipped}");
+        }
     }
 }
 

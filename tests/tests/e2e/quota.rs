@@ -91,10 +91,15 @@ async fn metric(stack: &Stack, name: &str, label: &str) -> u64 {
 
 /// Every event in the audit stream.
 pub async fn audit_events(stack: &Stack) -> Vec<BTreeMap<String, String>> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}", stack.ports.redis)).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let reply: redis::streams::StreamRangeReply =
-        redis::cmd("XRANGE").arg("authz:audit").arg("-").arg("+").query_async(&mut conn).await.unwrap();
+    let xrange = redis::cmd("XRANGE").arg("authz:audit").arg("-").arg("+").clone();
+    let reply: redis::streams::StreamRangeReply = if stack.cluster_ports.is_empty() {
+        let client = redis::Client::open(stack.redis_url()).unwrap();
+        xrange.query_async(&mut client.get_multiplexed_async_connection().await.unwrap()).await.unwrap()
+    } else {
+        let seeds: Vec<String> = stack.redis_url().split(',').map(String::from).collect();
+        let client = redis::cluster::ClusterClient::new(seeds).unwrap();
+        xrange.query_async(&mut client.get_async_connection().await.unwrap()).await.unwrap()
+    };
     reply
         .ids
         .iter()
