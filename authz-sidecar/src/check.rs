@@ -3,8 +3,10 @@
 //! Used two ways: by the wasm filter for what it cannot decide alone, and directly by Envoy's
 //! native `ext_authz` filter. Either way the request gets the same pipeline as in the filter
 //! (`authz-core`): strip identity headers, fix the trace id, authenticate, project identity
-//! headers. The sidecar's own outages (keys or the auth service unavailable) are gRPC
-//! `UNAVAILABLE`, so Envoy applies its failure mode (503) instead of seeing a denial.
+//! headers; on compute routes, last, the quota lease (`quota`). The sidecar's own outages
+//! (keys, the auth service or, for compute routes, Redis unavailable) are gRPC `UNAVAILABLE`,
+//! so Envoy applies its failure mode (503) instead of seeing a denial. Every answer carries the
+//! decision's audit record as `dynamic_metadata` (see `access_log`).
 
 use std::sync::Arc;
 
