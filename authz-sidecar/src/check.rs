@@ -66,8 +66,9 @@ pub enum Decision {
     /// Allowed on a compute route, holding this quota lease.
     Leased(Arc<Identity>, String),
     Deny(Denial),
-    /// Refused, with more to say in the body (merged into the denial's JSON).
-    DenyWith(Denial, serde_json::Value),
+    /// Refused, with more to say in the body (merged into the denial's JSON), and the caller
+    /// when known (for the audit record).
+    DenyWith(Denial, serde_json::Value, Option<Arc<Identity>>),
     /// We cannot decide right now (keys or the auth service unavailable).
     Unavailable(&'static str),
 }
@@ -129,6 +130,7 @@ impl Decider {
             Outcome::Refused(r) => Decision::DenyWith(
                 Denial::forbidden("quota_exceeded", "the request exceeds a quota limit"),
                 serde_json::json!(r),
+                Some(id),
             ),
             Outcome::Invalid(reason) => Decision::DenyWith(
                 Denial {
@@ -137,6 +139,7 @@ impl Decider {
                     message: "the requested resources could not be read",
                 },
                 serde_json::json!({ "detail": reason }),
+                Some(id),
             ),
             Outcome::Unavailable => Decision::Unavailable("quota store unavailable"),
         }
@@ -338,11 +341,11 @@ impl AuthzService {
                 let meta = record.finish("deny", d.code, None, None, tenant_claim);
                 Ok(Response::new(deny(&d, &req.trace_id, None, meta)))
             }
-            Decision::DenyWith(d, extra) => {
+            Decision::DenyWith(d, extra, id) => {
                 span.record("result", d.code);
                 debug!(code = d.code, status = d.status, "denied");
                 metrics.checks.get_or_create(&vec![("result", "deny"), ("code", d.code)]).inc();
-                let meta = record.finish("deny", d.code, None, None, tenant_claim);
+                let meta = record.finish("deny", d.code, id.as_deref(), None, tenant_claim);
                 Ok(Response::new(deny(&d, &req.trace_id, Some(extra), meta)))
             }
             Decision::Unavailable(reason) => {

@@ -26,7 +26,15 @@ async fn main() -> anyhow::Result<()> {
     opts.concurrency = cli.concurrency;
     opts.ports = Ports::fixed();
     opts.fixed_upstream_ports = true;
+    // The documented example policy (with its compute route) and small demo quotas.
+    let policy: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(
+        authz_e2e::paths::workspace().join("authz-sidecar/policy.example.yaml"),
+    )?)?;
+    opts.routes = serde_json::to_value(&policy["routes"])?;
+    opts.sidecar_extra = "quota:\n  perUser: { gpus: 2, cpuCores: 8 }\n".into();
     let stack = Stack::start(opts).await?;
+    let sidecar_cli =
+        format!("{} --config {}", authz_e2e::paths::sidecar()?.display(), stack.sidecar_config_path().display());
     let gw = stack.gateway_url("");
     let auth = stack.auth.url();
     println!(
@@ -46,6 +54,13 @@ Try it (demo users: alice / alice-demo-pw (admin), bob / bob-demo-pw (user)):
   curl -s {gw}/api/tes/v1/tasks -H 'x-api-key: demo-api-key-bob'
   curl -si {gw}/auth/verify -H "authorization: Bearer $TOKEN"
   curl -s {gw}/health
+
+Compute quota (a TES task asking for 1 GPU; alice may hold 2, the third is 403) and the audit trail:
+
+  curl -s {gw}/api/tes/v1/tasks -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+      -d '{{"name":"demo","resources":{{"cpu_cores":2,"backend_parameters":{{"gpu":"1"}}}},"executors":[]}}'
+  {sidecar_cli} quota show --user u-alice
+  {sidecar_cli} audit tail --count 5
 
 Ctrl-C stops everything."#,
         dir = stack.dir().display(),

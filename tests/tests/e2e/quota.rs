@@ -299,7 +299,10 @@ pub async fn one_audit_event_per_request(stack: &Stack, include_public: bool) {
             }
             "forbidden" => assert_eq!(e.get("rule").map(String::as_str), Some("lims-admin"), "{e:?}"),
             "no credential" => assert_eq!(e.get("reason").map(String::as_str), Some("missing_credential"), "{e:?}"),
-            "over quota" => assert_eq!(e.get("reason").map(String::as_str), Some("quota_exceeded"), "{e:?}"),
+            "over quota" => {
+                assert_eq!(e.get("reason").map(String::as_str), Some("quota_exceeded"), "{e:?}");
+                assert_eq!(e.get("user_id").map(String::as_str), Some("u-carol"), "who was refused: {e:?}");
+            }
             "api key" => assert_eq!(e.get("credential").map(String::as_str), Some("api_key"), "{e:?}"),
             _ => {}
         }
