@@ -178,7 +178,7 @@ async fn sidecar_verdict(grpc: u16, authorization: &str) -> (u16, String) {
 async fn jwt_attack_corpus_through_filter_and_sidecar() {
     let stack = Stack::start(Options::test(Mode::Wasm).unwrap()).await.unwrap();
     let cases = corpus();
-    assert!(cases.len() >= 50, "{} cases", cases.len());
+    assert!(cases.len() >= 51, "{} cases", cases.len());
     let mut report = Vec::new();
     for (name, authorization) in &cases {
         let r = get(&stack, "/api/tools/x", &[("authorization", authorization)]).await;
