@@ -37,6 +37,17 @@ pub enum Revocation {
 }
 
 impl Revocation {
+    /// `<kind>:<id>`: where the auth service stores this fact, after the configured prefix
+    /// (the README's revocation contract).
+    pub fn storage_suffix(&self) -> String {
+        match self {
+            Revocation::Token { jti, .. } => format!("token:{jti}"),
+            Revocation::Session { sid, .. } => format!("session:{sid}"),
+            Revocation::User { sub, .. } => format!("user:{sub}"),
+            Revocation::ApiKey { sha256, .. } => format!("api_key:{sha256}"),
+        }
+    }
+
     pub fn expires_at(&self) -> u64 {
         match self {
             Revocation::Token { expires_at, .. }

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::identity_cache::unix_now;
 use crate::metrics::Metrics;
+use crate::redis_conn::RedisConn;
 
 /// The set in force and its version.
 #[derive(Debug, Default)]
@@ -104,9 +105,16 @@ impl RevocationHub {
     pub fn spawn_subscriber(self: &Arc<Self>, seeds: Vec<String>, cluster: bool, channel: String, key_prefix: String) {
         let hub = Arc::clone(self);
         tokio::spawn(async move {
+            let writer = match RedisConn::open(&seeds.join(","), cluster, Duration::from_secs(2)) {
+                Ok(w) => w,
+                Err(e) => {
+                    warn!(error = %e, "revocations: no Redis handle; not following");
+                    return;
+                }
+            };
             let mut backoff = Duration::from_millis(100);
             for seed in seeds.iter().cycle() {
-                match hub.follow(seed, cluster, &channel, &key_prefix).await {
+                match hub.follow(seed, cluster, &writer, &channel, &key_prefix).await {
                     Ok(()) => warn!("revocation subscription ended; reconnecting"),
                     Err(e) => warn!(error = %e, retry_in = ?backoff, "revocation subscription failed"),
                 }
@@ -117,13 +125,20 @@ impl RevocationHub {
         });
     }
 
-    async fn follow(&self, seed: &str, cluster: bool, channel: &str, key_prefix: &str) -> redis::RedisResult<()> {
+    async fn follow(
+        &self,
+        seed: &str,
+        cluster: bool,
+        writer: &RedisConn,
+        channel: &str,
+        key_prefix: &str,
+    ) -> redis::RedisResult<()> {
         let client = &redis::Client::open(seed)?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
         // Subscribed first, then the stored state: a fact published in between is seen twice
         // (harmless), never missed.
-        let stored = if cluster {
+        let mut stored = if cluster {
             // Stored facts are spread over the cluster's slots: read every master.
             let mut set = RevocationSet::new();
             for node in crate::redis_conn::cluster_masters(seed).await? {
@@ -135,6 +150,26 @@ impl RevocationHub {
             load_stored(client, key_prefix, &mut set).await?;
             set
         };
+        // Facts this process already holds stay: a revocation is never withdrawn (it expires),
+        // so a Redis that lost data (restarted without persistence) must not make a revoked
+        // credential valid again. What Redis lost is written back, so a sidecar that starts
+        // later (with an empty memory) still finds it.
+        let in_store: std::collections::HashSet<String> =
+            stored.to_vec().iter().map(Revocation::storage_suffix).collect();
+        let now = unix_now();
+        let lost: Vec<Revocation> = self
+            .current()
+            .set
+            .to_vec()
+            .into_iter()
+            .filter(|r| r.expires_at() > now && !in_store.contains(&r.storage_suffix()))
+            .collect();
+        for r in &lost {
+            stored.insert(r);
+        }
+        if !lost.is_empty() {
+            restore(writer, key_prefix, &lost, now).await;
+        }
         self.replace(stored);
         let mut messages = pubsub.into_on_message();
         while let Some(msg) = messages.next().await {
@@ -155,6 +190,28 @@ impl RevocationHub {
         }
         Ok(())
     }
+}
+
+/// Writes facts Redis lost back (`SET ... EX ... NX`: a fact stored meanwhile wins), so the
+/// stored state stays the truth for sidecars that start later. Failures are logged: the facts
+/// are still held in memory here and in every filter.
+async fn restore(writer: &RedisConn, prefix: &str, facts: &[Revocation], now: u64) {
+    let mut conn = writer.clone();
+    let mut written = 0usize;
+    for r in facts {
+        let Ok(json) = serde_json::to_string(r) else { continue };
+        let ttl = r.expires_at().saturating_sub(now).max(1);
+        let key = format!("{prefix}{}", r.storage_suffix());
+        let set = redis::cmd("SET").arg(&key).arg(json).arg("EX").arg(ttl).arg("NX").query_async::<()>(&mut conn).await;
+        match set {
+            Ok(()) => written += 1,
+            Err(e) => {
+                warn!(error = %e, "could not write a lost revocation back to Redis");
+                break;
+            }
+        }
+    }
+    warn!(lost = facts.len(), written, "Redis had lost revocations this sidecar holds; written back");
 }
 
 /// Adds every revocation stored on one node under `prefix` (SCAN, then pipelined GETs: in a

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authz_core::KeySet;
-use authz_core::revocation::{Revocation, RevocationSet};
+use authz_core::revocation::Revocation;
 use authz_core::routes::{PolicyDocument, RouteTable};
 use authz_proto::authz::v1::{ControlEvent, SubscribeRequest, control_event};
 use prost::Message;
@@ -83,9 +83,9 @@ impl Root {
             }
             Some(control_event::Event::Revocations(update)) => {
                 let mut w = shared.borrow_mut();
-                if update.full {
-                    w.revocations = RevocationSet::new();
-                }
+                // A full snapshot adds to what this VM knows rather than replacing it: a
+                // revocation is never withdrawn, only expires (pruned below), so a sidecar or a
+                // Redis that lost facts cannot make a revoked token valid again here.
                 for json in &update.revocations_json {
                     match serde_json::from_str::<Revocation>(json) {
                         Ok(r) => w.revocations.insert(&r),
@@ -150,7 +150,11 @@ impl Context for Root {
             return;
         }
         self.stream = None;
-        self.down_since = Some(self.get_current_time());
+        // From the first loss only: each failed reconnect closes a stream too, and restarting
+        // the clock there would keep a set "fresh" for as long as reconnects keep failing.
+        if self.down_since.is_none() {
+            self.down_since = Some(self.get_current_time());
+        }
         if let Some(shared) = &self.shared {
             let mut w = shared.borrow_mut();
             w.metrics.control_stream_closed.inc();

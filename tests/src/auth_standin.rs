@@ -72,6 +72,8 @@ pub struct AuthState {
     published: Mutex<Vec<String>>,
     /// The `kid` that login signs with.
     active: Mutex<String>,
+    /// Milliseconds every answer waits first (tests make the auth service slow with it).
+    delay_ms: std::sync::atomic::AtomicU64,
     /// Where revocations are published and stored (the README's contract): one Redis URL, or
     /// a Redis Cluster's seed URLs separated by commas.
     redis: Option<String>,
@@ -99,8 +101,15 @@ impl AuthState {
             revoked_sessions: Mutex::default(),
             published: Mutex::new(initial_kids()),
             active: Mutex::new(DEV_KID.to_string()),
+            delay_ms: std::sync::atomic::AtomicU64::new(0),
             redis,
         }
+    }
+
+    /// Makes every answer wait `delay` first (zero: answer at once).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Stores a revocation (expiring with the last token it can match) and publishes it, as a
@@ -240,6 +249,7 @@ async fn serve(addr: SocketAddr, state: Arc<AuthState>) -> anyhow::Result<(Socke
         .route("/auth/validate", get(validate))
         .route("/auth/introspect", post(introspect))
         .route("/auth/logout", post(logout))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), slow))
         .with_state(state);
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -285,6 +295,15 @@ fn error(status: StatusCode, code: &str) -> Response {
 struct Login {
     username: String,
     password: String,
+}
+
+/// The configured delay, before every answer.
+async fn slow(State(s): State<Arc<AuthState>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let ms = s.delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+    if ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    next.run(req).await
 }
 
 async fn login(State(s): State<Arc<AuthState>>, Json(body): Json<Login>) -> Response {

@@ -8,6 +8,7 @@ mod e2e {
     pub mod config_errors;
     pub mod deploy;
     pub mod ext_authz;
+    pub mod faults;
     pub mod hostile;
     pub mod identity;
     pub mod policy;

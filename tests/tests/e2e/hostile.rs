@@ -125,7 +125,6 @@ pub fn corpus() -> Vec<(String, String)> {
     add("wrong iss", sign_kid(&with(c.clone(), "iss", json!("https://evil.example")), DEV_KID).unwrap());
     add("wrong aud", sign_kid(&with(c.clone(), "aud", json!("someone-else")), DEV_KID).unwrap());
     add("exp a string", sign_kid(&with(c.clone(), "exp", json!("tomorrow")), DEV_KID).unwrap());
-    drop(add);
     for (name, value) in [
         ("scheme Token", format!("Token {valid}")),
         ("scheme Basic", "Basic dXNlcjpwdw==".to_string()),

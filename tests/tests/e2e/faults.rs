@@ -1,0 +1,275 @@
+//! Faults under steady load: Redis, the sidecar (and with it the filters' control streams) and
+//! the auth service go away, slow down and come back while a load generator keeps sending five
+//! kinds of request. Required: the failure table's verdicts (never a 200 for a request that
+//! must be refused), Envoy alive throughout, recovery without restarts; the time to recover is
+//! measured and printed (and reported in RELIABILITY.md).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use authz_core::revocation::Revocation;
+use authz_e2e::stack::{Mode, Stack};
+use authz_e2e::tokens::{self, DEV_KID, sign_kid, user_claims};
+
+use super::client::{bearer, get};
+use super::quota;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    /// A valid RS256 token the filter verifies itself.
+    Valid,
+    /// No credential.
+    Anonymous,
+    /// A valid token revoked before the run.
+    Revoked,
+    /// An opaque API key (the sidecar asks the auth service, then caches).
+    ApiKey,
+    /// A TES task submission (quota: Redis).
+    Compute,
+}
+
+const CLASSES: [Class; 5] = [Class::Valid, Class::Anonymous, Class::Revoked, Class::ApiKey, Class::Compute];
+
+const PHASES: [&str; 9] = [
+    "baseline",
+    "redis down",
+    "redis back",
+    "sidecar down",
+    "sidecar back",
+    "auth service down",
+    "auth service back",
+    "auth service slow (3 s)",
+    "auth service fast",
+];
+
+struct Record {
+    phase: usize,
+    class: Class,
+    at: Instant,
+    status: u16,
+}
+
+struct Load {
+    stop: Arc<AtomicBool>,
+    phase: Arc<AtomicUsize>,
+    records: Arc<Mutex<Vec<Record>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn send(client: &reqwest::Client, base: &str, class: Class, creds: &BTreeMap<Class, String>) -> u16 {
+    let url = format!("{base}/api/tools/x");
+    let req = match class {
+        Class::Anonymous => client.get(&url),
+        Class::ApiKey => client.get(&url).header("x-api-key", &creds[&class]),
+        Class::Compute => client
+            .post(format!("{base}/api/tes/v1/tasks"))
+            .header("authorization", &creds[&Class::Valid])
+            .header("content-type", "application/json")
+            .body(quota::task(0)),
+        _ => client.get(&url).header("authorization", &creds[&class]),
+    };
+    match req.send().await {
+        Ok(r) => r.status().as_u16(),
+        // The connection itself failed: recorded as 0 (never counted as a pass).
+        Err(_) => 0,
+    }
+}
+
+impl Load {
+    fn start(stack: &Stack, creds: BTreeMap<Class, String>, workers: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let phase = Arc::new(AtomicUsize::new(0));
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let creds = Arc::new(creds);
+        let base = stack.gateway_url("");
+        let tasks = (0..workers)
+            .map(|w| {
+                let (stop, phase, records, creds, base) =
+                    (Arc::clone(&stop), Arc::clone(&phase), Arc::clone(&records), Arc::clone(&creds), base.clone());
+                tokio::spawn(async move {
+                    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+                    let mut i = w;
+                    while !stop.load(Ordering::Relaxed) {
+                        let class = CLASSES[i % CLASSES.len()];
+                        i += 1;
+                        let status = send(&client, &base, class, &creds).await;
+                        let p = phase.load(Ordering::Relaxed);
+                        records.lock().unwrap().push(Record { phase: p, class, at: Instant::now(), status });
+                    }
+                })
+            })
+            .collect();
+        Self { stop, phase, records, tasks }
+    }
+
+    fn enter(&self, phase: usize) -> Instant {
+        self.phase.store(phase, Ordering::Relaxed);
+        Instant::now()
+    }
+
+    /// Waits until `class` has been answered `status` three times in a row after `since`;
+    /// the time from `since` to the first of them.
+    async fn recovered(&self, class: Class, status: u16, since: Instant, within: Duration) -> Duration {
+        loop {
+            {
+                let records = self.records.lock().unwrap();
+                let mine: Vec<&Record> = records.iter().filter(|r| r.class == class && r.at >= since).collect();
+                for w in mine.windows(3) {
+                    if w.iter().all(|r| r.status == status) {
+                        return w[0].at - since;
+                    }
+                }
+            }
+            assert!(since.elapsed() < within, "{class:?} did not recover to {status} within {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn finish(self) -> Vec<Record> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        Arc::try_unwrap(self.records).map(|m| m.into_inner().unwrap()).unwrap_or_default()
+    }
+}
+
+/// The statuses each class may get in each phase (the failure table). A 200 outside these is a
+/// failure of the gateway; so is a refusal of a valid request where the table says it works.
+fn allowed(phase: usize, class: Class) -> &'static [u16] {
+    match (PHASES[phase], class) {
+        (_, Class::Anonymous) => &[401],
+        // Revoked: refused, or 503 while the sidecar that would confirm it is away; never 200.
+        (_, Class::Revoked) => &[401, 503],
+        ("redis down" | "redis back", Class::Compute) => &[200, 503],
+        ("redis down" | "redis back", _) => &[200],
+        // Local verification keeps working until the revocation set is stale (2 s), then 503.
+        ("sidecar down" | "sidecar back", Class::Valid) => &[200, 503],
+        ("sidecar down" | "sidecar back", _) => &[200, 503],
+        // The API key's identity is cached (60 s): the auth service's absence is not noticed.
+        _ => &[200],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_under_load() {
+    let mut stack = Stack::start(quota::options(Mode::Wasm)).await.unwrap();
+    let revoked = user_claims("u-revoked", "r@lab.example", &["user"]);
+    let r = Revocation::Token { jti: revoked["jti"].as_str().unwrap().into(), expires_at: tokens::now() + 900 };
+    stack.auth.state.revoke(&r, true).await.unwrap();
+    let creds = BTreeMap::from([
+        (Class::Valid, bearer(&sign_kid(&user_claims("u-load", "l@lab.example", &["user"]), DEV_KID).unwrap())),
+        (Class::Revoked, bearer(&sign_kid(&revoked, DEV_KID).unwrap())),
+        (Class::ApiKey, "demo-api-key-bob".to_string()),
+    ]);
+    // The revocation has reached the filters before the load starts.
+    let revoked_auth = creds[&Class::Revoked].clone();
+    let start = Instant::now();
+    while get(&stack, "/api/tools/x", &[("authorization", &revoked_auth)]).await.status != 401 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the revocation never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let envoy_pid = stack.envoy_pid().unwrap();
+    let load = Load::start(&stack, creds, 4);
+    let phase_time = Duration::from_secs(3);
+    let mut recovery = Vec::new();
+
+    tokio::time::sleep(phase_time).await;
+    load.enter(1);
+    stack.stop_redis().await.unwrap();
+    tokio::time::sleep(phase_time).await;
+    let back = load.enter(2);
+    stack.start_redis().await.unwrap();
+    recovery.push((
+        "Redis restarted: compute 200 again",
+        load.recovered(Class::Compute, 200, back, Duration::from_secs(20)).await,
+    ));
+
+    load.enter(3);
+    stack.stop_sidecar().await.unwrap();
+    // Longer than `revocationStaleAfter` (2 s): the filters must stop trusting their set.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let back = load.enter(4);
+    stack.start_sidecar().await.unwrap();
+    recovery.push((
+        "sidecar restarted: API key 200 again",
+        load.recovered(Class::ApiKey, 200, back, Duration::from_secs(20)).await,
+    ));
+    recovery.push((
+        "sidecar restarted: valid token 200 again",
+        load.recovered(Class::Valid, 200, back, Duration::from_secs(20)).await,
+    ));
+    recovery.push((
+        "sidecar restarted: compute 200 again",
+        load.recovered(Class::Compute, 200, back, Duration::from_secs(20)).await,
+    ));
+
+    load.enter(5);
+    stack.auth.stop().await;
+    // A key never seen before needs the auth service: 503, not 401 and not 200.
+    let r = get(&stack, "/api/tools/x", &[("x-api-key", "demo-api-key-alice")]).await;
+    assert_eq!((r.status, r.error()), (503, "authz_unavailable"), "{}", r.json);
+    tokio::time::sleep(phase_time).await;
+    load.enter(6);
+    stack.auth.restart().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    load.enter(7);
+    stack.auth.state.set_delay(Duration::from_secs(3));
+    // Beyond the sidecar's 2 s iamTimeout (and the filter's 1 s callout deadline): 503.
+    let asked = Instant::now();
+    let r = get(&stack, "/api/tools/x", &[("x-api-key", "demo-api-key-alice")]).await;
+    assert_eq!(r.status, 503, "{}", r.json);
+    eprintln!("slow auth service: new API key answered 503 after {:?}", asked.elapsed());
+    tokio::time::sleep(phase_time).await;
+    let fast = load.enter(8);
+    stack.auth.state.set_delay(Duration::ZERO);
+    let start = Instant::now();
+    loop {
+        if get(&stack, "/api/tools/x", &[("x-api-key", "demo-api-key-alice")]).await.status == 200 {
+            recovery.push(("auth service fast again: new API key 200", fast.elapsed()));
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the new API key never passed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let records = load.finish().await;
+
+    // Envoy never died.
+    assert_eq!(stack.envoy_pid(), Some(envoy_pid), "Envoy was restarted or died");
+    let ready = stack.client.get(format!("http://127.0.0.1:{}/ready", stack.ports.envoy_admin)).send().await;
+    assert!(ready.is_ok_and(|r| r.status().is_success()), "Envoy not ready at the end");
+
+    // Every answer as the failure table says; a table of what happened.
+    let mut table: BTreeMap<(usize, Class), BTreeMap<u16, usize>> = BTreeMap::new();
+    for r in &records {
+        *table.entry((r.phase, r.class)).or_default().entry(r.status).or_default() += 1;
+    }
+    let mut report = String::from("| phase | class | statuses (count) |\n|---|---|---|\n");
+    for ((phase, class), statuses) in &table {
+        let s: Vec<String> = statuses.iter().map(|(st, n)| format!("{st}: {n}")).collect();
+        report.push_str(&format!("| {} | {class:?} | {} |\n", PHASES[*phase], s.join(", ")));
+    }
+    for (what, took) in &recovery {
+        report.push_str(&format!("\nrecovered: {what} after {took:?}"));
+    }
+    eprintln!("{} requests\n{report}", records.len());
+    for ((phase, class), statuses) in &table {
+        for status in statuses.keys() {
+            assert!(
+                allowed(*phase, *class).contains(status),
+                "{}: {class:?} answered {status}, allowed {:?}\n{report}",
+                PHASES[*phase],
+                allowed(*phase, *class)
+            );
+        }
+    }
+    assert!(records.len() > 1000, "the load generator sent only {} requests", records.len());
+    // With the sidecar gone past `revocationStaleAfter`, valid tokens are no longer served from
+    // a set nobody keeps current: they get 503 (`onStale: sidecar`, and the sidecar is away).
+    let stale = table.get(&(3, Class::Valid)).and_then(|s| s.get(&503)).copied().unwrap_or(0);
+    assert!(stale > 0, "valid tokens were served from a stale revocation set for the whole outage\n{report}");
+}
