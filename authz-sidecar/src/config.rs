@@ -7,6 +7,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+mod audit;
+mod quota;
+
+pub use audit::AuditConfig;
+pub use quota::{Limits, QuotaConfig};
+
 use crate::policy::{self, Policy, PolicyError};
 use authz_core::duration::serde_str;
 use serde::Deserialize;
@@ -157,111 +163,11 @@ pub struct LogConfig {
     pub level: String,
 }
 
-/// HPC quota for compute routes (policy rules with `quota`). Limits left out are unlimited.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct QuotaConfig {
-    /// How long a lease holds its resources unless renewed or released.
-    #[serde(default = "default_lease_ttl", with = "serde_str")]
-    pub lease_ttl: Duration,
-    /// Limits of every user, unless `users` names them.
-    #[serde(default)]
-    pub per_user: Limits,
-    /// Limits of every lab/tenant, unless `labs` names it.
-    #[serde(default)]
-    pub per_lab: Limits,
-    /// Per-user overrides (fields left out fall back to `perUser`).
-    #[serde(default)]
-    pub users: std::collections::BTreeMap<String, Limits>,
-    /// Per-lab overrides (fields left out fall back to `perLab`).
-    #[serde(default)]
-    pub labs: std::collections::BTreeMap<String, Limits>,
-    /// The TES `resources.backend_parameters` key holding the GPU count.
-    #[serde(default = "default_gpu_parameter")]
-    pub tes_gpu_parameter: String,
-    /// CPU cores charged when a TES task names none.
-    #[serde(default = "default_cpu")]
-    pub default_cpu_cores: u32,
-}
-
-/// Quota limits; `None` is unlimited.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Limits {
-    pub cpu_cores: Option<u64>,
-    pub gpus: Option<u64>,
-    pub memory_gb: Option<u64>,
-    pub submissions_per_minute: Option<u64>,
-}
-
-impl Limits {
-    /// These limits with the fields they leave out taken from `base`.
-    pub fn over(&self, base: &Limits) -> Limits {
-        Limits {
-            cpu_cores: self.cpu_cores.or(base.cpu_cores),
-            gpus: self.gpus.or(base.gpus),
-            memory_gb: self.memory_gb.or(base.memory_gb),
-            submissions_per_minute: self.submissions_per_minute.or(base.submissions_per_minute),
-        }
-    }
-}
-
-impl Default for QuotaConfig {
-    fn default() -> Self {
-        Self {
-            lease_ttl: default_lease_ttl(),
-            per_user: Limits::default(),
-            per_lab: Limits::default(),
-            users: Default::default(),
-            labs: Default::default(),
-            tes_gpu_parameter: default_gpu_parameter(),
-            default_cpu_cores: default_cpu(),
-        }
-    }
-}
-
-impl QuotaConfig {
-    pub fn user_limits(&self, user: &str) -> Limits {
-        self.users.get(user).map_or_else(|| self.per_user.clone(), |l| l.over(&self.per_user))
-    }
-
-    pub fn lab_limits(&self, lab: &str) -> Limits {
-        self.labs.get(lab).map_or_else(|| self.per_lab.clone(), |l| l.over(&self.per_lab))
-    }
-}
-
-/// The audit trail: one event per request decision, appended to a Redis Stream.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AuditConfig {
-    /// Accept Envoy's access-log stream and write events (off: the access-log service
-    /// answers but discards, counting nothing).
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// The Redis Stream key.
-    #[serde(default = "default_audit_stream")]
-    pub stream: String,
-    /// Approximate maximum length of the stream (`XADD MAXLEN ~`).
-    #[serde(default = "default_audit_maxlen")]
-    pub max_len: u64,
-    /// Events waiting for Redis; beyond it new events are dropped and counted.
-    #[serde(default = "default_audit_queue")]
-    pub queue_capacity: usize,
-    /// Events written per Redis round trip (one pipeline).
-    #[serde(default = "default_audit_batch")]
-    pub batch_size: usize,
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            stream: default_audit_stream(),
-            max_len: default_audit_maxlen(),
-            queue_capacity: default_audit_queue(),
-            batch_size: default_audit_batch(),
-        }
-    }
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 fn yes() -> bool {
@@ -270,35 +176,6 @@ fn yes() -> bool {
 fn default_tenant_claim() -> String {
     "tenant".into()
 }
-fn default_lease_ttl() -> Duration {
-    Duration::from_secs(3600)
-}
-fn default_gpu_parameter() -> String {
-    "gpu".into()
-}
-fn default_cpu() -> u32 {
-    1
-}
-fn default_audit_stream() -> String {
-    "authz:audit".into()
-}
-fn default_audit_maxlen() -> u64 {
-    1_000_000
-}
-fn default_audit_queue() -> usize {
-    10_000
-}
-fn default_audit_batch() -> usize {
-    256
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 fn default_grpc() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 9191))
 }
@@ -623,95 +500,4 @@ impl std::fmt::Debug for Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    struct MapEnv(HashMap<&'static str, &'static str>);
-    impl Env for MapEnv {
-        fn var(&self, name: &str) -> Option<String> {
-            self.0.get(name).map(|s| s.to_string())
-        }
-    }
-
-    fn env(pairs: &[(&'static str, &'static str)]) -> MapEnv {
-        MapEnv(pairs.iter().copied().collect())
-    }
-
-    #[test]
-    fn env_overrides_file_and_secret_is_redacted() {
-        let yaml = "iamUrl: http://file\nredisUrl: redis://file:6379\njwt:\n  clockSkew: 30s\n";
-        let cfg = Config::from_yaml(
-            yaml,
-            "t",
-            &env(&[
-                ("IAM_URL", "http://env:8000"),
-                ("JWT_SECRET", "0123456789abcdef-secret"),
-                ("REDIS_URL", "redis://:pw@r:6379"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(cfg.iam_url, "http://env:8000");
-        assert_eq!(cfg.jwt.clock_skew, Duration::from_secs(30));
-        let dbg = format!("{cfg:?}");
-        assert!(!dbg.contains("0123456789abcdef-secret"), "{dbg}");
-        assert!(!dbg.contains(":pw@"), "{dbg}");
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        let base = "iamUrl: http://a\nredisUrl: redis://r\n";
-        let cases = [
-            (format!("{base}bogus: 1\n"), "bogus"),
-            (format!("{base}jwt:\n  clockSkew: soon\n"), "clockSkew"),
-            ("redisUrl: redis://r\n".to_string(), "iamUrl"),
-            ("iamUrl: ftp://a\nredisUrl: redis://r\n".to_string(), "iamUrl"),
-            ("iamUrl: http://a\n".to_string(), "redisUrl"),
-            (format!("{base}publicPaths: [health]\n"), "publicPaths"),
-            (format!("{base}log:\n  format: xml\n"), "format"),
-            (format!("{base}routes: []\n"), "routes"),
-            (format!("{base}jwt:\n  hmacAlgorithms: [RS256]\n"), "hmacAlgorithms"),
-        ];
-        for (yaml, field) in cases {
-            let err = Config::from_yaml(&yaml, "t", &env(&[])).unwrap_err().to_string();
-            assert!(err.contains(field), "{yaml}: {err}");
-        }
-        let err = Config::from_yaml(base, "t", &env(&[("JWT_SECRET", "short")])).unwrap_err().to_string();
-        assert!(err.contains("JWT_SECRET") && !err.contains("short"), "{err}");
-    }
-
-    #[test]
-    fn secret_from_a_file() {
-        let base = "iamUrl: http://i\nredisUrl: redis://r:6379\n";
-        let dir = std::env::temp_dir().join(format!("authz-secret-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("JWT_SECRET");
-        std::fs::write(&file, "0123456789abcdef-from-file\n").unwrap();
-        let path: &'static str = Box::leak(file.display().to_string().into_boxed_str());
-        let cfg = Config::from_yaml(base, "t", &env(&[("JWT_SECRET_FILE", path)])).unwrap();
-        assert_eq!(cfg.jwt_secret.as_deref(), Some("0123456789abcdef-from-file"));
-        let both = &env(&[("JWT_SECRET_FILE", path), ("JWT_SECRET", "0123456789abcdef-env")]);
-        assert!(Config::from_yaml(base, "t", both).unwrap_err().to_string().contains("JWT_SECRET_FILE"));
-        let missing = Config::from_yaml(base, "t", &env(&[("JWT_SECRET_FILE", "/nonexistent/secret")]));
-        assert!(missing.unwrap_err().to_string().contains("JWT_SECRET_FILE"));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn the_documented_example_parses() {
-        let text = include_str!("../config.example.yaml");
-        let cfg = Config::from_yaml(text, "config.example.yaml", &env(&[])).unwrap();
-        assert!(cfg.policy_file.is_some());
-        assert_eq!(cfg.grpc_listen.port(), 9191);
-        assert_eq!(cfg.admin_listen.port(), 9192);
-        assert_eq!(cfg.jwks.min_refresh_interval, Duration::from_secs(10));
-    }
-
-    #[test]
-    fn redacts_urls() {
-        assert_eq!(redact_url("redis://:pw@host:6379/0"), "redis://:***@host:6379/0");
-        assert_eq!(redact_url("redis://u:pw@host"), "redis://u:***@host");
-        assert_eq!(redact_url("redis://host"), "redis://host");
-    }
-}
+mod tests;

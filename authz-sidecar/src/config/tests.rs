@@ -1,0 +1,92 @@
+//! Configuration parsing, environment overrides and validation errors.
+
+use std::collections::HashMap;
+
+use super::*;
+
+struct MapEnv(HashMap<&'static str, &'static str>);
+impl Env for MapEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|s| s.to_string())
+    }
+}
+
+fn env(pairs: &[(&'static str, &'static str)]) -> MapEnv {
+    MapEnv(pairs.iter().copied().collect())
+}
+
+#[test]
+fn env_overrides_file_and_secret_is_redacted() {
+    let yaml = "iamUrl: http://file\nredisUrl: redis://file:6379\njwt:\n  clockSkew: 30s\n";
+    let cfg = Config::from_yaml(
+        yaml,
+        "t",
+        &env(&[
+            ("IAM_URL", "http://env:8000"),
+            ("JWT_SECRET", "0123456789abcdef-secret"),
+            ("REDIS_URL", "redis://:pw@r:6379"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(cfg.iam_url, "http://env:8000");
+    assert_eq!(cfg.jwt.clock_skew, Duration::from_secs(30));
+    let dbg = format!("{cfg:?}");
+    assert!(!dbg.contains("0123456789abcdef-secret"), "{dbg}");
+    assert!(!dbg.contains(":pw@"), "{dbg}");
+}
+
+#[test]
+fn errors_name_the_field() {
+    let base = "iamUrl: http://a\nredisUrl: redis://r\n";
+    let cases = [
+        (format!("{base}bogus: 1\n"), "bogus"),
+        (format!("{base}jwt:\n  clockSkew: soon\n"), "clockSkew"),
+        ("redisUrl: redis://r\n".to_string(), "iamUrl"),
+        ("iamUrl: ftp://a\nredisUrl: redis://r\n".to_string(), "iamUrl"),
+        ("iamUrl: http://a\n".to_string(), "redisUrl"),
+        (format!("{base}publicPaths: [health]\n"), "publicPaths"),
+        (format!("{base}log:\n  format: xml\n"), "format"),
+        (format!("{base}routes: []\n"), "routes"),
+        (format!("{base}jwt:\n  hmacAlgorithms: [RS256]\n"), "hmacAlgorithms"),
+    ];
+    for (yaml, field) in cases {
+        let err = Config::from_yaml(&yaml, "t", &env(&[])).unwrap_err().to_string();
+        assert!(err.contains(field), "{yaml}: {err}");
+    }
+    let err = Config::from_yaml(base, "t", &env(&[("JWT_SECRET", "short")])).unwrap_err().to_string();
+    assert!(err.contains("JWT_SECRET") && !err.contains("short"), "{err}");
+}
+
+#[test]
+fn secret_from_a_file() {
+    let base = "iamUrl: http://i\nredisUrl: redis://r:6379\n";
+    let dir = std::env::temp_dir().join(format!("authz-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("JWT_SECRET");
+    std::fs::write(&file, "0123456789abcdef-from-file\n").unwrap();
+    let path: &'static str = Box::leak(file.display().to_string().into_boxed_str());
+    let cfg = Config::from_yaml(base, "t", &env(&[("JWT_SECRET_FILE", path)])).unwrap();
+    assert_eq!(cfg.jwt_secret.as_deref(), Some("0123456789abcdef-from-file"));
+    let both = &env(&[("JWT_SECRET_FILE", path), ("JWT_SECRET", "0123456789abcdef-env")]);
+    assert!(Config::from_yaml(base, "t", both).unwrap_err().to_string().contains("JWT_SECRET_FILE"));
+    let missing = Config::from_yaml(base, "t", &env(&[("JWT_SECRET_FILE", "/nonexistent/secret")]));
+    assert!(missing.unwrap_err().to_string().contains("JWT_SECRET_FILE"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_documented_example_parses() {
+    let text = include_str!("../../config.example.yaml");
+    let cfg = Config::from_yaml(text, "config.example.yaml", &env(&[])).unwrap();
+    assert!(cfg.policy_file.is_some());
+    assert_eq!(cfg.grpc_listen.port(), 9191);
+    assert_eq!(cfg.admin_listen.port(), 9192);
+    assert_eq!(cfg.jwks.min_refresh_interval, Duration::from_secs(10));
+}
+
+#[test]
+fn redacts_urls() {
+    assert_eq!(redact_url("redis://:pw@host:6379/0"), "redis://:***@host:6379/0");
+    assert_eq!(redact_url("redis://u:pw@host"), "redis://u:***@host");
+    assert_eq!(redact_url("redis://host"), "redis://host");
+}
