@@ -8,13 +8,14 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-wasip1
 WASM_PROFILE := wasm-release
 
-.PHONY: run test setup build wasm lint fmt clean
+.PHONY: run test setup build wasm lint fmt clean fuzz
 
 run: build
 	$(CARGO) run -q -p authz-e2e --bin devstack -- $(ARGS)
 
 test: build lint
 	./scripts/test.sh
+	./scripts/fuzz.sh 10
 
 setup:
 	./scripts/setup.sh
@@ -32,6 +33,10 @@ lint: setup
 
 fmt:
 	$(CARGO) fmt --all
+
+# Longer fuzzing: make fuzz SECS=600
+fuzz: setup
+	./scripts/fuzz.sh $(or $(SECS),600)
 
 clean:
 	$(CARGO) clean

