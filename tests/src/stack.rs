@@ -74,9 +74,28 @@ impl Ports {
     }
 }
 
-/// A port the OS considers free right now.
+/// Ports tests listen on come from here: below Linux's ephemeral range (32768-60999), where
+/// the OS never puts an outgoing connection, so a port chosen now cannot be taken by a client
+/// socket (the tests open thousands) before the process meant for it binds it.
+const LISTEN_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port free right now, never handed out twice by this process.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::hash::{BuildHasher, Hasher};
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let span = u64::from(LISTEN_PORTS.end - LISTEN_PORTS.start);
+    for _ in 0..1000 {
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let port = LISTEN_PORTS.start + u16::try_from(random % span).unwrap_or(0);
+        let mut given = GIVEN.lock().map_err(|_| anyhow::anyhow!("port registry poisoned"))?;
+        if given.contains(&port) || StdListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        given.insert(port);
+        return Ok(port);
+    }
+    anyhow::bail!("no free port in {LISTEN_PORTS:?}")
 }
 
 #[derive(Debug, Clone)]
