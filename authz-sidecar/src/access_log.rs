@@ -150,34 +150,22 @@ pub fn event_from(entry: &HttpAccessLogEntry) -> AuditEvent {
 
 /// One audit event from a complete record, in the README's field order. A record without a decision says so (`none`, `not_evaluated`).
 pub fn event_from_record(mut record: BTreeMap<String, String>) -> AuditEvent {
-    let mut take = |k: &str| record.remove(k).unwrap_or_default();
-    let or = |v: String, default: &str| if v.is_empty() { default.to_string() } else { v };
-    let path = take(field::PATH);
-    let path = path.split_once('?').map_or(path.as_str(), |(p, _)| p).to_string();
-    let fields = vec![
-        (field::TIME_MS, take(field::TIME_MS)),
-        (field::TRACE_ID, take(field::TRACE_ID)),
-        (field::DECISION_ID, take(field::DECISION_ID)),
-        (field::DECISION, or(take(field::DECISION), "none")),
-        (field::STATUS, take(field::STATUS)),
-        (field::REASON, or(take(field::REASON), "not_evaluated")),
-        (field::RULE, take(field::RULE)),
-        (field::POLICY_VERSION, take(field::POLICY_VERSION)),
-        (field::USER_ID, take(field::USER_ID)),
-        (field::TENANT, take(field::TENANT)),
-        (field::SERVICE, take(field::SERVICE)),
-        (field::METHOD, take(field::METHOD)),
-        (field::PATH, path),
-        (field::ROUTE, take(field::ROUTE)),
-        (field::CLIENT, take(field::CLIENT)),
-        (field::USER_AGENT, take(field::USER_AGENT)),
-        (field::CREDENTIAL, take(field::CREDENTIAL)),
-        (field::TOKEN_FINGERPRINT, take(field::TOKEN_FINGERPRINT)),
-        (field::QUOTA_LEASE, take(field::QUOTA_LEASE)),
-        (field::LATENCY_MS, take(field::LATENCY_MS)),
-        (field::DECIDER, take(field::DECIDER)),
-    ];
-    AuditEvent { fields: fields.into_iter().filter(|(_, v)| !v.is_empty()).collect() }
+    if let Some(path) = record.get_mut(field::PATH)
+        && let Some(at) = path.find('?')
+    {
+        path.truncate(at);
+    }
+    for (name, default) in [(field::DECISION, "none"), (field::REASON, "not_evaluated")] {
+        let value = record.entry(name.to_string()).or_default();
+        if value.is_empty() {
+            *value = default.to_string();
+        }
+    }
+    let fields = audit::EVENT_FIELDS
+        .iter()
+        .filter_map(|name| record.remove(*name).filter(|v| !v.is_empty()).map(|v| (*name, v)))
+        .collect();
+    AuditEvent { fields }
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use crate::identity_cache::{IdentityCache, unix_now};
 use crate::introspect::Introspector;
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
-use crate::policy::PolicyStore;
+use crate::policy::{Policy, PolicyStore};
 use crate::quota::{Outcome, Quota};
 use crate::revocations::RevocationHub;
 use crate::session::SessionChecker;
@@ -67,10 +67,18 @@ pub enum Decision {
 }
 
 impl Decider {
-    /// Decides a request; `body` is only read on compute routes.
-    pub async fn decide(&self, method: &str, path: &str, req: &Sanitized<String>, body: &[u8]) -> Decision {
-        let policy = self.policy.current();
-        let route = match policy.table.find(method, path) {
+    /// Decides a request under `policy`, whose rule for it the caller looked up (`matched`,
+    /// also named in the audit record); `body` is only read on compute routes.
+    pub async fn decide(
+        &self,
+        policy: &Policy,
+        matched: Matched<'_>,
+        method: &str,
+        path: &str,
+        req: &Sanitized<String>,
+        body: &[u8],
+    ) -> Decision {
+        let route = match matched {
             Matched::Public => return Decision::Allow(None),
             Matched::NoRule => {
                 return Decision::Deny(Denial::forbidden("no_matching_rule", "no policy rule allows this request"));
@@ -305,11 +313,12 @@ impl AuthzService {
         span.record("policy_version", policy.version.as_str());
         // Envoy sends the body as bytes (`raw_body`) when `pack_as_bytes` is set, else as text.
         let body = if http.raw_body.is_empty() { http.body.as_bytes() } else { http.raw_body.as_slice() };
-        let decision = self.decider.decide(&http.method, &http.path, &req, body).await;
-        let rule = match policy.table.find(&http.method, &http.path) {
+        let matched = policy.table.find(&http.method, &http.path);
+        let rule = match matched {
             Matched::Protected(Some(r)) => r.id.as_str(),
             _ => "",
         };
+        let decision = self.decider.decide(&policy, matched, &http.method, &http.path, &req, body).await;
         let record = Record::new(&req, rule, &policy.version);
         let metrics = &self.decider.metrics;
         let tenant_claim = self.decider.tenant_claim.as_str();

@@ -106,30 +106,8 @@ fn render(e: &StreamId, json: bool) -> String {
 
 /// Field order of the README's schema, for stable JSON output.
 fn order(k: &str) -> usize {
-    const ORDER: [&str; 21] = [
-        "time_ms",
-        "trace_id",
-        "decision_id",
-        "decision",
-        "status",
-        "reason",
-        "rule",
-        "policy_version",
-        "user_id",
-        "tenant",
-        "service",
-        "method",
-        "path",
-        "route",
-        "client",
-        "user_agent",
-        "credential",
-        "token_fp",
-        "quota_lease",
-        "latency_ms",
-        "decider",
-    ];
-    ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len())
+    let fields = &authz_proto::audit::EVENT_FIELDS;
+    fields.iter().position(|o| *o == k).unwrap_or(fields.len())
 }
 
 /// `audit tail`: the last `count` matching events, then (with `follow`) new ones as they come.

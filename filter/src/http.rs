@@ -345,7 +345,9 @@ impl HttpContext for Http {
             }
             Some(Matched::Protected(route)) => {
                 if let Some(r) = route {
-                    self.rule.clone_from(&r.id);
+                    if settings.audit {
+                        self.rule.clone_from(&r.id);
+                    }
                     compute = r.quota.is_some();
                 }
                 self.decide(&shared, metrics, route, path, &req.headers)

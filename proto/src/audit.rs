@@ -52,6 +52,32 @@ pub mod field {
     pub const LATENCY_MS: &str = "latency_ms";
 }
 
+/// Every field of an audit event, in the order of the README's schema (events are written and
+/// printed in this order).
+pub const EVENT_FIELDS: [&str; 21] = [
+    field::TIME_MS,
+    field::TRACE_ID,
+    field::DECISION_ID,
+    field::DECISION,
+    field::STATUS,
+    field::REASON,
+    field::RULE,
+    field::POLICY_VERSION,
+    field::USER_ID,
+    field::TENANT,
+    field::SERVICE,
+    field::METHOD,
+    field::PATH,
+    field::ROUTE,
+    field::CLIENT,
+    field::USER_AGENT,
+    field::CREDENTIAL,
+    field::TOKEN_FINGERPRINT,
+    field::QUOTA_LEASE,
+    field::LATENCY_MS,
+    field::DECIDER,
+];
+
 /// Builds an encoded record. Empty values are left out.
 #[derive(Default)]
 pub struct RecordWriter {
