@@ -53,6 +53,10 @@ pub struct Config {
     /// How often the policy file is checked for changes.
     #[serde(default = "default_policy_interval", with = "serde_str")]
     pub policy_reload_interval: Duration,
+    /// A heartbeat on each control stream after this long without another event: below every
+    /// filter's `controlIdleTimeout`, which treats a longer silence as a dead stream.
+    #[serde(default = "default_heartbeat", with = "serde_str")]
+    pub control_heartbeat_interval: Duration,
     #[serde(default)]
     pub api_keys: ApiKeyConfig,
     #[serde(default)]
@@ -187,6 +191,9 @@ fn default_iam_timeout() -> Duration {
 }
 fn default_policy_interval() -> Duration {
     Duration::from_secs(1)
+}
+fn default_heartbeat() -> Duration {
+    Duration::from_millis(500)
 }
 fn default_channel() -> String {
     "authz:revocations".into()
@@ -423,6 +430,9 @@ impl Config {
         self.hmac_algorithms()?;
         if self.policy_reload_interval.is_zero() {
             return invalid("policyReloadInterval", "must be greater than zero");
+        }
+        if self.control_heartbeat_interval.is_zero() {
+            return invalid("controlHeartbeatInterval", "must be greater than zero");
         }
         if self.quota.lease_ttl < Duration::from_secs(1) {
             return invalid("quota.leaseTtl", "must be at least 1s");

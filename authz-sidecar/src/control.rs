@@ -1,12 +1,14 @@
 //! `authz.v1.Control/Subscribe`: pushes keys, the route policy and revocations to each filter
-//! VM, first the current state, then every change.
+//! VM, first the current state, then every change, and a heartbeat whenever the stream has
+//! been idle for `controlHeartbeatInterval` (how a filter tells a hung stream from a quiet one).
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use authz_proto::authz::v1::control_server::Control;
 use authz_proto::authz::v1::{
-    ControlEvent, KeySnapshot, PolicySnapshot, RevocationUpdate, SubscribeRequest, control_event,
+    ControlEvent, Heartbeat, KeySnapshot, PolicySnapshot, RevocationUpdate, SubscribeRequest, control_event,
 };
 use futures::Stream;
 use tokio::sync::{broadcast, mpsc};
@@ -24,6 +26,7 @@ pub struct ControlService {
     revocations: Arc<RevocationHub>,
     policy: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
+    heartbeat: Duration,
 }
 
 impl ControlService {
@@ -32,8 +35,9 @@ impl ControlService {
         revocations: Arc<RevocationHub>,
         policy: Arc<PolicyStore>,
         metrics: Arc<Metrics>,
+        heartbeat: Duration,
     ) -> Self {
-        Self { keys, revocations, policy, metrics }
+        Self { keys, revocations, policy, metrics, heartbeat }
     }
 }
 
@@ -97,6 +101,7 @@ impl Control for ControlService {
         let mut policy_rx = self.policy.subscribe();
         let mut updates = self.revocations.subscribe();
         let hub = Arc::clone(&self.revocations);
+        let period = self.heartbeat;
         tokio::spawn(async move {
             let _alive = guard;
             let first_keys = keys_event(&keys_rx.borrow_and_update());
@@ -116,8 +121,11 @@ impl Control for ControlService {
             {
                 return;
             }
+            let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let event = tokio::select! {
+                    _ = heartbeat.tick() => Some(ControlEvent { event: Some(control_event::Event::Heartbeat(Heartbeat {})) }),
                     changed = keys_rx.changed() => match changed {
                         Ok(()) => keys_event(&keys_rx.borrow_and_update()),
                         Err(_) => break,
@@ -136,10 +144,12 @@ impl Control for ControlService {
                     },
                     () = tx.closed() => break,
                 };
-                if let Some(ev) = event
-                    && tx.send(Ok(ev)).await.is_err()
-                {
-                    break;
+                if let Some(ev) = event {
+                    if tx.send(Ok(ev)).await.is_err() {
+                        break;
+                    }
+                    // Any event shows the stream alive: the next heartbeat is due a period later.
+                    heartbeat.reset();
                 }
             }
         });

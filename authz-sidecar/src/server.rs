@@ -158,7 +158,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .add_service(AuthorizationServer::new(AuthzService::new(decider)))
         .add_service(AccessLogServiceServer::new(access_logs))
         .add_service(QuotaServer::new(QuotaGrpc(quota_api)))
-        .add_service(ControlServer::new(ControlService::new(keys, revocations, policy, metrics)))
+        .add_service(ControlServer::new(ControlService::new(
+            keys,
+            revocations,
+            policy,
+            metrics,
+            config.control_heartbeat_interval,
+        )))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), wait(stop_rx));
 
     let (grpc, admin) = tokio::join!(grpc_server, admin_server);

@@ -46,9 +46,16 @@ pub struct RawConfig {
     /// known goes to the sidecar).
     #[serde(default = "yes")]
     pub control_stream: bool,
-    /// First delay before reconnecting a closed control stream; doubles up to 30 s.
+    /// Delay before the second attempt to reconnect a lost control stream (the first is
+    /// immediate); doubles up to 30 s while attempts keep failing.
     #[serde(default = "default_reconnect")]
     pub reconnect_interval: String,
+    /// A control stream silent for this long (the sidecar heartbeats every
+    /// `controlHeartbeatInterval`, 500 ms by default) is dead even if it never closed: a hung
+    /// sidecar or a half-open connection. The filter drops it, reconnects, and counts the
+    /// revocation set's staleness from the last event it received.
+    #[serde(default = "default_idle")]
+    pub control_idle_timeout: String,
     /// How long the filter trusts its revocation set without a live control stream (and
     /// before the first snapshot arrives). Past it, see `onStale`.
     #[serde(default = "default_stale")]
@@ -84,6 +91,9 @@ pub enum OnStale {
     Deny,
 }
 
+fn default_idle() -> String {
+    "2s".into()
+}
 fn default_stale() -> String {
     "2s".into()
 }
@@ -137,6 +147,7 @@ pub struct Settings {
     pub strip: StripRules,
     pub control_stream: bool,
     pub reconnect_interval: Duration,
+    pub control_idle_timeout: Duration,
     pub revocation_stale_after: Duration,
     pub on_stale: OnStale,
     pub audit: bool,
@@ -192,6 +203,14 @@ impl TryFrom<RawConfig> for Settings {
                 reason: format!("{} is more than {MAX_COMPUTE_BODY}", raw.max_compute_body_bytes),
             });
         }
+        let reconnect_interval = duration("reconnectInterval", &raw.reconnect_interval)?;
+        if reconnect_interval.is_zero() {
+            return Err(ConfigError::Field { field: "reconnectInterval", reason: "must be greater than zero".into() });
+        }
+        let control_idle_timeout = duration("controlIdleTimeout", &raw.control_idle_timeout)?;
+        if control_idle_timeout.is_zero() {
+            return Err(ConfigError::Field { field: "controlIdleTimeout", reason: "must be greater than zero".into() });
+        }
         let bootstrap_routes = RouteTable::new(raw.public_paths.clone(), raw.public_prefixes.clone(), Vec::new())
             .map_err(|e| ConfigError::Field { field: "publicPaths", reason: e.to_string() })?;
         let claims = ClaimsPolicy { issuers: raw.issuers, audiences: raw.audiences, clock_skew_secs: skew.as_secs() };
@@ -206,7 +225,8 @@ impl TryFrom<RawConfig> for Settings {
             public_prefixes: raw.public_prefixes,
             strip: StripRules::new(raw.strip_headers),
             control_stream: raw.control_stream,
-            reconnect_interval: duration("reconnectInterval", &raw.reconnect_interval)?,
+            reconnect_interval,
+            control_idle_timeout,
             revocation_stale_after: duration("revocationStaleAfter", &raw.revocation_stale_after)?,
             on_stale: raw.on_stale,
             audit: raw.audit,
@@ -242,6 +262,8 @@ mod tests {
             (r#"{"sidecarCluster": ""}"#, "sidecarCluster"),
             (r#"{"sidecarCluster": "c", "onStale": "allow"}"#, "onStale"),
             (r#"{"sidecarCluster": "c", "revocationStaleAfter": "never"}"#, "revocationStaleAfter"),
+            (r#"{"sidecarCluster": "c", "controlIdleTimeout": "0s"}"#, "controlIdleTimeout"),
+            (r#"{"sidecarCluster": "c", "reconnectInterval": "0s"}"#, "reconnectInterval"),
             (r#"{"sidecarCluster": "c", "routes": []}"#, "routes"),
             (r#"{"sidecarCluster": "c", "maxComputeBodyBytes": 99999999}"#, "maxComputeBodyBytes"),
         ];

@@ -42,6 +42,8 @@ pub struct Metrics {
     /// Signatures verified by Envoy's native crypto (RSA, ECDSA).
     pub native_verifications: Counter,
     pub control_stream_closed: Counter,
+    /// Control streams dropped for silence past `controlIdleTimeout` (no close was seen).
+    pub control_stream_idle: Counter,
 }
 
 impl Metrics {
@@ -60,6 +62,7 @@ impl Metrics {
             revocation_updates: Counter::define("authz_filter.revocation_updates"),
             policy_updates: Counter::define("authz_filter.policy_updates"),
             control_stream_closed: Counter::define("authz_filter.control_stream_closed"),
+            control_stream_idle: Counter::define("authz_filter.control_stream_idle"),
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct Root {
     key_version: u64,
     /// When the control stream was last lost (or the VM started without one).
     down_since: Option<SystemTime>,
+    /// When the open stream last delivered an event (or was opened): silence past
+    /// `controlIdleTimeout` means it is dead without having closed.
+    last_event: Option<SystemTime>,
 }
 
 impl Root {
@@ -45,6 +48,7 @@ impl Root {
                 self.send_grpc_stream_message(token, Some(&req), true);
                 self.stream = Some(token);
                 self.next_attempt = None;
+                self.last_event = Some(self.get_current_time());
             }
             Err(status) => {
                 log::warn(&format!("control stream to {} could not be opened: {status:?}", settings.sidecar_cluster));
@@ -53,11 +57,33 @@ impl Root {
         }
     }
 
+    /// The stream is gone (closed, or silent too long); `since` is when it last worked. The
+    /// staleness clock starts at the first loss only: each failed reconnect loses a stream too,
+    /// and restarting the clock there would keep a set "fresh" while reconnects keep failing.
+    fn stream_lost(&mut self, since: SystemTime) {
+        self.stream = None;
+        self.last_event = None;
+        if self.down_since.is_none() {
+            self.down_since = Some(since);
+        }
+        if let Some(shared) = &self.shared {
+            let mut w = shared.borrow_mut();
+            // With no tolerance configured, distrust the set at once (fail closed).
+            if w.settings.revocation_stale_after.is_zero() {
+                w.revocations_fresh = false;
+            }
+        }
+        self.schedule_reconnect();
+    }
+
+    /// The first attempt after a healthy stream is made at the next tick (a reset connection
+    /// or a restarted sidecar is back at once, and revocations published meanwhile come with
+    /// the snapshot); attempts that keep failing back off from `reconnectInterval` to 30 s.
     fn schedule_reconnect(&mut self) {
         let Some(shared) = &self.shared else { return };
         let base = shared.borrow().settings.reconnect_interval;
-        self.backoff = if self.backoff.is_zero() { base } else { (self.backoff * 2).min(MAX_BACKOFF) };
         self.next_attempt = Some(self.get_current_time() + self.backoff);
+        self.backoff = if self.backoff.is_zero() { base } else { (self.backoff * 2).min(MAX_BACKOFF) };
     }
 
     fn apply(&mut self, event: ControlEvent) {
@@ -74,8 +100,6 @@ impl Root {
                         w.auth.set_keys(keys);
                         w.metrics.key_updates.inc();
                         self.key_version = snapshot.version;
-                        // A healthy stream resets the backoff.
-                        self.backoff = Duration::ZERO;
                     }
                     // Keep the last good keys: a bad snapshot must not lock everyone out.
                     Err(e) => log::warn(&format!("control stream: key snapshot refused: {e}")),
@@ -128,8 +152,29 @@ impl Root {
                     Err(e) => log::warn(&format!("control stream: policy {} refused: {e}", snapshot.version)),
                 }
             }
+            // Only shows the stream alive (`last_event`, set on receipt).
+            Some(control_event::Event::Heartbeat(_)) => {}
             None => log::warn("control stream: event of an unknown kind ignored"),
         }
+    }
+}
+
+impl Root {
+    /// A stream with no event (not even a heartbeat) for `controlIdleTimeout` is dead: a hung
+    /// sidecar or a half-open connection never closes it. Cancel it and reconnect; the set's
+    /// staleness counts from the last event, when this VM last knew it was current.
+    fn drop_silent_stream(&mut self, now: SystemTime) {
+        let (Some(token), Some(last), Some(shared)) = (self.stream, self.last_event, &self.shared) else { return };
+        let idle = shared.borrow().settings.control_idle_timeout;
+        if !now.duration_since(last).is_ok_and(|d| d >= idle) {
+            return;
+        }
+        shared.borrow().metrics.control_stream_idle.inc();
+        log::warn(&format!("control stream silent for {idle:?}: dropping it and reconnecting"));
+        // Through the hostcall, not the SDK's wrapper (which unwraps): a stream the host has
+        // already forgotten is not an error worth a VM.
+        let _ = proxy_wasm::hostcalls::cancel_grpc_stream(token);
+        self.stream_lost(last);
     }
 }
 
@@ -138,6 +183,11 @@ impl Context for Root {
         if self.stream != Some(token_id) {
             return;
         }
+        self.last_event = Some(self.get_current_time());
+        // A stream that delivers is healthy: the next loss starts the backoff afresh. (Reset
+        // here, not on a new key snapshot: a reconnect to the same keys sends an unchanged
+        // snapshot, and the backoff grown in an outage then delayed every later reconnect.)
+        self.backoff = Duration::ZERO;
         let Some(bytes) = self.get_grpc_stream_message(0, message_size) else { return };
         match ControlEvent::decode(bytes.as_slice()) {
             Ok(event) => self.apply(event),
@@ -149,22 +199,15 @@ impl Context for Root {
         if self.stream != Some(token_id) {
             return;
         }
-        self.stream = None;
-        // From the first loss only: each failed reconnect closes a stream too, and restarting
-        // the clock there would keep a set "fresh" for as long as reconnects keep failing.
-        if self.down_since.is_none() {
-            self.down_since = Some(self.get_current_time());
-        }
         if let Some(shared) = &self.shared {
-            let mut w = shared.borrow_mut();
-            w.metrics.control_stream_closed.inc();
-            // With no tolerance configured, distrust the set at once (fail closed).
-            if w.settings.revocation_stale_after.is_zero() {
-                w.revocations_fresh = false;
-            }
+            shared.borrow().metrics.control_stream_closed.inc();
         }
         log::info(&format!("control stream closed (grpc status {status_code}); reconnecting"));
-        self.schedule_reconnect();
+        // The set was last known current at the last event (a heartbeat at most
+        // `controlHeartbeatInterval` before), not when Envoy noticed the loss (a keepalive
+        // timeout can take seconds).
+        let since = self.last_event.unwrap_or_else(|| self.get_current_time());
+        self.stream_lost(since);
     }
 }
 
@@ -189,6 +232,7 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         let now = self.get_current_time();
+        self.drop_silent_stream(now);
         if let (Some(since), Some(shared)) = (self.down_since, &self.shared) {
             let mut w = shared.borrow_mut();
             if w.revocations_fresh && now.duration_since(since).is_ok_and(|d| d >= w.settings.revocation_stale_after) {

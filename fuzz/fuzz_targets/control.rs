@@ -31,6 +31,6 @@ fuzz_target!(|data: &[u8]| {
                 let _ = RouteTable::from_document(vec![], vec![], doc);
             }
         }
-        None => {}
+        Some(control_event::Event::Heartbeat(_)) | None => {}
     }
 });
