@@ -15,6 +15,12 @@ pub fn resolve(x_trace_id: Option<&str>, traceparent: Option<&str>, random: impl
     uuid::Builder::from_random_bytes(random()).into_uuid().hyphenated().to_string()
 }
 
+/// A trace id as the gateway would keep it (a non-nil UUID, lower-cased), or `None`: for
+/// values read back from places a client could have filled.
+pub fn well_formed(s: &str) -> Option<String> {
+    parse_uuid(s)
+}
+
 /// A UUID in its canonical 36-character form, returned lower-cased.
 fn parse_uuid(s: &str) -> Option<String> {
     if s.len() != 36 {

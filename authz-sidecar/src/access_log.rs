@@ -117,8 +117,11 @@ pub fn event_from(entry: &HttpAccessLogEntry) -> AuditEvent {
             record.entry(k.to_string()).or_insert(v);
         }
     };
-    fill(field::TRACE_ID, req.request_headers.get("x-trace-id").cloned());
-    fill(field::TRACE_ID, resp.response_headers.get("x-trace-id").cloned());
+    // Without a decision record nothing checked the request's trace id (an Envoy local reply,
+    // a route without authorization): only a well-formed one is taken, never a client's junk.
+    let trace = |v: Option<&String>| v.and_then(|v| authz_core::trace::well_formed(v));
+    fill(field::TRACE_ID, trace(req.request_headers.get("x-trace-id")));
+    fill(field::TRACE_ID, trace(resp.response_headers.get("x-trace-id")));
     fill(
         field::TIME_MS,
         common
@@ -191,7 +194,7 @@ mod tests {
             request: Some(HttpRequestProperties {
                 request_method: RequestMethod::Post as i32,
                 path: path.into(),
-                request_headers: [("x-trace-id".to_string(), "from-header".to_string())].into(),
+                request_headers: [("x-trace-id".to_string(), HEADER_TRACE.to_string())].into(),
                 ..Default::default()
             }),
             response: Some(HttpResponseProperties {
@@ -200,6 +203,17 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    const HEADER_TRACE: &str = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+
+    #[test]
+    fn a_malformed_trace_id_is_not_taken_from_the_headers() {
+        let mut e = entry(None, 413, "/x");
+        if let Some(r) = e.request.as_mut() {
+            r.request_headers.insert("x-trace-id".into(), "../../etc/passwd".into());
+        }
+        assert_eq!(event_from(&e).get("trace_id"), None);
     }
 
     #[test]
@@ -219,7 +233,7 @@ mod tests {
         let e = event_from(&entry(None, 404, "/x"));
         assert_eq!(e.get("decision"), Some("none"));
         assert_eq!(e.get("reason"), Some("not_evaluated"));
-        assert_eq!(e.get("trace_id"), Some("from-header"));
+        assert_eq!(e.get("trace_id"), Some(HEADER_TRACE));
         let broken = event_from(&entry(Some(b"\xff\xff".to_vec()), 200, "/x"));
         assert_eq!(broken.get("decision"), Some("none"));
     }

@@ -366,7 +366,15 @@ impl HttpContext for Http {
                 self.record("allow", if verified.is_some() { "ok" } else { "public" }, verified.as_deref());
                 Action::Continue
             }
-            Local::Deny(d, verified) => self.deny(&d, verified.as_deref()),
+            Local::Deny(d, verified) => {
+                // The request's own `x-trace-id` too: Envoy echoes it onto every response, this
+                // one included (`%REQ(x-trace-id)%`), so a client's malformed id left in place
+                // would be handed back instead of the gateway's.
+                if req.client_trace == ClientTrace::Replaced {
+                    self.write_headers(&req.removed, req.client_trace, &[]);
+                }
+                self.deny(&d, verified.as_deref())
+            }
             Local::AskSidecar if compute => self.ask_sidecar_with_body(&shared, req, end_of_stream),
             Local::AskSidecar => self.ask_sidecar(&shared, req),
         }

@@ -72,6 +72,8 @@ pub struct Options {
     pub sidecar_extra: String,
     /// Run Redis as a three-master Redis Cluster (ports: `ports.redis` and two more).
     pub redis_cluster: bool,
+    /// Keep every request the echo upstreams receive in `Stack::seen`.
+    pub record_upstream: bool,
 }
 
 impl Options {
@@ -89,6 +91,7 @@ impl Options {
             envoy_cpus: None,
             sidecar_extra: String::new(),
             redis_cluster: false,
+            record_upstream: false,
         })
     }
 }
@@ -98,6 +101,8 @@ pub struct Stack {
     pub ports: Ports,
     pub auth: AuthStandin,
     pub upstreams: Vec<(&'static str, SocketAddr)>,
+    /// Every request the echo upstreams have received (with `Options::record_upstream`).
+    pub seen: echo::SeenLog,
     pub client: reqwest::Client,
     dir: tempfile::TempDir,
     redis: Option<Child>,
@@ -166,15 +171,19 @@ impl Stack {
         let mut ports = opts.ports.clone();
         ports.auth = auth.addr.port();
         let mut upstreams = Vec::new();
+        let seen = echo::SeenLog::default();
         for (_, name, port) in SERVICES {
             let port = if opts.fixed_upstream_ports { *port } else { 0 };
-            upstreams.push((*name, echo::spawn(name, SocketAddr::from(([127, 0, 0, 1], port))).await?));
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let record = opts.record_upstream.then(|| std::sync::Arc::clone(&seen));
+            upstreams.push((*name, echo::spawn(name, addr, record).await?));
         }
         let mut stack = Self {
             opts,
             ports,
             auth,
             upstreams,
+            seen,
             client,
             dir,
             redis: None,

@@ -101,6 +101,8 @@ pub(super) fn allow(
     CheckResponse {
         status: Some(rpc::Status { code: OK, ..Default::default() }),
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            // The trace id on the response too (the native mode has no echo of its own).
+            response_headers_to_add: vec![header(X_TRACE_ID, &req.trace_id)],
             headers,
             headers_to_remove,
             ..Default::default()
