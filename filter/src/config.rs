@@ -46,8 +46,8 @@ pub struct RawConfig {
     /// known goes to the sidecar).
     #[serde(default = "yes")]
     pub control_stream: bool,
-    /// Delay before the second attempt to reconnect a lost control stream (the first is
-    /// immediate); doubles up to 30 s while attempts keep failing.
+    /// Delay before the second attempt to reconnect a lost control stream (the first is made
+    /// at the next 200 ms tick); doubles up to 30 s while attempts keep failing.
     #[serde(default = "default_reconnect")]
     pub reconnect_interval: String,
     /// A control stream silent for this long (the sidecar heartbeats every

@@ -20,10 +20,9 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::sync::Mutex;
 
-/// The credentials requests carry, one per request.
+/// The credentials requests carry, one per request (a header and its value).
 pub struct Credentials {
-    header: HeaderName,
-    values: Vec<HeaderValue>,
+    values: Vec<(HeaderName, HeaderValue)>,
     next: AtomicUsize,
     /// Each value is used once (the miss path); otherwise the pool is cycled.
     unique: bool,
@@ -32,25 +31,29 @@ pub struct Credentials {
 impl Credentials {
     /// A pool cycled in order: after the first round every value has been seen before.
     pub fn pool(header: &str, values: &[String]) -> anyhow::Result<Arc<Self>> {
-        Self::new(header, values, false)
+        Self::new(values.iter().map(|v| (header, v.as_str())), false)
     }
 
     /// Values used once each; a run stops early when they run out.
     pub fn unique(header: &str, values: &[String]) -> anyhow::Result<Arc<Self>> {
-        Self::new(header, values, true)
+        Self::new(values.iter().map(|v| (header, v.as_str())), true)
     }
 
-    fn new(header: &str, values: &[String], unique: bool) -> anyhow::Result<Arc<Self>> {
+    /// A cycled pool of credentials in different headers (tokens and API keys mixed).
+    pub fn mixed<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> anyhow::Result<Arc<Self>> {
+        Self::new(pairs, false)
+    }
+
+    fn new<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, unique: bool) -> anyhow::Result<Arc<Self>> {
+        let values = pairs
+            .into_iter()
+            .map(|(h, v)| Ok((HeaderName::from_bytes(h.as_bytes())?, HeaderValue::from_str(v)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         anyhow::ensure!(!values.is_empty(), "no credentials");
-        Ok(Arc::new(Self {
-            header: HeaderName::from_bytes(header.as_bytes())?,
-            values: values.iter().map(|v| HeaderValue::from_str(v)).collect::<Result<_, _>>()?,
-            next: AtomicUsize::new(0),
-            unique,
-        }))
+        Ok(Arc::new(Self { values, next: AtomicUsize::new(0), unique }))
     }
 
-    fn take(&self) -> Option<HeaderValue> {
+    fn take(&self) -> Option<(HeaderName, HeaderValue)> {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
         if self.unique { self.values.get(i).cloned() } else { self.values.get(i % self.values.len()).cloned() }
     }
@@ -114,11 +117,11 @@ impl Connection {
     }
 
     /// One request; `Ok(true)` for a 2xx.
-    async fn send(&mut self, target: &Target, credential: HeaderValue) -> anyhow::Result<bool> {
+    async fn send(&mut self, target: &Target, (name, value): (HeaderName, HeaderValue)) -> anyhow::Result<bool> {
         self.sender.ready().await?;
         let req = Request::get(target.path.as_str())
             .header(http::header::HOST, "gateway.bench")
-            .header(target.credentials.header.clone(), credential)
+            .header(name, value)
             .body(Empty::new())?;
         let resp = self.sender.send_request(req).await?;
         let ok = resp.status().is_success();
@@ -134,7 +137,12 @@ struct Counters {
 }
 
 /// Sends one request, reconnecting once if the connection broke; counts the outcome.
-async fn request(conn: &mut Option<Connection>, target: &Target, credential: HeaderValue, counters: &Counters) {
+async fn request(
+    conn: &mut Option<Connection>,
+    target: &Target,
+    credential: (HeaderName, HeaderValue),
+    counters: &Counters,
+) {
     let outcome = match conn {
         Some(c) => c.send(target, credential).await,
         None => Err(anyhow::anyhow!("not connected")),

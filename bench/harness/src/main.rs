@@ -15,6 +15,7 @@ mod loadgen;
 mod measure;
 mod procstat;
 mod report;
+mod soak;
 mod tokens;
 mod upstream;
 mod variants;
@@ -72,6 +73,22 @@ struct Cli {
     /// Where the results go.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
+    /// Instead of the comparison, the soak run: the shipped gateway at half of its saturation
+    /// for this many minutes (`bench/soak.sh`), memory read every `--soak-sample` seconds.
+    #[arg(long)]
+    soak_minutes: Option<f64>,
+    /// Seconds at the soak's rate before the memory baseline is read.
+    #[arg(long, default_value_t = 60.0)]
+    soak_warmup: f64,
+    /// Seconds between the soak's readings.
+    #[arg(long, default_value_t = 30.0)]
+    soak_sample: f64,
+    /// Allowed change of resident memory from the baseline, in percent.
+    #[arg(long, default_value_t = 5.0)]
+    soak_tolerance: f64,
+    /// In the soak's mix, one API key (a sidecar callout) after every this many tokens.
+    #[arg(long, default_value_t = 10)]
+    soak_api_key_every: usize,
 }
 
 /// One variant's results.
@@ -272,6 +289,21 @@ async fn run(cli: Cli, envoy_cpu: Option<usize>, load_cpu: Option<usize>) -> any
         hit_pool,
         path: "/api/tools/bench".into(),
     };
+
+    if let Some(minutes) = cli.soak_minutes {
+        let cfg = soak::SoakSettings {
+            minutes,
+            warmup: Duration::from_secs_f64(cli.soak_warmup),
+            sample: Duration::from_secs_f64(cli.soak_sample),
+            tolerance_pct: cli.soak_tolerance,
+            api_key_every: cli.soak_api_key_every,
+        };
+        let report = soak::run(&mut bench, &cfg).await?;
+        soak::write(&report, &cli.out)?;
+        println!("{}", soak::markdown(&report));
+        anyhow::ensure!(report.passed, "the soak run failed (see {}/soak.md)", cli.out.display());
+        return Ok(());
+    }
 
     let named = |v: &Variant| cli.only.iter().any(|o| o == v.id);
     let selected: Vec<&Variant> =

@@ -142,7 +142,12 @@ async fn matrix(mode: Mode) {
         case("public route, no credential", "/api/workbench/public/doc", None, 200),
         case("public route, bad token", "/api/workbench/public/doc", auth(&forged_sig), 200),
         case("/health (answered by Envoy)", "/health", None, 200),
-        case("protected, valid token (verified in the filter natively: sidecar)", "/api/tools/x", auth(&user), 200),
+        case(
+            "protected, valid token (wasm: verified in the filter; native: by the sidecar)",
+            "/api/tools/x",
+            auth(&user),
+            200,
+        ),
         case("protected, API key (sidecar introspection)", "/api/tools/x", key("demo-api-key-bob"), 200),
         case("no credential", "/api/tools/x", None, 401),
         case("forged signature", "/api/tools/x", auth(&forged_sig), 401),
