@@ -1,10 +1,10 @@
 //! Faults under steady load: Redis, the sidecar and the auth service go away, slow down (Redis:
-//! paused) and come back, and the connections between Envoy and the sidecar (the filters' control streams,
-//! the `Check` calls, the access log) are reset and then stalled while both processes live,
-//! all while a load generator keeps sending five kinds of request, in both gateway modes.
-//! Required: the failure table's verdicts (never a 200 for a request that must be refused),
-//! Envoy alive throughout, recovery without restarts; the time to recover is measured and
-//! printed (and reported in RELIABILITY.md).
+//! paused) and come back, and the connections between Envoy and the sidecar (the filters'
+//! control streams, the `Check` calls, the access log) are reset and then stalled while both
+//! processes live, all while a load generator keeps sending five kinds of request, in both
+//! gateway modes. Required: the failure table's verdicts (never a 200 for a request that must
+//! be refused), Envoy alive throughout, recovery without restarts; the time to recover is
+//! measured and printed (and reported in RELIABILITY.md).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
