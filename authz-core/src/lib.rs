@@ -15,6 +15,7 @@ pub mod duration;
 pub mod headers;
 pub mod identity;
 pub mod keys;
+pub mod path_guard;
 pub mod request;
 pub mod revocation;
 pub mod routes;

@@ -33,6 +33,12 @@ pub struct RouteSpec {
     /// Methods (upper case); empty matches any.
     #[serde(default)]
     pub methods: Vec<String>,
+    /// Match `path`/`prefix`/`template` literals exactly. By default a protected rule matches
+    /// regardless of ASCII case, since Express, ASP.NET and case-insensitive file systems serve
+    /// `/ADMIN` as `/admin`; public rules always match exactly (a case variant of a public
+    /// path is never public).
+    #[serde(default)]
+    pub case_sensitive: bool,
     /// No credential needed (identity headers are still removed).
     #[serde(default)]
     pub public: bool,
@@ -113,6 +119,8 @@ pub struct Route {
     prefix: Option<String>,
     template: Option<PathTemplate>,
     methods: Vec<String>,
+    /// Literals match regardless of ASCII case (protected rules unless `caseSensitive`).
+    fold_case: bool,
     pub public: bool,
     scope: Option<Scope>,
     pub require_session: bool,
@@ -138,7 +146,11 @@ impl TryFrom<RouteSpec> for Route {
         if s.path.iter().chain(&s.prefix).any(|p| !p.starts_with('/')) {
             return Err(err("`path`/`prefix` must start with '/'"));
         }
-        let template = s.template.as_deref().map(PathTemplate::parse).transpose().map_err(|e| err(&e))?;
+        let mut template = s.template.as_deref().map(PathTemplate::parse).transpose().map_err(|e| err(&e))?;
+        let fold_case = !s.public && !s.case_sensitive;
+        if let Some(t) = &mut template {
+            t.set_fold_case(fold_case);
+        }
         let requirements = Requirements {
             roles_any_of: s.roles_any_of,
             roles_all_of: s.roles_all_of,
@@ -184,6 +196,7 @@ impl TryFrom<RouteSpec> for Route {
             prefix: s.prefix.map(|p| p.trim_end_matches('/').to_string()),
             template,
             methods: s.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+            fold_case,
             public: s.public,
             scope,
             require_session: s.require_session,
@@ -212,15 +225,18 @@ impl Route {
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {
-        let path_ok = match (&self.path, &self.prefix, &self.template) {
-            (Some(p), _, _) => p == path,
-            (None, Some(prefix), _) => {
-                path.strip_prefix(prefix.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-            }
+        self.matches_path(path) && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+    }
+
+    fn matches_path(&self, path: &str) -> bool {
+        let fold = self.fold_case;
+        match (&self.path, &self.prefix, &self.template) {
+            (Some(p), _, _) => p == path || fold && p.eq_ignore_ascii_case(path),
+            (None, Some(prefix), _) => crate::template::strip_prefix_folded(path, prefix, fold)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
             (None, None, Some(t)) => t.matches(path),
             (None, None, None) => false,
-        };
-        path_ok && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+        }
     }
 
     /// The RBAC/ABAC requirements (roles, scopes, claims, bindings, service-only, the
@@ -258,7 +274,10 @@ impl Route {
                     return Err(Denial::unauthorized("action_token_invalid", "the action token was refused"));
                 }
                 Some(Ok(t)) => {
-                    if t.action.as_deref() != Some(action.as_str()) || t.user_id != id.user_id {
+                    // The same issuers and audiences as the request's own token: an action
+                    // token from a foreign issuer or for another audience authorises nothing.
+                    let in_scope = scope.check(t.issuer.as_deref(), &t.audiences).is_ok();
+                    if !in_scope || t.action.as_deref() != Some(action.as_str()) || t.user_id != id.user_id {
                         return Err(Denial::unauthorized("action_token_invalid", "the action token was refused"));
                     }
                 }
@@ -361,6 +380,13 @@ impl RouteTable {
     /// Public paths only (no rules): what the vertical slice used.
     pub fn public_only(public_paths: Vec<String>) -> Self {
         Self { public_paths, ..Self::default() }
+    }
+
+    /// Whether a rule that names methods covers `path`: a method override there (`_method`)
+    /// could make the upstream act on a method the policy did not judge.
+    pub fn depends_on_method(&self, path: &str) -> bool {
+        let path = path_only(path);
+        self.routes.iter().any(|r| !r.methods.is_empty() && r.matches_path(path))
     }
 
     /// The rule for a request. `path` may carry a query string.

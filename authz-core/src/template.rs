@@ -17,6 +17,18 @@ pub struct PathTemplate {
     /// The literal text every matching path starts with (up to the first wildcard), checked
     /// first: most rules of a large policy are rejected by one `starts_with`.
     literal_prefix: String,
+    /// Literal segments match regardless of ASCII case (parameters keep the path's case).
+    fold_case: bool,
+}
+
+/// `s` without the prefix `p`, comparing ASCII case-insensitively when `fold`.
+pub(crate) fn strip_prefix_folded<'a>(s: &'a str, p: &str, fold: bool) -> Option<&'a str> {
+    if !fold {
+        return s.strip_prefix(p);
+    }
+    let head = s.as_bytes().get(..p.len())?;
+    // Only ASCII letters are folded, so equal bytes keep `p.len()` on a char boundary.
+    if head.eq_ignore_ascii_case(p.as_bytes()) { s.get(p.len()..) } else { None }
 }
 
 impl PathTemplate {
@@ -54,7 +66,12 @@ impl PathTemplate {
                 _ => break,
             }
         }
-        Ok(Self { segments, literal_prefix })
+        Ok(Self { segments, literal_prefix, fold_case: false })
+    }
+
+    /// Makes literal segments match regardless of ASCII case.
+    pub fn set_fold_case(&mut self, fold: bool) {
+        self.fold_case = fold;
     }
 
     /// Whether `path` (without query) matches, without allocating.
@@ -69,7 +86,10 @@ impl PathTemplate {
     }
 
     fn walk<'s, 'p>(&'s self, path: &'p str, mut on_param: impl FnMut(&'s str, &'p str)) -> bool {
-        if !path.starts_with(self.literal_prefix.as_str()) && path != self.literal_prefix.trim_end_matches('/') {
+        let fold = self.fold_case;
+        let bare = self.literal_prefix.trim_end_matches('/');
+        let is_bare = if fold { path.eq_ignore_ascii_case(bare) } else { path == bare };
+        if strip_prefix_folded(path, &self.literal_prefix, fold).is_none() && !is_bare {
             return false;
         }
         let Some(rest) = path.strip_prefix('/') else { return false };
@@ -82,7 +102,7 @@ impl PathTemplate {
             }
             let Some(part) = parts.next() else { return false };
             match seg {
-                Segment::Literal(l) if l != part => return false,
+                Segment::Literal(l) if !(l == part || fold && l.eq_ignore_ascii_case(part)) => return false,
                 Segment::Param(_) if part.is_empty() => return false,
                 Segment::Param(name) => on_param(name, part),
                 _ => {}

@@ -90,6 +90,7 @@ fn decider() -> Arc<Decider> {
         metrics,
         quota,
         tenant_claim: "tenant".into(),
+        action_jtis: None,
     })
 }
 

@@ -14,6 +14,7 @@ use authz_core::authorize::check_endpoint_permissions;
 use authz_core::cache::digest;
 use authz_core::credential::{self, Credential};
 use authz_core::headers::{StripRules, X_ACTION_TOKEN};
+use authz_core::path_guard;
 use authz_core::request::{Sanitized, sanitize};
 use authz_core::routes::{self, Matched, QuotaSpec, ResourceSource, Route};
 use authz_core::token::verify_token_time;
@@ -23,12 +24,13 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use tonic::{Request, Response, Status};
 use tracing::{Span, debug, warn};
 
-use crate::identity_cache::{IdentityCache, unix_now};
+use crate::identity_cache::{IdentityCache, remaining, unix_now};
 use crate::introspect::Introspector;
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyStore};
 use crate::quota::{Outcome, Quota};
+use crate::redis_kv::RedisKv;
 use crate::revocations::RevocationHub;
 use crate::session::SessionChecker;
 
@@ -50,6 +52,8 @@ pub struct Decider {
     pub quota: Arc<Quota>,
     /// The claim naming the caller's lab/tenant (audit records).
     pub tenant_claim: String,
+    /// Where used action-token `jti`s are held (`actionTokens.singleUse`), or `None`.
+    pub action_jtis: Option<RedisKv>,
 }
 
 /// A decision before it is turned into a `CheckResponse`.
@@ -78,6 +82,13 @@ impl Decider {
         req: &Sanitized<String>,
         body: &[u8],
     ) -> Decision {
+        // Before any rule: a path an upstream could read differently from the policy.
+        if let Err(d) = path_guard::check(path) {
+            return Decision::Deny(d);
+        }
+        if path_guard::has_method_param(path) && policy.table.depends_on_method(path) {
+            return Decision::Deny(path_guard::METHOD_OVERRIDE);
+        }
         let route = match matched {
             Matched::Public => return Decision::Allow(None),
             Matched::NoRule => {
@@ -215,7 +226,32 @@ impl Decider {
                 }
             }
         }
+        if let Some(Ok(action)) = &action {
+            self.spend_action_token(action, now).await?;
+        }
         Ok(id)
+    }
+
+    /// The checks on an action token that need shared state, once everything else about the
+    /// request passed: not revoked (its session logged out, "log out everywhere"), and, with
+    /// `actionTokens.singleUse`, not used before (its `jti`, held until the token expires).
+    async fn spend_action_token(&self, action: &Identity, now: u64) -> Result<(), Decision> {
+        if self.revocations.current().set.is_revoked(action) {
+            return Err(Decision::Deny(Denial::unauthorized("action_token_revoked", "the action token was revoked")));
+        }
+        let Some(kv) = &self.action_jtis else { return Ok(()) };
+        let Some(jti) = action.token_id.as_deref() else {
+            return Err(Decision::Deny(Denial::unauthorized("action_token_invalid", "the action token was refused")));
+        };
+        let scoped = format!("{}\n{jti}", action.issuer.as_deref().unwrap_or(""));
+        let key = kv.key("action-jti", &digest(&scoped));
+        match kv.claim_once(&key, remaining(action.expires_at, now)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                Err(Decision::Deny(Denial::unauthorized("action_token_used", "the action token was already used")))
+            }
+            Err(()) => Err(Decision::Unavailable("action token store unavailable")),
+        }
     }
 
     /// A service-to-service caller (a verified, unrevoked token with the `svc` claim), for the

@@ -13,18 +13,22 @@ mod quota;
 pub use audit::AuditConfig;
 pub use quota::{Limits, QuotaConfig};
 
+use crate::listen::{self as listen, Listeners};
 use crate::policy::{self, Policy, PolicyError};
 use authz_core::duration::serde_str;
+use authz_core::headers::StripRules;
 use serde::Deserialize;
 
 /// Everything the sidecar runs with.
 #[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Config {
-    /// gRPC listener: ext_authz `Check`, the `authz.v1` control stream, gRPC health.
-    #[serde(default = "default_grpc")]
-    pub grpc_listen: SocketAddr,
-    /// HTTP listener: `/healthz`, `/readyz`, `/metrics`.
+    /// gRPC listeners (one address or a list; `host:port` or `unix:/path`): ext_authz
+    /// `Check`, the `authz.v1` control stream, gRPC health. Loopback by default; a TCP address
+    /// off loopback needs `SIDECAR_GRPC_TOKEN` (see `listen.rs`).
+    #[serde(default)]
+    pub grpc_listen: Listeners,
+    /// HTTP listener: `/healthz`, `/readyz`, `/metrics`. Loopback by default.
     #[serde(default = "default_admin")]
     pub admin_listen: SocketAddr,
     /// Base URL of the platform's auth service (env `IAM_URL`).
@@ -60,6 +64,8 @@ pub struct Config {
     #[serde(default)]
     pub api_keys: ApiKeyConfig,
     #[serde(default)]
+    pub action_tokens: ActionTokenConfig,
+    #[serde(default)]
     pub revocation: RevocationConfig,
     /// How long a session check's answer is reused (`requireSession` routes).
     #[serde(default = "default_session_ttl", with = "serde_str")]
@@ -68,6 +74,11 @@ pub struct Config {
     /// and `x-quota-lease`.
     #[serde(default)]
     pub strip_headers: Vec<String>,
+    /// Method and URL override headers removed from every request; absent: the built-in list
+    /// (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`, `X-Original-URL`,
+    /// `X-Rewrite-URL`, `X-Original-URI`, `X-Envoy-Original-Path`, `X-Envoy-Original-URL`).
+    #[serde(default)]
+    pub override_headers: Option<Vec<String>>,
     /// Timeout of each call to the auth service (JWKS, introspection).
     #[serde(default = "default_iam_timeout", with = "serde_str")]
     pub iam_timeout: Duration,
@@ -84,6 +95,10 @@ pub struct Config {
     /// or `JWT_SECRET_FILE` naming a file that holds it).
     #[serde(skip)]
     pub jwt_secret: Option<String>,
+    /// The token every gRPC call over TCP must carry (`authorization: Bearer <token>`).
+    /// Environment only (`SIDECAR_GRPC_TOKEN`, or `SIDECAR_GRPC_TOKEN_FILE`).
+    #[serde(skip)]
+    pub grpc_token: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -112,6 +127,22 @@ pub struct RevocationConfig {
     /// Prefix of the stored revocation keys (`<prefix><kind>:<id>`).
     #[serde(default = "default_rev_prefix")]
     pub key_prefix: String,
+}
+
+/// Step-up `X-Action-Token`s (route rules with `action`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActionTokenConfig {
+    /// Each token authorises one request: its `jti` is held in Redis until the token expires,
+    /// and a token without `jti` is refused. Redis away: action routes answer 503.
+    #[serde(default = "yes")]
+    pub single_use: bool,
+}
+
+impl Default for ActionTokenConfig {
+    fn default() -> Self {
+        Self { single_use: true }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -180,11 +211,8 @@ fn yes() -> bool {
 fn default_tenant_claim() -> String {
     "tenant".into()
 }
-fn default_grpc() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 9191))
-}
 fn default_admin() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 9192))
+    SocketAddr::from(([127, 0, 0, 1], 9192))
 }
 fn default_iam_timeout() -> Duration {
     Duration::from_secs(2)
@@ -295,6 +323,19 @@ pub enum ConfigError {
     Invalid { field: &'static str, reason: String },
 }
 
+/// A secret from `NAME`, or from the file that `NAME_FILE` names (a mounted Kubernetes
+/// Secret, which keeps it out of the process environment); both at once is refused.
+fn secret_from_env(env: &dyn Env, name: &str, file_var: &'static str) -> Result<Option<String>, ConfigError> {
+    let direct = env.var(name);
+    let Some(path) = env.var(file_var) else { return Ok(direct) };
+    if direct.is_some() {
+        return Err(ConfigError::Invalid { field: file_var, reason: format!("{name} is set too; use one") });
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ConfigError::Invalid { field: file_var, reason: format!("cannot read {path}: {e}") })?;
+    Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
+}
+
 /// Environment variables read on top of the file. Passed in (not read here) so tests are pure.
 pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
@@ -351,27 +392,14 @@ impl Config {
                 }
             };
         }
-        if let Some(v) = env.var("JWT_SECRET") {
+        // HMAC secret and gRPC token, each from the environment or a file it names.
+        if let Some(v) = secret_from_env(env, "JWT_SECRET", "JWT_SECRET_FILE")? {
             self.jwt_secret = Some(v);
         }
-        // The same secret from a file (a mounted Kubernetes Secret), which keeps it out of the
-        // process environment. Both at once is ambiguous: refused.
-        if let Some(path) = env.var("JWT_SECRET_FILE") {
-            if self.jwt_secret.is_some() {
-                return Err(ConfigError::Invalid {
-                    field: "JWT_SECRET_FILE",
-                    reason: "JWT_SECRET is set too; use one".into(),
-                });
-            }
-            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
-                field: "JWT_SECRET_FILE",
-                reason: format!("cannot read {path}: {e}"),
-            })?;
-            self.jwt_secret = Some(text.trim_end_matches(['\n', '\r']).to_string());
-        }
+        self.grpc_token = secret_from_env(env, "SIDECAR_GRPC_TOKEN", "SIDECAR_GRPC_TOKEN_FILE")?;
         if let Some(v) = env.var("AUTHZ_GRPC_LISTEN") {
             self.grpc_listen =
-                v.parse().map_err(|e| ConfigError::Invalid { field: "AUTHZ_GRPC_LISTEN", reason: format!("{e}") })?;
+                v.parse().map_err(|reason| ConfigError::Invalid { field: "AUTHZ_GRPC_LISTEN", reason })?;
         }
         if let Some(v) = env.var("AUTHZ_ADMIN_LISTEN") {
             self.admin_listen =
@@ -419,6 +447,11 @@ impl Config {
         if self.jwt_secret.as_deref().is_some_and(|s| s.len() < 16) {
             return invalid("JWT_SECRET", "must be at least 16 bytes");
         }
+        if self.grpc_token.as_deref().is_some_and(|s| s.len() < 32 || !s.bytes().all(|b| b.is_ascii_graphic())) {
+            return invalid("SIDECAR_GRPC_TOKEN", "must be at least 32 printable ASCII characters, without spaces");
+        }
+        listen::check_exposure(&self.grpc_listen, self.grpc_token.is_some())
+            .map_err(|reason| ConfigError::Invalid { field: "grpcListen", reason })?;
         for p in &self.public_paths {
             if !p.starts_with('/') {
                 return Err(ConfigError::Invalid {
@@ -452,6 +485,15 @@ impl Config {
         match &self.policy_file {
             Some(path) => policy::load(path, &self.public_paths),
             None => policy::parse("", "(no policy file)", &self.public_paths),
+        }
+    }
+
+    /// Which client-sent headers every request loses.
+    pub fn strip_rules(&self) -> StripRules {
+        let rules = StripRules::new(self.strip_headers.clone());
+        match &self.override_headers {
+            Some(list) => rules.with_overrides(list.clone()),
+            None => rules,
         }
     }
 
@@ -505,6 +547,7 @@ impl std::fmt::Debug for Config {
             .field("policy_file", &self.policy_file)
             .field("strip_headers", &self.strip_headers)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
+            .field("grpc_token", &self.grpc_token.as_ref().map(|_| "***"))
             .finish()
     }
 }

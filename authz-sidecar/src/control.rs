@@ -27,6 +27,9 @@ pub struct ControlService {
     policy: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
     heartbeat: Duration,
+    /// Whether this listener's callers are authenticated (`listen.rs`): only they receive
+    /// symmetric keys.
+    symmetric: bool,
 }
 
 impl ControlService {
@@ -36,8 +39,9 @@ impl ControlService {
         policy: Arc<PolicyStore>,
         metrics: Arc<Metrics>,
         heartbeat: Duration,
+        symmetric: bool,
     ) -> Self {
-        Self { keys, revocations, policy, metrics, heartbeat }
+        Self { keys, revocations, policy, metrics, heartbeat, symmetric }
     }
 }
 
@@ -61,12 +65,11 @@ impl Drop for Subscriber {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<ControlEvent, Status>> + Send>>;
 
-fn keys_event(state: &KeyState) -> Option<ControlEvent> {
-    (!state.jwks_json.is_empty()).then(|| ControlEvent {
-        event: Some(control_event::Event::Keys(KeySnapshot {
-            version: state.version,
-            jwks_json: state.jwks_json.clone(),
-        })),
+/// The key snapshot for a subscriber: with the HMAC secret only when `symmetric`.
+fn keys_event(state: &KeyState, symmetric: bool) -> Option<ControlEvent> {
+    let jwks = if symmetric { &state.jwks_json } else { &state.public_jwks_json };
+    (!jwks.is_empty()).then(|| ControlEvent {
+        event: Some(control_event::Event::Keys(KeySnapshot { version: state.version, jwks_json: jwks.clone() })),
     })
 }
 
@@ -102,9 +105,10 @@ impl Control for ControlService {
         let mut updates = self.revocations.subscribe();
         let hub = Arc::clone(&self.revocations);
         let period = self.heartbeat;
+        let symmetric = self.symmetric;
         tokio::spawn(async move {
             let _alive = guard;
-            let first_keys = keys_event(&keys_rx.borrow_and_update());
+            let first_keys = keys_event(&keys_rx.borrow_and_update(), symmetric);
             if let Some(ev) = first_keys
                 && tx.send(Ok(ev)).await.is_err()
             {
@@ -127,7 +131,7 @@ impl Control for ControlService {
                 let event = tokio::select! {
                     _ = heartbeat.tick() => Some(ControlEvent { event: Some(control_event::Event::Heartbeat(Heartbeat {})) }),
                     changed = keys_rx.changed() => match changed {
-                        Ok(()) => keys_event(&keys_rx.borrow_and_update()),
+                        Ok(()) => keys_event(&keys_rx.borrow_and_update(), symmetric),
                         Err(_) => break,
                     },
                     changed = policy_rx.changed() => match changed {

@@ -23,8 +23,11 @@ pub struct KeyState {
     /// Bumped on every change.
     pub version: u64,
     pub keys: KeySet,
-    /// What the filters receive: the JWKS plus the HMAC key as an `oct` JWK.
+    /// What authenticated filters receive: the JWKS plus the HMAC key as an `oct` JWK.
     pub jwks_json: String,
+    /// What unauthenticated subscribers receive: the asymmetric keys only (no `oct` key,
+    /// whether ours or one the JWKS itself carried).
+    pub public_jwks_json: String,
     /// True once a JWKS was fetched successfully (HMAC-only verification needs none).
     pub jwks_loaded: bool,
 }
@@ -71,6 +74,7 @@ impl KeyStore {
                 initial.keys.add_hmac_secret(secret.as_bytes(), *alg);
             }
             initial.jwks_json = combined_jwks(&[], Some(secret), &hmac_algorithms);
+            initial.public_jwks_json = combined_jwks(&[], None, &[]);
             initial.version = 1;
         }
         let (tx, _) = watch::channel(Arc::new(initial));
@@ -133,12 +137,15 @@ impl KeyStore {
             }
         }
         let jwks_json = combined_jwks(&public, self.hmac_secret.as_deref(), &self.hmac_algorithms);
+        let asymmetric: Vec<serde_json::Value> =
+            public.iter().filter(|k| k.get("kty").and_then(|t| t.as_str()) != Some("oct")).cloned().collect();
+        let public_jwks_json = combined_jwks(&asymmetric, None, &[]);
         let changed = self.tx.send_if_modified(|state| {
             if state.jwks_loaded && state.jwks_json == jwks_json {
                 return false;
             }
             let version = state.version + 1;
-            *state = Arc::new(KeyState { version, keys, jwks_json, jwks_loaded: true });
+            *state = Arc::new(KeyState { version, keys, jwks_json, public_jwks_json, jwks_loaded: true });
             true
         });
         if changed {

@@ -16,6 +16,7 @@ pub mod control;
 pub mod identity_cache;
 pub mod introspect;
 pub mod keystore;
+pub mod listen;
 pub mod metrics;
 pub mod ops;
 pub mod policy;

@@ -6,6 +6,7 @@
 
 pub mod resources;
 pub mod store;
+pub mod strict_json;
 
 use std::sync::Arc;
 use std::time::Duration;

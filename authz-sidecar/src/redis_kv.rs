@@ -65,4 +65,25 @@ impl RedisKv {
             }
         }
     }
+
+    /// `SET key 1 NX EX ttl`: true for the first caller, false once the key exists. Unlike the
+    /// cache calls, an error is returned: a single-use check that cannot be made must refuse.
+    pub async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, ()> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(1).arg("NX").arg("EX").arg(ttl.as_secs().max(1));
+        match tokio::time::timeout(self.timeout, cmd.query_async::<Option<String>>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v.is_some()),
+            Ok(Err(e)) => {
+                self.metrics.redis_errors.inc();
+                debug!(error = %e, "redis SET NX failed");
+                Err(())
+            }
+            Err(_) => {
+                self.metrics.redis_errors.inc();
+                debug!("redis SET NX timed out");
+                Err(())
+            }
+        }
+    }
 }

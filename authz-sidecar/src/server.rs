@@ -7,14 +7,16 @@ use std::time::Duration;
 use crate::redis_conn::RedisConn;
 use anyhow::Context as _;
 use authz_core::ClaimsPolicy;
-use authz_core::headers::StripRules;
 use authz_proto::authz::v1::control_server::ControlServer;
 use authz_proto::authz::v1::quota_server::QuotaServer;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::AccessLogServiceServer;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tracing::info;
+use std::path::PathBuf;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tracing::{info, warn};
+
+use crate::listen::{self, Listen};
 
 use crate::access_log::AccessLogs;
 use crate::admin::{self, AdminState};
@@ -90,6 +92,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         Arc::clone(&metrics),
     ));
 
+    let action_kv = RedisKv::new(
+        redis.clone(),
+        config.cache.redis_prefix.clone(),
+        config.cache.redis_timeout,
+        Arc::clone(&metrics),
+    );
     let kv = RedisKv::new(
         redis.clone(),
         config.cache.redis_prefix.clone(),
@@ -113,25 +121,34 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             audiences: config.jwt.audiences.clone(),
             clock_skew_secs: config.jwt.clock_skew.as_secs(),
         },
-        strip: StripRules::new(config.strip_headers.clone()),
+        strip: config.strip_rules(),
         policy: Arc::clone(&policy),
         revocations: Arc::clone(&revocations),
         metrics: Arc::clone(&metrics),
         quota: Arc::clone(&quota),
         tenant_claim: config.tenant_claim.clone(),
+        action_jtis: config.action_tokens.single_use.then_some(action_kv),
     });
     let quota_api = Arc::new(QuotaApi::new(Arc::clone(&decider)));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AuthorizationServer<AuthzService>>().await;
 
-    let grpc_listener = TcpListener::bind(config.grpc_listen)
-        .await
-        .with_context(|| format!("binding gRPC on {}", config.grpc_listen))?;
     let admin_listener = TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("binding admin on {}", config.admin_listen))?;
-    info!(grpc = %grpc_listener.local_addr()?, admin = %admin_listener.local_addr()?, iam = %config.iam_url, redis = %config.redacted_redis_url(), "authz-sidecar listening");
+    let mut grpc_listeners = Vec::new();
+    for listen in &config.grpc_listen.0 {
+        grpc_listeners.push((listen.clone(), Bound::bind(listen).await?));
+    }
+    let names: Vec<String> = grpc_listeners.iter().map(|(_, b)| b.name()).collect();
+    info!(grpc = ?names, admin = %admin_listener.local_addr()?, iam = %config.iam_url, redis = %config.redacted_redis_url(), "authz-sidecar listening");
+    let token_configured = config.grpc_token.is_some();
+    for (listen, _) in &grpc_listeners {
+        if !listen.authenticated(token_configured) && config.jwt_secret.is_some() {
+            warn!(listener = %listen, "unauthenticated gRPC listener: filters subscribing here get the public keys only, so HMAC tokens they see are verified by the sidecar");
+        }
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -152,24 +169,115 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let admin_server = axum::serve(admin_listener, admin::router(admin_state, Arc::clone(&quota_api)))
         .with_graceful_shutdown(wait(stop_rx.clone()));
 
-    let access_logs = AccessLogs::new(audit, quota, Arc::clone(&metrics));
-    let grpc_server = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(AuthorizationServer::new(AuthzService::new(decider)))
-        .add_service(AccessLogServiceServer::new(access_logs))
-        .add_service(QuotaServer::new(QuotaGrpc(quota_api)))
-        .add_service(ControlServer::new(ControlService::new(
-            keys,
-            revocations,
-            policy,
-            metrics,
-            config.control_heartbeat_interval,
-        )))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), wait(stop_rx));
-
+    let access_logs = AccessLogServiceServer::new(AccessLogs::new(audit, quota, Arc::clone(&metrics)));
+    let authz = AuthorizationServer::new(AuthzService::new(decider));
+    let quota_grpc = QuotaServer::new(QuotaGrpc(quota_api));
+    let mut grpc_servers = Vec::new();
+    for (listen, bound) in grpc_listeners {
+        let authenticated = listen.authenticated(token_configured);
+        // The token guards TCP listeners; a Unix socket is guarded by its file mode.
+        let token = match listen {
+            Listen::Tcp(_) => config.grpc_token.clone(),
+            Listen::Unix(_) => None,
+        };
+        let router = tonic::transport::Server::builder()
+            .layer(tonic::service::InterceptorLayer::new(RequireToken(token.map(Arc::from))))
+            .add_service(health_service.clone())
+            .add_service(authz.clone())
+            .add_service(access_logs.clone())
+            .add_service(quota_grpc.clone())
+            .add_service(ControlServer::new(ControlService::new(
+                Arc::clone(&keys),
+                Arc::clone(&revocations),
+                Arc::clone(&policy),
+                Arc::clone(&metrics),
+                config.control_heartbeat_interval,
+                authenticated,
+            )));
+        let stop = wait(stop_rx.clone());
+        grpc_servers.push(tokio::spawn(async move {
+            match bound {
+                Bound::Tcp(l) => router.serve_with_incoming_shutdown(TcpListenerStream::new(l), stop).await,
+                Bound::Unix(l, _) => router.serve_with_incoming_shutdown(UnixListenerStream::new(l), stop).await,
+            }
+        }));
+    }
+    let grpc_server = async move {
+        for server in grpc_servers {
+            server.await.context("gRPC server task")??;
+        }
+        anyhow::Ok(())
+    };
     let (grpc, admin) = tokio::join!(grpc_server, admin_server);
     grpc.context("gRPC server")?;
     admin.context("admin server")?;
     info!("authz-sidecar stopped");
     Ok(())
+}
+
+/// A bound gRPC listener.
+enum Bound {
+    Tcp(TcpListener),
+    /// The socket and its path (removed again when the server stops).
+    Unix(UnixListener, SocketFile),
+}
+
+/// Removes the socket file on drop, so a restart finds the path free.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Bound {
+    async fn bind(listen: &Listen) -> anyhow::Result<Self> {
+        match listen {
+            Listen::Tcp(addr) => {
+                let l = TcpListener::bind(addr).await.with_context(|| format!("binding gRPC on {addr}"))?;
+                Ok(Bound::Tcp(l))
+            }
+            Listen::Unix(path) => {
+                // A socket left by a previous run would make bind fail; anything else at that
+                // path is not ours to remove.
+                if let Ok(meta) = std::fs::symlink_metadata(path) {
+                    use std::os::unix::fs::FileTypeExt as _;
+                    if !meta.file_type().is_socket() {
+                        anyhow::bail!("gRPC socket path {} exists and is not a socket", path.display());
+                    }
+                    std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+                }
+                let l = UnixListener::bind(path).with_context(|| format!("binding gRPC on unix:{}", path.display()))?;
+                // Owner and group (Envoy in the same pod runs as the same user or group).
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+                    .with_context(|| format!("setting the mode of {}", path.display()))?;
+                Ok(Bound::Unix(l, SocketFile(path.clone())))
+            }
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Bound::Tcp(l) => l.local_addr().map_or_else(|_| "tcp".into(), |a| a.to_string()),
+            Bound::Unix(_, f) => format!("unix:{}", f.0.display()),
+        }
+    }
+}
+
+/// Refuses a gRPC call whose `authorization` metadata does not carry the listener's token.
+#[derive(Clone)]
+struct RequireToken(Option<Arc<str>>);
+
+impl tonic::service::Interceptor for RequireToken {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let Some(token) = &self.0 else { return Ok(req) };
+        let header = req.metadata().get("authorization").map(|v| v.as_bytes());
+        if listen::token_matches(header, token) {
+            Ok(req)
+        } else {
+            Err(tonic::Status::unauthenticated("this listener needs the sidecar's gRPC token"))
+        }
+    }
 }

@@ -17,6 +17,11 @@ use serde::Deserialize;
 pub struct RawConfig {
     /// Envoy cluster of the sidecar's gRPC port (ext_authz `Check` and the control stream).
     pub sidecar_cluster: String,
+    /// The sidecar's gRPC token (`SIDECAR_GRPC_TOKEN`), sent as `authorization: Bearer` on
+    /// every call, for a sidecar reached over TCP. Not needed over the Unix socket of the
+    /// shipped configurations; it sits in Envoy's configuration, so keep that private.
+    #[serde(default)]
+    pub sidecar_token: Option<String>,
     /// Deadline of a `Check` callout; past it the request gets 503.
     #[serde(default = "default_timeout")]
     pub sidecar_timeout: String,
@@ -42,6 +47,10 @@ pub struct RawConfig {
     /// and `x-quota-lease`.
     #[serde(default)]
     pub strip_headers: Vec<String>,
+    /// Method and URL override headers removed from every request (`X-HTTP-Method-Override`,
+    /// `X-Original-URL`, ...); absent: the built-in list (`authz_core::headers`).
+    #[serde(default)]
+    pub override_headers: Option<Vec<String>>,
     /// Keep a control stream to the sidecar for keys (off: every token whose key is not
     /// known goes to the sidecar).
     #[serde(default = "yes")]
@@ -131,10 +140,28 @@ pub enum ConfigError {
 /// memory curve, a VM failed after about 0.7-0.8M, so the bound leaves a wide margin.
 pub const MAX_CACHE_CAPACITY: usize = 200_000;
 
+/// gRPC metadata sent to the sidecar; never printed (it holds the token).
+pub struct SidecarMetadata(pub Vec<(String, Vec<u8>)>);
+
+impl SidecarMetadata {
+    /// In the form `dispatch_grpc_call` and `open_grpc_stream` take.
+    pub fn pairs(&self) -> Vec<(&str, &[u8])> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect()
+    }
+}
+
+impl std::fmt::Debug for SidecarMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "[]" } else { "[authorization: ***]" })
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug)]
 pub struct Settings {
     pub sidecar_cluster: String,
+    /// `authorization` metadata for every call to the sidecar (empty without a token).
+    pub sidecar_metadata: SidecarMetadata,
     pub sidecar_timeout: Duration,
     pub claims: ClaimsPolicy,
     pub cache_capacity: usize,
@@ -214,8 +241,19 @@ impl TryFrom<RawConfig> for Settings {
         let bootstrap_routes = RouteTable::new(raw.public_paths.clone(), raw.public_prefixes.clone(), Vec::new())
             .map_err(|e| ConfigError::Field { field: "publicPaths", reason: e.to_string() })?;
         let claims = ClaimsPolicy { issuers: raw.issuers, audiences: raw.audiences, clock_skew_secs: skew.as_secs() };
+        let sidecar_metadata = match raw.sidecar_token {
+            Some(t) if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(ConfigError::Field {
+                    field: "sidecarToken",
+                    reason: "must be printable ASCII without spaces".into(),
+                });
+            }
+            Some(t) => SidecarMetadata(vec![("authorization".to_string(), format!("Bearer {t}").into_bytes())]),
+            None => SidecarMetadata(Vec::new()),
+        };
         Ok(Self {
             sidecar_cluster: raw.sidecar_cluster,
+            sidecar_metadata,
             sidecar_timeout,
             scope: claims.scope(),
             claims,
@@ -223,7 +261,10 @@ impl TryFrom<RawConfig> for Settings {
             bootstrap_routes,
             public_paths: raw.public_paths,
             public_prefixes: raw.public_prefixes,
-            strip: StripRules::new(raw.strip_headers),
+            strip: match raw.override_headers {
+                Some(list) => StripRules::new(raw.strip_headers).with_overrides(list),
+                None => StripRules::new(raw.strip_headers),
+            },
             control_stream: raw.control_stream,
             reconnect_interval,
             control_idle_timeout,

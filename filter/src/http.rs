@@ -9,6 +9,7 @@ use authz_core::authenticator::{LocalVerdict, Verified};
 use authz_core::authorize::check_endpoint_permissions;
 use authz_core::credential::{self, Credential};
 use authz_core::headers::{X_ACTION_TOKEN, X_TRACE_ID};
+use authz_core::path_guard;
 use authz_core::request::{ClientTrace, Sanitized, sanitize};
 use authz_core::routes::{self, Matched, Route};
 use authz_proto::audit::{self, RecordWriter, field};
@@ -19,6 +20,7 @@ use proxy_wasm::types::Action;
 
 use crate::callout::{CalloutVerdict, build_check_request, interpret};
 use crate::config::OnStale;
+use crate::gate::{Gate, Step};
 use crate::metrics::Metrics;
 use crate::root::log;
 use crate::worker::Shared;
@@ -27,6 +29,8 @@ pub struct Http {
     shared: Option<Shared>,
     trace_id: String,
     pending: Option<u32>,
+    /// Which phases may pass: only the verdict opens it.
+    gate: Gate,
     /// A compute route's sanitised headers, held until its body has arrived.
     held: Option<Vec<(String, Vec<u8>)>>,
     /// The matched rule's id and the credential's kind, for the audit record.
@@ -40,7 +44,15 @@ const BODY_TOO_LARGE: Denial =
 
 impl Http {
     pub fn new(shared: Option<Shared>) -> Self {
-        Self { shared, trace_id: String::new(), pending: None, held: None, rule: String::new(), credential: "" }
+        Self {
+            shared,
+            trace_id: String::new(),
+            pending: None,
+            gate: Gate::Undecided,
+            held: None,
+            rule: String::new(),
+            credential: "",
+        }
     }
 
     /// Attaches this request's decision to Envoy's access log (filter state
@@ -78,7 +90,8 @@ impl Http {
         self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
     }
 
-    fn deny(&self, d: &Denial, verified: Option<&Verified>) -> Action {
+    fn deny(&mut self, d: &Denial, verified: Option<&Verified>) -> Action {
+        self.gate = Gate::Closed;
         if let Some(s) = &self.shared {
             s.borrow().metrics.denied.inc();
         }
@@ -131,20 +144,23 @@ impl Http {
             return self.send_check(shared, &req.headers, &[]);
         }
         self.held = Some(req.headers);
+        self.gate = Gate::Collecting { body_len: 0 };
         Action::Pause
     }
 
     fn send_check(&mut self, shared: &Shared, headers: &[(String, Vec<u8>)], body: &[u8]) -> Action {
-        let (cluster, timeout, metrics) = {
+        let (settings, metrics) = {
             let w = shared.borrow();
-            (w.settings.sidecar_cluster.clone(), w.settings.sidecar_timeout, w.metrics)
+            (Rc::clone(&w.settings), w.metrics)
         };
+        let (cluster, timeout) = (&settings.sidecar_cluster, settings.sidecar_timeout);
         metrics.callouts.inc();
         let msg = build_check_request(headers, &self.trace_id, body);
-        match self.dispatch_grpc_call(&cluster, ext_authz::SERVICE, ext_authz::METHOD, Vec::new(), Some(&msg), timeout)
-        {
+        let metadata = settings.sidecar_metadata.pairs();
+        match self.dispatch_grpc_call(cluster, ext_authz::SERVICE, ext_authz::METHOD, metadata, Some(&msg), timeout) {
             Ok(token) => {
                 self.pending = Some(token);
+                self.gate = Gate::Pending;
                 Action::Pause
             }
             Err(status) => {
@@ -186,9 +202,11 @@ impl Context for Http {
                     self.set_http_request_header(name, Some(value));
                 }
                 metrics.allowed.inc();
+                self.gate.on_verdict(true);
                 self.resume_http_request();
             }
             CalloutVerdict::Deny { status, mut headers, body, .. } => {
+                self.gate.on_verdict(false);
                 metrics.denied.inc();
                 if !forwarded {
                     self.record("deny", "sidecar_denied", None);
@@ -306,6 +324,14 @@ impl Http {
         if let Err(d) = route.check(&settings.scope, &verified.identity, action_ref, path, now) {
             return Local::Deny(d, Some(verified));
         }
+        if let Some(LocalVerdict::Valid { verified: a, .. }) = &action {
+            if w.revocations.is_revoked(&a.identity) {
+                let d = Denial::unauthorized("action_token_revoked", "the action token was revoked");
+                return Local::Deny(d, Some(verified));
+            }
+            // Single use (its `jti` spent in Redis) is shared state: the sidecar decides.
+            return Local::AskSidecar;
+        }
         // A live session can only be confirmed by the auth service, Rego rules are evaluated
         // by the sidecar, and quota is shared state: all go there.
         if route.require_session || route.rego.is_some() || route.quota.is_some() {
@@ -338,12 +364,19 @@ impl HttpContext for Http {
         let path = header(&req.headers, ":path").unwrap_or("/");
         let policy = shared.borrow().policy.clone();
         let mut compute = false;
-        let local = match policy.as_deref().map(|p| p.find(method, path)) {
-            Some(Matched::Public) => Local::Allow(None),
-            Some(Matched::NoRule) => {
+        // Before any rule: a path an upstream could read differently from the policy.
+        let guard = path_guard::check(path).err().or_else(|| {
+            (path_guard::has_method_param(path) && policy.as_deref().is_none_or(|p| p.depends_on_method(path)))
+                .then_some(path_guard::METHOD_OVERRIDE)
+        });
+        let matched = if guard.is_some() { None } else { policy.as_deref().map(|p| p.find(method, path)) };
+        let local = match (guard, matched) {
+            (Some(d), _) => Local::Deny(d, None),
+            (None, Some(Matched::Public)) => Local::Allow(None),
+            (None, Some(Matched::NoRule)) => {
                 Local::Deny(Denial::forbidden("no_matching_rule", "no policy rule allows this request"), None)
             }
-            Some(Matched::Protected(route)) => {
+            (None, Some(Matched::Protected(route))) => {
                 if let Some(r) = route {
                     if settings.audit {
                         self.rule.clone_from(&r.id);
@@ -353,7 +386,7 @@ impl HttpContext for Http {
                 self.decide(&shared, metrics, route, path, &req.headers)
             }
             // No policy yet: only the always-public paths are decided here.
-            None => match settings.bootstrap_routes.find(method, path) {
+            (None, None) => match settings.bootstrap_routes.find(method, path) {
                 Matched::Public => Local::Allow(None),
                 _ => Local::AskSidecar,
             },
@@ -362,6 +395,7 @@ impl HttpContext for Http {
             Local::Allow(verified) => {
                 let identity = verified.as_ref().map_or(&[][..], |v| v.headers.as_slice());
                 self.write_headers(&req.removed, req.client_trace, identity);
+                self.gate = Gate::Open;
                 metrics.allowed.inc();
                 self.record("allow", if verified.is_some() { "ok" } else { "public" }, verified.as_deref());
                 Action::Continue
@@ -381,23 +415,41 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.held.is_none() {
-            // A callout is deciding this request: its body waits with it (with Envoy's
-            // `allow_on_headers_stop_iteration`, `Continue` here would release the headers).
-            return if self.pending.is_some() { Action::Pause } else { Action::Continue };
+        let max = self.shared.as_ref().map_or(0, |s| s.borrow().settings.max_compute_body_bytes);
+        let step = self.gate.on_body(body_size, end_of_stream, max);
+        self.take_step(step)
+    }
+
+    /// Trailers (HTTP/2 trailers, HTTP/1.1 chunked trailers) end the body: without this
+    /// callback the SDK's default `Continue` released a paused request before its verdict.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let step = self.gate.on_trailers();
+        self.take_step(step)
+    }
+}
+
+impl Http {
+    /// Turns the gate's answer for a body or trailers phase into hostcalls.
+    fn take_step(&mut self, step: Step) -> Action {
+        match step {
+            Step::Pass => Action::Continue,
+            // With Envoy's `allow_on_headers_stop_iteration`, `Continue` from a later phase
+            // would release the paused headers too: holding is the only safe answer.
+            Step::Hold => Action::Pause,
+            Step::TooLarge => {
+                self.held = None;
+                self.deny(&BODY_TOO_LARGE, None)
+            }
+            Step::SendWithBody { body_len } => {
+                let Some(shared) = self.shared.clone() else {
+                    return self
+                        .deny(&Denial::unavailable("filter_unconfigured", "the gateway is not configured"), None);
+                };
+                let body =
+                    if body_len > 0 { self.get_http_request_body(0, body_len).unwrap_or_default() } else { Vec::new() };
+                let headers = self.held.take().unwrap_or_default();
+                self.send_check(&shared, &headers, &body)
+            }
         }
-        let Some(shared) = self.shared.clone() else { return Action::Continue };
-        if body_size > shared.borrow().settings.max_compute_body_bytes {
-            self.held = None;
-            return self.deny(&BODY_TOO_LARGE, None);
-        }
-        if !end_of_stream {
-            // Envoy keeps buffering; the body arrives whole with the last call.
-            return Action::Pause;
-        }
-        let body =
-            if body_size > 0 { self.get_http_request_body(0, body_size).unwrap_or_default() } else { Vec::new() };
-        let headers = self.held.take().unwrap_or_default();
-        self.send_check(&shared, &headers, &body)
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod callout;
 pub mod config;
+mod gate;
 mod http;
 mod metrics;
 mod native;

@@ -40,7 +40,8 @@ impl Root {
     fn open_stream(&mut self) {
         let Some(shared) = &self.shared else { return };
         let settings = Rc::clone(&shared.borrow().settings);
-        let opened = self.open_grpc_stream(&settings.sidecar_cluster, CONTROL_SERVICE, CONTROL_METHOD, Vec::new());
+        let metadata = settings.sidecar_metadata.pairs();
+        let opened = self.open_grpc_stream(&settings.sidecar_cluster, CONTROL_SERVICE, CONTROL_METHOD, metadata);
         match opened {
             Ok(token) => {
                 let req = SubscribeRequest { node: "envoy-filter".into() }.encode_to_vec();

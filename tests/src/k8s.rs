@@ -17,6 +17,8 @@ use crate::stack::SERVICES;
 pub const NAMESPACE: &str = "authz-gateway";
 /// Where the init container puts the filter (a shared `emptyDir`).
 pub const WASM_PATH: &str = "/var/lib/authz/wasm/authz_filter.wasm";
+/// The sidecar's gRPC socket (a shared `emptyDir` at `/run/authz`).
+pub const SIDECAR_SOCKET: &str = "/run/authz/sidecar.sock";
 /// The generated file, relative to the workspace.
 pub const CONFIG_FILE: &str = "k8s/20-config.yaml";
 
@@ -43,9 +45,10 @@ pub fn envoy_vars() -> anyhow::Result<BTreeMap<&'static str, String>> {
     vars.insert("LISTEN_PORT", "8080".into());
     let timeout: u64 = env_or("ROUTE_TIMEOUT", "15").parse()?;
     vars.insert("ROUTE_TIMEOUT", format!("{timeout}s"));
-    // The sidecar shares the pod: gRPC over loopback only.
-    vars.insert("SIDECAR_HOST", "127.0.0.1".into());
-    vars.insert("SIDECAR_GRPC_PORT", "9191".into());
+    // The sidecar shares the pod: gRPC over a Unix socket in a shared emptyDir, which only
+    // the pod's containers can open.
+    vars.insert("SIDECAR_ADDRESS", crate::stack::pipe_address(std::path::Path::new(SIDECAR_SOCKET)));
+    vars.insert("XFF_TRUSTED_HOPS", env_or("XFF_TRUSTED_HOPS", "0"));
     for (cluster, name, port) in SERVICES {
         let upper = cluster.to_ascii_uppercase();
         let host_var: &'static str = Box::leak(format!("{upper}_HOST").into_boxed_str());
@@ -62,7 +65,7 @@ pub fn sidecar_config() -> String {
     format!(
         "# authz-sidecar in the gateway pod (every key: authz-sidecar/config.example.yaml).\n\
          # IAM_URL, REDIS_URL and JWT_SECRET come from the Deployment's environment.\n\
-         grpcListen: 127.0.0.1:9191\n\
+         grpcListen: \"unix:{socket}\"\n\
          adminListen: 0.0.0.0:9192\n\
          jwt:\n  issuers: [{issuer}]\n  audiences: [{audience}]\n\
          publicPaths: [/health]\n\
@@ -70,6 +73,7 @@ pub fn sidecar_config() -> String {
          log:\n  format: json\n  level: info\n",
         issuer = yaml_string(&env_or("JWT_ISSUER", "https://auth.dev.local")),
         audience = yaml_string(&env_or("JWT_AUDIENCE", "platform-gateway")),
+        socket = SIDECAR_SOCKET,
     )
 }
 

@@ -230,9 +230,14 @@ impl Stack {
         format!("http://127.0.0.1:{}{}", self.ports.gateway, path)
     }
 
-    fn sidecar_config(&self, grpc: u16, admin: u16) -> String {
+    /// The Unix socket the sidecar `name` listens on for Envoy (as the shipped configs have it).
+    pub fn sidecar_socket(&self, name: &str) -> PathBuf {
+        self.dir().join(format!("{name}.sock"))
+    }
+
+    fn sidecar_config(&self, name: &str, grpc: u16, admin: u16) -> String {
         let mut text = format!(
-            "grpcListen: 127.0.0.1:{grpc}\nadminListen: 127.0.0.1:{admin}\niamUrl: {iam}\nredisUrl: \"{redis}\"\n\
+            "grpcListen: [\"unix:{socket}\", 127.0.0.1:{grpc}]\nadminListen: 127.0.0.1:{admin}\niamUrl: {iam}\nredisUrl: \"{redis}\"\n\
              redisCluster: {cluster}\n\
              jwt:\n  issuers: [\"{ISSUER}\"]\n  audiences: [\"{AUDIENCE}\"]\n  hmacAlgorithms: [HS256, HS384, HS512]\n\
              jwks:\n  minRefreshInterval: 1s\n  refreshInterval: {refresh}s\n\
@@ -240,6 +245,7 @@ impl Stack {
              publicPaths: [/health]\nstripHeaders: [x-quota-lease]\n\
              policyFile: {policy}\npolicyReloadInterval: 1s\n",
             refresh = self.opts.jwks_refresh.as_secs().max(1),
+            socket = self.sidecar_socket(name).display(),
             policy = self.policy_path().display(),
             iam = self.auth.url(),
             redis = self.redis_url(),
@@ -265,7 +271,7 @@ impl Stack {
 
     async fn spawn_sidecar(&self, name: &str, grpc: u16, admin: u16) -> anyhow::Result<Child> {
         let config = self.dir().join(format!("{name}.yaml"));
-        std::fs::write(&config, self.sidecar_config(grpc, admin))?;
+        std::fs::write(&config, self.sidecar_config(name, grpc, admin))?;
         let log = self.dir().join(format!("{name}.log"));
         let mut cmd = Command::new(paths::sidecar()?);
         cmd.arg("--config").arg(&config).env("JWT_SECRET", DEV_JWT_SECRET).env("RUST_LOG", "info");
@@ -322,8 +328,8 @@ impl Stack {
         vars.insert("LISTEN_PORT", self.ports.gateway.to_string());
         let timeout = std::env::var("ROUTE_TIMEOUT").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(15);
         vars.insert("ROUTE_TIMEOUT", format!("{timeout}s"));
-        vars.insert("SIDECAR_HOST", "127.0.0.1".into());
-        vars.insert("SIDECAR_GRPC_PORT", self.ports.sidecar_grpc.to_string());
+        vars.insert("SIDECAR_ADDRESS", pipe_address(&self.sidecar_socket("sidecar")));
+        vars.insert("XFF_TRUSTED_HOPS", "0".into());
         for ((cluster, _, _), (_, addr)) in SERVICES.iter().zip(&self.upstreams) {
             let upper = cluster.to_ascii_uppercase();
             vars.insert(Box::leak(format!("{upper}_HOST").into_boxed_str()), addr.ip().to_string());
@@ -448,6 +454,16 @@ impl Stack {
     pub fn sidecar_log(&self) -> String {
         std::fs::read_to_string(self.dir().join("sidecar.log")).unwrap_or_default()
     }
+}
+
+/// An Envoy address (YAML flow mapping) for a Unix socket: what `SIDECAR_ADDRESS` holds.
+pub fn pipe_address(path: &Path) -> String {
+    format!("{{ pipe: {{ path: {} }} }}", yaml_string(&path.display().to_string()))
+}
+
+/// An Envoy address (YAML flow mapping) for a TCP address.
+pub fn tcp_address(addr: SocketAddr) -> String {
+    format!("{{ socket_address: {{ address: {}, port_value: {} }} }}", addr.ip(), addr.port())
 }
 
 async fn stat_value(client: &reqwest::Client, url: &str, suffix: &str) -> Option<u64> {

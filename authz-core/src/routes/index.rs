@@ -33,7 +33,9 @@ impl PrefixIndex {
                     by_len.len() - 1
                 }
             };
-            let positions = by_len[slot].1.entry(literal.as_bytes().into()).or_default();
+            // Keyed in lower case: a rule that folds case must be found for any case of its
+            // literal (candidates are a superset; `Route::matches` decides).
+            let positions = by_len[slot].1.entry(literal.to_ascii_lowercase().into_bytes().into()).or_default();
             positions.push(u32::try_from(pos).unwrap_or(u32::MAX));
         }
         by_len.sort_by_key(|(l, _)| *l);
@@ -42,7 +44,8 @@ impl PrefixIndex {
 
     /// Positions of the rules that may match `path`, ascending.
     pub fn candidates(&self, path: &str) -> Vec<u32> {
-        let bytes = path.as_bytes();
+        let lower = path.to_ascii_lowercase();
+        let bytes = lower.as_bytes();
         let mut out = Vec::new();
         for (len, map) in &self.by_len {
             let Some(head) = bytes.get(..*len) else { break };

@@ -79,9 +79,27 @@ fn the_documented_example_parses() {
     let text = include_str!("../../config.example.yaml");
     let cfg = Config::from_yaml(text, "config.example.yaml", &env(&[])).unwrap();
     assert!(cfg.policy_file.is_some());
-    assert_eq!(cfg.grpc_listen.port(), 9191);
+    assert_eq!(cfg.grpc_listen.0[0], crate::listen::Listen::Unix("/run/authz/sidecar.sock".into()));
+    assert_eq!(cfg.grpc_listen.0[1].port(), Some(9191));
     assert_eq!(cfg.admin_listen.port(), 9192);
     assert_eq!(cfg.jwks.min_refresh_interval, Duration::from_secs(10));
+}
+
+#[test]
+fn loopback_by_default_and_a_token_off_it() {
+    let base = "iamUrl: http://i\nredisUrl: redis://r:6379\n";
+    let cfg = Config::from_yaml(base, "t", &env(&[])).unwrap();
+    assert_eq!(cfg.grpc_listen.0[0].to_string(), "127.0.0.1:9191");
+    assert!(cfg.admin_listen.ip().is_loopback());
+    let open = format!("{base}grpcListen: 0.0.0.0:9191\n");
+    let err = Config::from_yaml(&open, "t", &env(&[])).unwrap_err().to_string();
+    assert!(err.contains("grpcListen") && err.contains("SIDECAR_GRPC_TOKEN"), "{err}");
+    let token = "0123456789abcdef0123456789abcdef";
+    let cfg = Config::from_yaml(&open, "t", &env(&[("SIDECAR_GRPC_TOKEN", token)])).unwrap();
+    assert_eq!(cfg.grpc_token.as_deref(), Some(token));
+    assert!(!format!("{cfg:?}").contains(token));
+    let short = Config::from_yaml(&open, "t", &env(&[("SIDECAR_GRPC_TOKEN", "short")]));
+    assert!(short.unwrap_err().to_string().contains("SIDECAR_GRPC_TOKEN"));
 }
 
 #[test]

@@ -44,7 +44,8 @@ pub fn read(
 }
 
 fn from_tes(tes: &TesFields, body: &[u8]) -> Result<Resources, String> {
-    let task: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not a JSON TES task: {e}"))?;
+    // Strictly: a key named twice could be read one way here and another by the TES server.
+    let task = super::strict_json::parse(body).map_err(|e| format!("the body is not a JSON TES task: {e}"))?;
     let Value::Object(task) = task else { return Err("the body is not a JSON object".into()) };
     let resources = match task.get("resources") {
         None | Some(Value::Null) => {

@@ -218,7 +218,7 @@ async fn faults_under_load(mode: Mode) {
     // Envoy reaches the sidecar through a proxy that can reset or stall those connections.
     let sidecar = std::net::SocketAddr::from(([127, 0, 0, 1], opts.ports.sidecar_grpc));
     let proxy = FaultProxy::spawn(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), sidecar).await.unwrap();
-    opts.var_overrides.push(("SIDECAR_GRPC_PORT", proxy.addr.port().to_string()));
+    opts.var_overrides.push(("SIDECAR_ADDRESS", authz_e2e::stack::tcp_address(proxy.addr)));
     let mut stack = Stack::start(opts).await.unwrap();
     let revoked = user_claims("u-revoked", "r@lab.example", &["user"]);
     let r = Revocation::Token { jti: revoked["jti"].as_str().unwrap().into(), expires_at: tokens::now() + 900 };
