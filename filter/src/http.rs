@@ -91,18 +91,23 @@ impl Http {
     }
 
     fn deny(&mut self, d: &Denial, verified: Option<&Verified>) -> Action {
-        self.gate = Gate::Closed;
         if let Some(s) = &self.shared {
             s.borrow().metrics.denied.inc();
         }
         self.record("deny", d.code, verified);
         let body = d.body(&self.trace_id);
         let challenge = d.www_authenticate();
-        let mut headers = vec![("content-type", "application/json"), (X_TRACE_ID, self.trace_id.as_str())];
+        let mut headers = vec![("content-type", "application/json")];
+        // Past the headers phase Envoy's own echo (`%REQ(x-trace-id)%`, the request header we
+        // rewrote) already puts the trace id on a local reply: a second one would repeat it.
+        if self.gate == Gate::Undecided {
+            headers.push((X_TRACE_ID, self.trace_id.as_str()));
+        }
         if let Some(c) = &challenge {
             headers.push(("www-authenticate", c.as_str()));
         }
         self.send_http_response(u32::from(d.status), headers, Some(body.as_bytes()));
+        self.gate = Gate::Closed;
         Action::Pause
     }
 
@@ -211,9 +216,8 @@ impl Context for Http {
                 if !forwarded {
                     self.record("deny", "sidecar_denied", None);
                 }
-                if !headers.iter().any(|(k, _)| k == X_TRACE_ID) {
-                    headers.push((X_TRACE_ID.to_string(), self.trace_id.clone()));
-                }
+                // Envoy's echo of the request's (rewritten) x-trace-id sets it on this reply.
+                headers.retain(|(k, _)| k != X_TRACE_ID);
                 let refs = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 self.send_http_response(u32::from(status), refs, Some(body.as_bytes()));
             }
@@ -423,6 +427,15 @@ impl HttpContext for Http {
     /// Trailers (HTTP/2 trailers, HTTP/1.1 chunked trailers) end the body: without this
     /// callback the SDK's default `Continue` released a paused request before its verdict.
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers reach an HTTP/2 or gRPC upstream as headers do: no identity name there either.
+        if let Some(shared) = &self.shared {
+            let settings = Rc::clone(&shared.borrow().settings);
+            for (name, _) in self.get_http_request_trailers() {
+                if settings.strip.is_identity_header(&name) {
+                    self.set_http_request_trailer(&name, None);
+                }
+            }
+        }
         let step = self.gate.on_trailers();
         self.take_step(step)
     }

@@ -10,6 +10,7 @@ pub mod echo;
 pub mod fault_proxy;
 pub mod k8s;
 pub mod paths;
+pub mod raw_client;
 pub mod render;
 pub mod stack;
 pub mod tokens;

@@ -3,6 +3,7 @@
 //! artifacts first.
 
 mod e2e {
+    pub mod bypass;
     pub mod client;
     pub mod cluster;
     pub mod config_errors;
