@@ -8,6 +8,7 @@ mod e2e {
     pub mod cluster;
     pub mod config_errors;
     pub mod deploy;
+    pub mod exposure;
     pub mod ext_authz;
     pub mod faults;
     pub mod hostile;
