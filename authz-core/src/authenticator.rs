@@ -10,7 +10,7 @@ use crate::cache::TokenCache;
 use crate::claims::ClaimsPolicy;
 use crate::identity::Identity;
 use crate::keys::KeySet;
-use crate::token::{NativeVerifier, TokenError, verify_token_time_with};
+use crate::token::{NativeVerifier, TokenError, kid_of, verify_token_time_with};
 
 /// A verified identity with its header projection computed once.
 #[derive(Debug)]
@@ -46,7 +46,19 @@ pub struct Authenticator {
     policy: ClaimsPolicy,
     cache: TokenCache<Arc<Verified>>,
     native: Option<Box<dyn NativeVerifier>>,
+    /// `kid`s the sidecar found unknown even after refreshing its keys (`""`: no `kid`), with
+    /// when: refused here until the keys change or [`REFUSED_KID_SECS`] pass, so a flood of
+    /// them costs no callout each, while a key published later is still asked for.
+    refused_kids: std::collections::HashMap<String, u64>,
 }
+
+/// How long a refused `kid` is refused locally without asking the sidecar again (the
+/// sidecar's own unknown-`kid` refetch is at most one per `minRefreshInterval`, 10 s).
+pub const REFUSED_KID_SECS: u64 = 10;
+
+/// At most this many refused `kid`s are remembered; past it the set starts again (a flood of
+/// distinct random `kid`s then costs one callout per `kid`, which the sidecar bounds).
+const MAX_REFUSED_KIDS: usize = 4096;
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,7 +68,13 @@ impl std::fmt::Debug for Authenticator {
 
 impl Authenticator {
     pub fn new(policy: ClaimsPolicy, cache_capacity: usize) -> Self {
-        Self { keys: KeySet::new(), policy, cache: TokenCache::new(cache_capacity), native: None }
+        Self {
+            keys: KeySet::new(),
+            policy,
+            cache: TokenCache::new(cache_capacity),
+            native: None,
+            refused_kids: std::collections::HashMap::new(),
+        }
     }
 
     /// Uses the host's native signature verification where it applies (RSA, ECDSA).
@@ -67,6 +85,7 @@ impl Authenticator {
     /// Replaces the key set. Cached identities stay valid (they were verified with keys that
     /// were trusted then); revocation is handled by its own set.
     pub fn set_keys(&mut self, keys: KeySet) {
+        self.refused_kids.clear();
         self.keys = keys;
     }
 
@@ -83,6 +102,15 @@ impl Authenticator {
         self.cache.len()
     }
 
+    /// The sidecar refused `token` as `token_unknown_key` after refreshing its keys: its `kid`
+    /// is refused locally until the keys change ([`Authenticator::set_keys`]).
+    pub fn remember_unknown_kid(&mut self, token: &str, now: u64) {
+        if self.refused_kids.len() >= MAX_REFUSED_KIDS {
+            self.refused_kids.clear();
+        }
+        self.refused_kids.insert(kid_of(token).unwrap_or_default(), now);
+    }
+
     pub fn authenticate(&mut self, token: &str, now: u64) -> LocalVerdict {
         let key = self.cache.key(token);
         if let Some(v) = self.cache.get(&key, now) {
@@ -97,6 +125,14 @@ impl Authenticator {
         // verification serves every route.
         let claims = match verify_token_time_with(token, &self.keys, &self.policy, now, self.native.as_deref()) {
             Ok(c) => c,
+            Err(TokenError::UnknownKey)
+                if self
+                    .refused_kids
+                    .get(kid_of(token).as_deref().unwrap_or(""))
+                    .is_some_and(|at| now < at.saturating_add(REFUSED_KID_SECS)) =>
+            {
+                return LocalVerdict::Invalid(TokenError::UnknownKey);
+            }
             Err(TokenError::UnknownKey) => return LocalVerdict::Unknown,
             Err(e) => return LocalVerdict::Invalid(e),
         };
@@ -118,6 +154,22 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_kid_the_sidecar_refused_is_refused_locally_until_the_keys_change() {
+        let now = 1_700_000_000;
+        let mut a = Authenticator::new(ClaimsPolicy::default(), 16);
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("random-kid".into());
+        let t = encode(&h, &json!({"sub": "u", "exp": now + 100}), &EncodingKey::from_secret(b"k")).unwrap();
+        assert!(matches!(a.authenticate(&t, now), LocalVerdict::Unknown));
+        a.remember_unknown_kid(&t, now);
+        assert!(matches!(a.authenticate(&t, now), LocalVerdict::Invalid(TokenError::UnknownKey)));
+        assert!(matches!(a.authenticate(&t, now + REFUSED_KID_SECS), LocalVerdict::Unknown));
+        a.remember_unknown_kid(&t, now);
+        a.set_keys(KeySet::new());
+        assert!(matches!(a.authenticate(&t, now), LocalVerdict::Unknown));
+    }
 
     #[test]
     fn caches_valid_tokens_only_and_defers_unknown_keys() {

@@ -28,6 +28,26 @@ impl Denial {
         Self::unauthorized("missing_credential", "authentication required")
     }
 
+    /// An API key that does not have the configured shape (`apiKeyFormat`).
+    pub const fn malformed_api_key() -> Self {
+        Self::unauthorized("api_key_malformed", "the API key does not have the expected form")
+    }
+
+    /// Too many failed credentials from this client: its unknown credentials are not looked
+    /// up for a while (429).
+    pub const fn too_many_failures() -> Self {
+        Self {
+            status: 429,
+            code: "too_many_failed_credentials",
+            message: "too many failed credentials from this client",
+        }
+    }
+
+    /// The sidecar's budget for calls to the auth service is spent: 503, never a pass.
+    pub const fn overloaded() -> Self {
+        Self::unavailable("authz_overloaded", "the authorization service is overloaded")
+    }
+
     pub fn invalid_credential(code: &'static str) -> Self {
         Self::unauthorized(code, "the credential could not be used")
     }

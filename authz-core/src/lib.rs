@@ -4,6 +4,7 @@
 //! sidecar (native), so a request gets the same verdict wherever it is decided. Callers pass
 //! the clock (`now`, Unix seconds) and randomness in; nothing here reads the environment.
 
+pub mod api_key_format;
 pub mod authenticator;
 pub mod authorize;
 pub mod cache;

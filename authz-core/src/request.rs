@@ -15,6 +15,9 @@ pub struct Sanitized<V> {
     /// How the client's `x-trace-id` compares with `trace_id`, so a host that edits headers
     /// in place knows whether it must touch it at all.
     pub client_trace: ClientTrace,
+    /// Whether the trace id came from the client (its `x-trace-id` or `traceparent`) rather
+    /// than being made by the gateway (audit records say so).
+    pub client_chosen: bool,
 }
 
 /// The client's `x-trace-id` header(s) against the trace id chosen.
@@ -46,7 +49,11 @@ pub fn sanitize<V: AsRef<[u8]> + From<String>>(
         }
     }
     // Two X-Trace-Id headers are as good as none.
-    let trace_id = trace::resolve(x_trace.filter(|_| x_trace_count == 1), traceparent, random);
+    let mut made = false;
+    let trace_id = trace::resolve(x_trace.filter(|_| x_trace_count == 1), traceparent, || {
+        made = true;
+        random()
+    });
     let client_trace = match (x_trace_count, x_trace) {
         (0, _) => ClientTrace::Absent,
         (1, Some(v)) if v == trace_id => ClientTrace::Kept,
@@ -62,7 +69,7 @@ pub fn sanitize<V: AsRef<[u8]> + From<String>>(
         }
     }
     kept.push((X_TRACE_ID.to_string(), V::from(trace_id.clone())));
-    Sanitized { headers: kept, trace_id, removed, client_trace }
+    Sanitized { headers: kept, trace_id, removed, client_trace, client_chosen: !made }
 }
 
 #[cfg(test)]

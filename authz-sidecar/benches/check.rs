@@ -19,8 +19,9 @@ use authz_core::headers::StripRules;
 use authz_core::revocation::RevocationSet;
 use authz_sidecar::check::{AuthzService, Decider};
 use authz_sidecar::config::QuotaConfig;
+use authz_sidecar::failures::FailureLimiter;
 use authz_sidecar::identity_cache::IdentityCache;
-use authz_sidecar::introspect::Introspector;
+use authz_sidecar::introspect::{IntrospectionBudget, Introspector};
 use authz_sidecar::keystore::KeyStore;
 use authz_sidecar::metrics::Metrics;
 use authz_sidecar::policy::{PolicyStore, parse};
@@ -77,6 +78,7 @@ fn decider() -> Arc<Decider> {
             Duration::from_secs(60),
             Duration::from_secs(10),
             Arc::clone(&metrics),
+            IntrospectionBudget::new(32, 100, 50),
         ),
         sessions: SessionChecker::new(http, "http://127.0.0.1:9", Duration::from_secs(5), Arc::clone(&metrics)),
         claims: ClaimsPolicy {
@@ -91,6 +93,8 @@ fn decider() -> Arc<Decider> {
         quota,
         tenant_claim: "tenant".into(),
         action_jtis: None,
+        api_key_format: Default::default(),
+        failures: FailureLimiter::new(0, Duration::from_secs(60)),
     })
 }
 

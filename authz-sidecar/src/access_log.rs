@@ -130,6 +130,9 @@ pub fn event_from(entry: &HttpAccessLogEntry) -> AuditEvent {
             .map(|t| (i128::from(t.seconds) * 1000 + i128::from(t.nanos) / 1_000_000).to_string()),
     );
     fill(field::STATUS, resp.response_code.map(|c| c.value.to_string()));
+    // The method as the client sent it (Envoy's enum has no value for an extension method
+    // such as PROPFIND, which it records as METHOD_UNSPECIFIED); the enum only as a fallback.
+    fill(field::METHOD, req.request_headers.get(":method").cloned());
     fill(field::METHOD, RequestMethod::try_from(req.request_method).ok().map(|m| m.as_str_name().to_string()));
     fill(field::PATH, Some(req.path.clone()));
     fill(field::ROUTE, Some(common.route_name.clone()));

@@ -24,6 +24,7 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use tonic::{Request, Response, Status};
 use tracing::{Span, debug, warn};
 
+use crate::failures::FailureLimiter;
 use crate::identity_cache::{IdentityCache, remaining, unix_now};
 use crate::introspect::Introspector;
 use crate::keystore::KeyStore;
@@ -33,6 +34,8 @@ use crate::quota::{Outcome, Quota};
 use crate::redis_kv::RedisKv;
 use crate::revocations::RevocationHub;
 use crate::session::SessionChecker;
+use authz_core::api_key_format::ApiKeyFormat;
+use envoy_types::pb::envoy::config::core::v3::address::Address;
 
 mod response;
 
@@ -54,6 +57,10 @@ pub struct Decider {
     pub tenant_claim: String,
     /// Where used action-token `jti`s are held (`actionTokens.singleUse`), or `None`.
     pub action_jtis: Option<RedisKv>,
+    /// The shape API keys must have before the auth service is asked (`apiKeys.format`).
+    pub api_key_format: ApiKeyFormat,
+    /// Failed credentials per client (`failedCredentials`).
+    pub failures: FailureLimiter,
 }
 
 /// A decision before it is turned into a `CheckResponse`.
@@ -73,6 +80,8 @@ pub enum Decision {
 impl Decider {
     /// Decides a request under `policy`, whose rule for it the caller looked up (`matched`,
     /// also named in the audit record); `body` is only read on compute routes.
+    /// `client` is Envoy's downstream address (empty when unknown), for per-client limits.
+    #[allow(clippy::too_many_arguments)]
     pub async fn decide(
         &self,
         policy: &Policy,
@@ -81,6 +90,7 @@ impl Decider {
         path: &str,
         req: &Sanitized<String>,
         body: &[u8],
+        client: &str,
     ) -> Decision {
         // Before any rule: a path an upstream could read differently from the policy.
         if let Err(d) = path_guard::check(path) {
@@ -104,7 +114,7 @@ impl Decider {
         let decision = match credential {
             Credential::None => Decision::Deny(Denial::missing_credential()),
             Credential::Invalid(code) => Decision::Deny(Denial::invalid_credential(code)),
-            Credential::ApiKey(key) => self.api_key(route, routes::path_only(path), key).await,
+            Credential::ApiKey(key) => self.api_key(route, routes::path_only(path), key, client).await,
             Credential::Bearer(token) => match self.bearer(route, routes::path_only(path), token, &req.headers).await {
                 Ok(id) => Decision::Allow(Some(id)),
                 Err(d) => d,
@@ -157,9 +167,17 @@ impl Decider {
         }
     }
 
-    async fn api_key(&self, route: Option<&Route>, path: &str, key: &str) -> Decision {
+    async fn api_key(&self, route: Option<&Route>, path: &str, key: &str, client: &str) -> Decision {
+        if !self.api_key_format.accepts(key) {
+            self.failures.failed(client).await;
+            return Decision::Deny(Denial::malformed_api_key());
+        }
         if self.revocations.current().set.is_api_key_revoked(&digest(key)) {
             return Decision::Deny(Denial::unauthorized("api_key_revoked", "the API key was revoked"));
+        }
+        // A client past its failures is not looked up for keys we do not know already.
+        if !self.introspector.is_cached(key) && self.failures.exhausted(client).await {
+            return Decision::Deny(Denial::too_many_failures());
         }
         match self.introspector.lookup(key).await {
             // Keys carry no session, sign-in time or action: step-up routes need a user token.
@@ -176,7 +194,11 @@ impl Decider {
                     Err(d) => Decision::Deny(d),
                 }
             }
-            Ok(None) => Decision::Deny(Denial::unauthorized("api_key_invalid", "the API key was refused")),
+            Ok(None) => {
+                self.failures.failed(client).await;
+                Decision::Deny(Denial::unauthorized("api_key_invalid", "the API key was refused"))
+            }
+            Err(e) if e.overloaded => Decision::Deny(Denial::overloaded()),
             Err(e) => {
                 warn!(error = %e, "API-key introspection unavailable");
                 Decision::Unavailable("auth service unavailable")
@@ -341,7 +363,12 @@ impl Authorization for AuthzService {
 
 impl AuthzService {
     async fn answer(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
-        let http = request.into_inner().attributes.and_then(|a| a.request).and_then(|r| r.http).unwrap_or_default();
+        let attributes = request.into_inner().attributes.unwrap_or_default();
+        let client = match attributes.source.and_then(|p| p.address).and_then(|a| a.address) {
+            Some(Address::SocketAddress(s)) => s.address,
+            _ => String::new(),
+        };
+        let http = attributes.request.and_then(|r| r.http).unwrap_or_default();
         let req = sanitize(request_headers(&http), &self.decider.strip, || *uuid::Uuid::new_v4().as_bytes());
         let span = Span::current();
         span.record("trace_id", req.trace_id.as_str());
@@ -354,7 +381,7 @@ impl AuthzService {
             Matched::Protected(Some(r)) => r.id.as_str(),
             _ => "",
         };
-        let decision = self.decider.decide(&policy, matched, &http.method, &http.path, &req, body).await;
+        let decision = self.decider.decide(&policy, matched, &http.method, &http.path, &req, body, &client).await;
         let record = Record::new(&req, rule, &policy.version);
         let metrics = &self.decider.metrics;
         let tenant_claim = self.decider.tenant_claim.as_str();

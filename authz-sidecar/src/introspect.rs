@@ -39,8 +39,58 @@ enum Answer {
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("API-key introspection failed: {0}")]
-pub struct IntrospectionUnavailable(String);
+#[error("API-key introspection failed: {reason}")]
+pub struct IntrospectionUnavailable {
+    reason: String,
+    /// Refused by our own bounds (`apiKeys.maxConcurrentIntrospections`, the rate budget),
+    /// not by the auth service: answered 503 `authz_overloaded`.
+    pub overloaded: bool,
+}
+
+impl IntrospectionUnavailable {
+    fn failed(reason: String) -> Self {
+        Self { reason, overloaded: false }
+    }
+}
+
+/// How much of the auth service one sidecar may use for introspections: calls in flight,
+/// and a token bucket of calls per second. Cached answers cost nothing.
+pub struct IntrospectionBudget {
+    in_flight: tokio::sync::Semaphore,
+    bucket: std::sync::Mutex<Bucket>,
+    rate: f64,
+    burst: f64,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl IntrospectionBudget {
+    pub fn new(max_concurrent: usize, rate_per_second: u32, burst: u32) -> Self {
+        Self {
+            in_flight: tokio::sync::Semaphore::new(max_concurrent),
+            bucket: std::sync::Mutex::new(Bucket { tokens: f64::from(burst), at: Instant::now() }),
+            rate: f64::from(rate_per_second),
+            burst: f64::from(burst),
+        }
+    }
+
+    /// Takes one call from the rate budget, if any is left.
+    fn take(&self) -> bool {
+        let Ok(mut b) = self.bucket.lock() else { return false };
+        let now = Instant::now();
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.rate).min(self.burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 pub struct Introspector {
     http: reqwest::Client,
@@ -50,6 +100,7 @@ pub struct Introspector {
     positive_ttl: Duration,
     negative_ttl: Duration,
     metrics: Arc<Metrics>,
+    budget: IntrospectionBudget,
 }
 
 struct ByAnswer {
@@ -75,13 +126,19 @@ impl Introspector {
         positive_ttl: Duration,
         negative_ttl: Duration,
         metrics: Arc<Metrics>,
+        budget: IntrospectionBudget,
     ) -> Self {
         let memory = Cache::builder()
             .max_capacity(100_000)
             .expire_after(ByAnswer { positive: positive_ttl, negative: negative_ttl })
             .build();
         let url = format!("{}/auth/introspect", iam_url.trim_end_matches('/'));
-        Self { http, url, memory, redis, positive_ttl, negative_ttl, metrics }
+        Self { http, url, memory, redis, positive_ttl, negative_ttl, metrics, budget }
+    }
+
+    /// Whether this sidecar holds an answer for `key` in memory (a lookup costs no call).
+    pub fn is_cached(&self, key: &str) -> bool {
+        self.memory.contains_key(&digest(key))
     }
 
     /// The identity of an active key, `Ok(None)` for a refused key.
@@ -115,6 +172,16 @@ impl Introspector {
     }
 
     async fn call(&self, key: &str) -> Result<Answer, IntrospectionUnavailable> {
+        // Our bounds first: beyond them nothing is asked (and nothing cached), the caller
+        // answers 503.
+        let overloaded = || {
+            self.metrics.introspections.get_or_create(&vec![("result", "overloaded")]).inc();
+            IntrospectionUnavailable { reason: "introspection budget spent".into(), overloaded: true }
+        };
+        let Ok(_permit) = self.budget.in_flight.try_acquire() else { return Err(overloaded()) };
+        if !self.budget.take() {
+            return Err(overloaded());
+        }
         let result = async {
             let resp = self
                 .http
@@ -122,12 +189,12 @@ impl Introspector {
                 .json(&serde_json::json!({ "token": key, "token_type_hint": "api_key" }))
                 .send()
                 .await
-                .map_err(|e| IntrospectionUnavailable(e.without_url().to_string()))?;
+                .map_err(|e| IntrospectionUnavailable::failed(e.without_url().to_string()))?;
             if !resp.status().is_success() {
-                return Err(IntrospectionUnavailable(format!("HTTP {}", resp.status().as_u16())));
+                return Err(IntrospectionUnavailable::failed(format!("HTTP {}", resp.status().as_u16())));
             }
             let body: IntrospectionResponse =
-                resp.json().await.map_err(|e| IntrospectionUnavailable(e.without_url().to_string()))?;
+                resp.json().await.map_err(|e| IntrospectionUnavailable::failed(e.without_url().to_string()))?;
             Ok(to_answer(body))
         }
         .await;

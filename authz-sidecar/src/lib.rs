@@ -13,6 +13,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod failures;
 pub mod identity_cache;
 pub mod introspect;
 pub mod keystore;

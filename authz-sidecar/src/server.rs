@@ -24,8 +24,9 @@ use crate::audit::AuditSink;
 use crate::check::{AuthzService, Decider};
 use crate::config::Config;
 use crate::control::ControlService;
+use crate::failures::FailureLimiter;
 use crate::identity_cache::IdentityCache;
-use crate::introspect::Introspector;
+use crate::introspect::{IntrospectionBudget, Introspector};
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
@@ -114,6 +115,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             config.api_keys.positive_ttl,
             config.api_keys.negative_ttl,
             Arc::clone(&metrics),
+            IntrospectionBudget::new(
+                config.api_keys.max_concurrent_introspections,
+                config.api_keys.introspection_rate,
+                config.api_keys.introspection_burst,
+            ),
         ),
         sessions: SessionChecker::new(http, &config.iam_url, config.session_cache_ttl, Arc::clone(&metrics)),
         claims: ClaimsPolicy {
@@ -128,6 +134,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         quota: Arc::clone(&quota),
         tenant_claim: config.tenant_claim.clone(),
         action_jtis: config.action_tokens.single_use.then_some(action_kv),
+        api_key_format: config.api_keys.format.clone(),
+        failures: FailureLimiter::new(config.failed_credentials.per_client, config.failed_credentials.window),
     });
     let quota_api = Arc::new(QuotaApi::new(Arc::clone(&decider)));
 

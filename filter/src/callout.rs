@@ -3,7 +3,9 @@
 //! Pure functions over bytes, so every branch is unit-tested natively; `http.rs` only moves
 //! their results through hostcalls.
 
-use authz_proto::ext_authz::{AttributeContext, CheckRequest, CheckResponse, HttpRequest, HttpResponse, Request};
+use authz_proto::ext_authz::{
+    Address, AttributeContext, CheckRequest, CheckResponse, HttpRequest, HttpResponse, Peer, Request, SocketAddress,
+};
 use prost::Message;
 
 /// What the filter does with the sidecar's answer.
@@ -20,7 +22,14 @@ pub enum CalloutVerdict {
 
 /// Encodes a `CheckRequest` carrying the (already sanitised) request headers and, on compute
 /// routes, the body. Repeated headers are joined with `,` as Envoy's own ext_authz client does.
-pub fn build_check_request(headers: &[(String, Vec<u8>)], trace_id: &str, body: &[u8]) -> Vec<u8> {
+/// `client` is Envoy's downstream remote address (`ip:port`, the `source.address` attribute),
+/// which the sidecar's per-client limits key on, as with Envoy's own ext_authz.
+pub fn build_check_request(
+    headers: &[(String, Vec<u8>)],
+    trace_id: &str,
+    body: &[u8],
+    client: Option<&str>,
+) -> Vec<u8> {
     let mut http = HttpRequest { id: trace_id.to_string(), raw_body: body.to_vec(), ..HttpRequest::default() };
     for (name, value) in headers {
         let value = String::from_utf8_lossy(value);
@@ -41,8 +50,22 @@ pub fn build_check_request(headers: &[(String, Vec<u8>)], trace_id: &str, body: 
             }
         }
     }
+    let source = client.map(|c| {
+        // `1.2.3.4:5678` or `[::1]:5678`.
+        let (host, port) = c.rsplit_once(':').unwrap_or((c, ""));
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Peer {
+            address: Some(Address {
+                socket_address: Some(SocketAddress {
+                    address: host.to_string(),
+                    port_value: port.parse().unwrap_or(0),
+                }),
+            }),
+        }
+    });
     CheckRequest {
         attributes: Some(AttributeContext {
+            source,
             request: Some(Request { http: Some(http) }),
             ..AttributeContext::default()
         }),
@@ -113,8 +136,12 @@ mod tests {
             ("accept".to_string(), b"a".to_vec()),
             ("accept".to_string(), b"b".to_vec()),
         ];
-        let req = CheckRequest::decode(build_check_request(&headers, "t1", b"{}").as_slice()).unwrap();
-        let http = req.attributes.unwrap().request.unwrap().http.unwrap();
+        let req =
+            CheckRequest::decode(build_check_request(&headers, "t1", b"{}", Some("[::1]:4321")).as_slice()).unwrap();
+        let attrs = req.attributes.unwrap();
+        let peer = attrs.source.unwrap().address.unwrap().socket_address.unwrap();
+        assert_eq!((peer.address.as_str(), peer.port_value), ("::1", 4321));
+        let http = attrs.request.unwrap().http.unwrap();
         assert_eq!(
             (http.method.as_str(), http.path.as_str(), http.host.as_str(), http.id.as_str()),
             ("GET", "/api/tools/x", "gw", "t1")

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use authz_core::ClaimsPolicy;
+use authz_core::api_key_format::ApiKeyFormat;
 use authz_core::claims::Scope;
 use authz_core::headers::StripRules;
 use authz_core::routes::RouteTable;
@@ -83,6 +84,10 @@ pub struct RawConfig {
     /// Largest request body buffered on a compute route (a `quota` rule); larger gets 413.
     #[serde(default = "default_max_compute_body")]
     pub max_compute_body_bytes: usize,
+    /// The shape of the platform's API keys (prefix, length, alphabet); a key without it is
+    /// refused here (401 `api_key_malformed`) instead of costing a callout. Empty: any key.
+    #[serde(default)]
+    pub api_key_format: ApiKeyFormat,
 }
 
 fn default_tenant_claim() -> String {
@@ -180,6 +185,7 @@ pub struct Settings {
     pub audit: bool,
     pub tenant_claim: String,
     pub max_compute_body_bytes: usize,
+    pub api_key_format: ApiKeyFormat,
 }
 
 /// The largest `maxComputeBodyBytes`: the sidecar's gRPC messages are bounded at 4 MiB.
@@ -273,6 +279,10 @@ impl TryFrom<RawConfig> for Settings {
             audit: raw.audit,
             tenant_claim: raw.tenant_claim,
             max_compute_body_bytes: raw.max_compute_body_bytes,
+            api_key_format: {
+                raw.api_key_format.validate().map_err(|reason| ConfigError::Field { field: "apiKeyFormat", reason })?;
+                raw.api_key_format
+            },
         })
     }
 }

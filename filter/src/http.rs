@@ -16,7 +16,7 @@ use authz_proto::audit::{self, RecordWriter, field};
 use authz_proto::ext_authz;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, MapType};
 
 use crate::callout::{CalloutVerdict, build_check_request, interpret};
 use crate::config::OnStale;
@@ -28,11 +28,16 @@ use crate::worker::Shared;
 pub struct Http {
     shared: Option<Shared>,
     trace_id: String,
+    /// The client chose the trace id (audit records say so).
+    client_trace_chosen: bool,
     pending: Option<u32>,
     /// Which phases may pass: only the verdict opens it.
     gate: Gate,
     /// A compute route's sanitised headers, held until its body has arrived.
     held: Option<Vec<(String, Vec<u8>)>>,
+    /// A bearer token sent to the sidecar because no local key fits it: if the sidecar refuses
+    /// its key too, its `kid` is refused locally for a while (`Authenticator`).
+    unknown_key_token: Option<String>,
     /// The matched rule's id and the credential's kind, for the audit record.
     rule: String,
     credential: &'static str,
@@ -47,9 +52,11 @@ impl Http {
         Self {
             shared,
             trace_id: String::new(),
+            client_trace_chosen: false,
             pending: None,
             gate: Gate::Undecided,
             held: None,
+            unknown_key_token: None,
             rule: String::new(),
             credential: "",
         }
@@ -66,6 +73,7 @@ impl Http {
         let decision_id = format!("{:032x}", w.rng.u128(..));
         let mut r = RecordWriter::with_capacity(320);
         r.put(field::TRACE_ID, &self.trace_id)
+            .put(field::CLIENT_TRACE_ID, if self.client_trace_chosen { &self.trace_id } else { "" })
             .put(field::DECISION_ID, &decision_id)
             .put(field::DECISION, decision)
             .put(field::REASON, reason)
@@ -160,7 +168,12 @@ impl Http {
         };
         let (cluster, timeout) = (&settings.sidecar_cluster, settings.sidecar_timeout);
         metrics.callouts.inc();
-        let msg = build_check_request(headers, &self.trace_id, body);
+        // Envoy's downstream remote address, as its own ext_authz sends it (one hostcall, on
+        // callouts only).
+        // Through `hostcalls`: the trait method panics on a host error.
+        let client =
+            hostcalls::get_property(vec!["source", "address"]).ok().flatten().and_then(|b| String::from_utf8(b).ok());
+        let msg = build_check_request(headers, &self.trace_id, body, client.as_deref());
         let metadata = settings.sidecar_metadata.pairs();
         match self.dispatch_grpc_call(cluster, ext_authz::SERVICE, ext_authz::METHOD, metadata, Some(&msg), timeout) {
             Ok(token) => {
@@ -212,6 +225,12 @@ impl Context for Http {
             }
             CalloutVerdict::Deny { status, mut headers, body, .. } => {
                 self.gate.on_verdict(false);
+                if let Some(token) = self.unknown_key_token.take()
+                    && denial_code(&body).as_deref() == Some("token_unknown_key")
+                {
+                    let now = self.now();
+                    shared.borrow_mut().auth.remember_unknown_kid(&token, now);
+                }
                 metrics.denied.inc();
                 if !forwarded {
                     self.record("deny", "sidecar_denied", None);
@@ -258,8 +277,11 @@ impl Http {
                 return Local::Deny(Denial::invalid_credential(code), None);
             }
             // Opaque keys can only be introspected by the sidecar.
-            Credential::ApiKey(_) => {
+            Credential::ApiKey(key) => {
                 self.credential = "api_key";
+                if !shared.borrow().settings.api_key_format.accepts(key) {
+                    return Local::Deny(Denial::malformed_api_key(), None);
+                }
                 return Local::AskSidecar;
             }
             Credential::Bearer(token) => token,
@@ -282,6 +304,7 @@ impl Http {
             }
             LocalVerdict::Unknown => {
                 metrics.cache_misses.inc();
+                self.unknown_key_token = Some(token.to_string());
                 return Local::AskSidecar;
             }
         };
@@ -346,6 +369,12 @@ impl Http {
     }
 }
 
+/// The `error` code of a JSON denial body (only read on the rare unknown-key path).
+fn denial_code(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v.get("error")?.as_str().map(str::to_string)
+}
+
 /// The first value of header `name` as text.
 fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
@@ -364,6 +393,7 @@ impl HttpContext for Http {
         };
         let mut req = sanitize(headers, &settings.strip, || shared.borrow_mut().random16());
         self.trace_id = std::mem::take(&mut req.trace_id);
+        self.client_trace_chosen = req.client_chosen;
         let method = header(&req.headers, ":method").unwrap_or("GET");
         let path = header(&req.headers, ":path").unwrap_or("/");
         let policy = shared.borrow().policy.clone();
@@ -430,9 +460,12 @@ impl HttpContext for Http {
         // Trailers reach an HTTP/2 or gRPC upstream as headers do: no identity name there either.
         if let Some(shared) = &self.shared {
             let settings = Rc::clone(&shared.borrow().settings);
-            for (name, _) in self.get_http_request_trailers() {
+            // Through `hostcalls` with bytes: a trailer value need not be UTF-8, and the trait
+            // methods panic on a host error.
+            let trailers = hostcalls::get_map_bytes(MapType::HttpRequestTrailers).unwrap_or_default();
+            for (name, _) in trailers {
                 if settings.strip.is_identity_header(&name) {
-                    self.set_http_request_trailer(&name, None);
+                    let _ = hostcalls::set_map_value(MapType::HttpRequestTrailers, &name, None);
                 }
             }
         }

@@ -25,6 +25,10 @@ pub const EXT_AUTHZ_NAMESPACE: &str = "envoy.filters.http.ext_authz";
 /// Field names of the record (also the audit event's field names; see the README).
 pub mod field {
     pub const TRACE_ID: &str = "trace_id";
+    /// The trace id again when the client chose it (`X-Trace-Id` or `traceparent`), so a
+    /// reader knows the value was not the gateway's: a client can give its events another
+    /// request's trace id. Empty when the gateway made the id.
+    pub const CLIENT_TRACE_ID: &str = "client_trace_id";
     pub const DECISION_ID: &str = "decision_id";
     /// `allow` or `deny`.
     pub const DECISION: &str = "decision";
@@ -54,9 +58,10 @@ pub mod field {
 
 /// Every field of an audit event, in the order of the README's schema (events are written and
 /// printed in this order).
-pub const EVENT_FIELDS: [&str; 21] = [
+pub const EVENT_FIELDS: [&str; 22] = [
     field::TIME_MS,
     field::TRACE_ID,
+    field::CLIENT_TRACE_ID,
     field::DECISION_ID,
     field::DECISION,
     field::STATUS,

@@ -17,10 +17,36 @@ pub struct CheckRequest {
 /// `envoy.service.auth.v3.AttributeContext`
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct AttributeContext {
+    /// The downstream peer (the client, or the last trusted proxy's view of it).
+    #[prost(message, optional, tag = "1")]
+    pub source: Option<Peer>,
     #[prost(message, optional, tag = "4")]
     pub request: Option<Request>,
     #[prost(map = "string, string", tag = "10")]
     pub context_extensions: HashMap<String, String>,
+}
+
+/// `envoy.service.auth.v3.AttributeContext.Peer`
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Peer {
+    #[prost(message, optional, tag = "1")]
+    pub address: Option<Address>,
+}
+
+/// `envoy.config.core.v3.Address` (the socket form only).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Address {
+    #[prost(message, optional, tag = "1")]
+    pub socket_address: Option<SocketAddress>,
+}
+
+/// `envoy.config.core.v3.SocketAddress`
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SocketAddress {
+    #[prost(string, tag = "2")]
+    pub address: String,
+    #[prost(uint32, tag = "3")]
+    pub port_value: u32,
 }
 
 /// `envoy.service.auth.v3.AttributeContext.Request`

@@ -11,6 +11,7 @@ mod e2e {
     pub mod exposure;
     pub mod ext_authz;
     pub mod faults;
+    pub mod garbage;
     pub mod hostile;
     pub mod identity;
     pub mod policy;

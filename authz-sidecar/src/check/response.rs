@@ -35,6 +35,9 @@ impl Record {
             Credential::Invalid(_) => ("invalid", String::new()),
         };
         r.put(field::TRACE_ID, &req.trace_id);
+        if req.client_chosen {
+            r.put(field::CLIENT_TRACE_ID, &req.trace_id);
+        }
         r.put(field::DECISION_ID, &uuid::Uuid::new_v4().simple().to_string());
         r.put(field::RULE, rule);
         r.put(field::POLICY_VERSION, policy_version);

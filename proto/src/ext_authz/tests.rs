@@ -11,6 +11,11 @@ use super::*;
 fn check_request_reads_in_full_schema() {
     let ours = CheckRequest {
         attributes: Some(AttributeContext {
+            source: Some(Peer {
+                address: Some(Address {
+                    socket_address: Some(SocketAddress { address: "203.0.113.7".into(), port_value: 40000 }),
+                }),
+            }),
             request: Some(Request {
                 http: Some(HttpRequest {
                     id: "r1".into(),
@@ -28,6 +33,17 @@ fn check_request_reads_in_full_schema() {
     };
     let theirs = full::CheckRequest::decode(ours.encode_to_vec().as_slice()).unwrap();
     let attrs = theirs.attributes.unwrap();
+    let source = attrs.source.unwrap().address.unwrap().address.unwrap();
+    let envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(sock) = source else {
+        panic!("not a socket address: {source:?}")
+    };
+    assert_eq!(
+        (sock.address.as_str(), sock.port_specifier),
+        (
+            "203.0.113.7",
+            Some(envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(40000))
+        )
+    );
     let http = attrs.request.unwrap().http.unwrap();
     assert_eq!(http.method, "GET");
     assert_eq!(http.path, "/api/tools/x?y=1");

@@ -147,6 +147,12 @@ fn cases(fixtures: &Fixtures) -> Vec<Case> {
             ),
             Expect::Allow("u-alice"),
         ),
+        case(
+            "control",
+            "extension method PROPFIND",
+            with(req("PROPFIND", "/api/tools/x", &[]), auth(bob)),
+            Expect::Allow("u-bob"),
+        ),
         // Trailers release nothing: every request the filter sends to the sidecar, with a body
         // in chunks and trailers.
         case(
@@ -643,6 +649,16 @@ async fn matrix(mode: Mode) {
             let n = rows.len();
             rows.push(run(&stack, mode, proto, n, c).await);
         }
+    }
+    // The audit trail records the method as sent, an extension method included.
+    let start = std::time::Instant::now();
+    loop {
+        let events = quota::audit_events(&stack).await;
+        if events.iter().any(|e| e.get("method").map(String::as_str) == Some("PROPFIND")) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{mode:?}: no audit event with method PROPFIND");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!("\nbypass matrix, {mode:?} mode ({} requests):", rows.len());
     println!("| proto | class | request | status | code | reached upstream |");
