@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo build -q -p authz-filter --target wasm32-wasip1 --profile wasm-release
-cargo build -q --release -p authz-sidecar -p authz-e2e --bin flood-bench
+cargo build -q --release -p authz-sidecar
+cargo build -q --release -p authz-e2e --bin flood-bench
 TARGET="${CARGO_TARGET_DIR:-target}"
 exec "$TARGET/release/flood-bench" "$@"

@@ -4,8 +4,9 @@
 //! keys, from 127.0.0.1) alone, then side by side with a garbage flood from another client
 //! address (127.0.0.2): random API keys and JWTs with random `kid`s. Reports, per phase, the
 //! legitimate requests/s and latency, the flood's requests/s and answers, and how often the
-//! auth service was asked to introspect. Run twice: with the shipped bounds (introspection
-//! budget, per-client failure limit, the filter's refused-`kid` memory) and with the sidecar's
+//! auth service was asked to introspect. Run three times: with the shipped bounds
+//! (introspection budget, per-client failure limit, the filter's hold-off on unknown keys),
+//! with an API-key format added (junk keys refused in the filter), and with the sidecar's
 //! bounds lifted, which shows the amplification they remove.
 
 use std::collections::BTreeMap;
@@ -190,13 +191,20 @@ async fn main() -> anyhow::Result<()> {
     }
     let legit = Arc::new(legit);
     let flood = Arc::new(garbage(200_000)?);
+    let format = "{prefix: demo-api-key-, maxLength: 64}";
     let configs = [
-        ("shipped bounds", String::new()),
+        ("shipped bounds", String::new(), None),
+        (
+            "shipped bounds + apiKeyFormat",
+            format!("apiKeys:\n  format: {format}\n"),
+            Some(serde_json::json!({"apiKeyFormat": {"prefix": "demo-api-key-", "maxLength": 64}})),
+        ),
         (
             "sidecar bounds lifted",
             "apiKeys:\n  maxConcurrentIntrospections: 100000\n  introspectionRate: 1000000\n  introspectionBurst: 1000000\n\
              failedCredentials:\n  perClient: 0\n"
                 .to_string(),
+            None,
         ),
     ];
     let mut md = String::from(
@@ -208,9 +216,10 @@ async fn main() -> anyhow::Result<()> {
          | sidecar | phase | legit req/s | legit p50 ms | legit p99 ms | legit non-200 | flood req/s | flood answers | introspections/s at the auth service |\n\
          |---|---|---|---|---|---|---|---|---|\n",
     );
-    for (name, extra) in configs {
+    for (name, extra, filter) in configs {
         let mut opts = Options::test(Mode::Wasm)?;
         opts.sidecar_extra = extra;
+        opts.filter_config_override = filter;
         let stack = Stack::start(opts).await?;
         // Warm: every legitimate credential once (the API keys are then cached).
         for (h, v) in legit.iter() {
