@@ -10,7 +10,7 @@ use crate::cache::TokenCache;
 use crate::claims::ClaimsPolicy;
 use crate::identity::Identity;
 use crate::keys::KeySet;
-use crate::token::{NativeVerifier, TokenError, verify_token_time_with};
+use crate::token::{NativeVerifier, TokenError, kid_of, verify_token_time_with};
 
 /// A verified identity with its header projection computed once.
 #[derive(Debug)]
@@ -46,18 +46,19 @@ pub struct Authenticator {
     policy: ClaimsPolicy,
     cache: TokenCache<Arc<Verified>>,
     native: Option<Box<dyn NativeVerifier>>,
-    /// Until when (Unix seconds) a token whose key is not held is refused here instead of
-    /// being sent to the sidecar: set when the sidecar, which refreshes its keys for an
-    /// unknown `kid`, still did not know one.
-    unknown_keys_refused_until: u64,
+    /// `kid`s the sidecar found unknown even after refreshing its keys (`""`: no `kid`), with
+    /// when: refused here until the keys change or [`REFUSED_KID_SECS`] pass, so a flood of
+    /// them costs no callout each, while a key published later is still asked for.
+    refused_kids: std::collections::HashMap<String, u64>,
 }
 
-/// How long unknown keys are refused locally after the sidecar refused one: a flood of random
-/// `kid`s costs each filter VM one callout a second instead of one per request. Short, and not
-/// extended by later refusals, so a key published meanwhile is asked about (and fetched by the
-/// sidecar, whose own refetch is bounded by `jwks.minRefreshInterval`) within a second; a key
-/// change ends the window at once.
-pub const REFUSED_KID_SECS: u64 = 1;
+/// How long a refused `kid` is refused locally without asking the sidecar again (the
+/// sidecar's own unknown-`kid` refetch is at most one per `minRefreshInterval`, 10 s).
+pub const REFUSED_KID_SECS: u64 = 10;
+
+/// At most this many refused `kid`s are remembered; past it the set starts again (a flood of
+/// distinct random `kid`s then costs one callout per `kid`, which the sidecar bounds).
+const MAX_REFUSED_KIDS: usize = 4096;
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,7 +73,7 @@ impl Authenticator {
             policy,
             cache: TokenCache::new(cache_capacity),
             native: None,
-            unknown_keys_refused_until: 0,
+            refused_kids: std::collections::HashMap::new(),
         }
     }
 
@@ -84,7 +85,7 @@ impl Authenticator {
     /// Replaces the key set. Cached identities stay valid (they were verified with keys that
     /// were trusted then); revocation is handled by its own set.
     pub fn set_keys(&mut self, keys: KeySet) {
-        self.unknown_keys_refused_until = 0;
+        self.refused_kids.clear();
         self.keys = keys;
     }
 
@@ -101,13 +102,13 @@ impl Authenticator {
         self.cache.len()
     }
 
-    /// The sidecar refused a token as `token_unknown_key`: for [`REFUSED_KID_SECS`], or until
-    /// the keys change ([`Authenticator::set_keys`]), tokens whose key is not held are refused
-    /// here (a flood of random `kid`s then costs one callout per window, not one per request).
-    pub fn sidecar_refused_unknown_key(&mut self, now: u64) {
-        if now >= self.unknown_keys_refused_until {
-            self.unknown_keys_refused_until = now.saturating_add(REFUSED_KID_SECS);
+    /// The sidecar refused `token` as `token_unknown_key` after refreshing its keys: its `kid`
+    /// is refused locally until the keys change ([`Authenticator::set_keys`]).
+    pub fn remember_unknown_kid(&mut self, token: &str, now: u64) {
+        if self.refused_kids.len() >= MAX_REFUSED_KIDS {
+            self.refused_kids.clear();
         }
+        self.refused_kids.insert(kid_of(token).unwrap_or_default(), now);
     }
 
     pub fn authenticate(&mut self, token: &str, now: u64) -> LocalVerdict {
@@ -124,7 +125,12 @@ impl Authenticator {
         // verification serves every route.
         let claims = match verify_token_time_with(token, &self.keys, &self.policy, now, self.native.as_deref()) {
             Ok(c) => c,
-            Err(TokenError::UnknownKey) if now < self.unknown_keys_refused_until => {
+            Err(TokenError::UnknownKey)
+                if self
+                    .refused_kids
+                    .get(kid_of(token).as_deref().unwrap_or(""))
+                    .is_some_and(|at| now < at.saturating_add(REFUSED_KID_SECS)) =>
+            {
                 return LocalVerdict::Invalid(TokenError::UnknownKey);
             }
             Err(TokenError::UnknownKey) => return LocalVerdict::Unknown,
@@ -150,22 +156,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_keys_are_refused_locally_for_a_while_after_the_sidecar_refused_one() {
+    fn a_kid_the_sidecar_refused_is_refused_locally_until_the_keys_change() {
         let now = 1_700_000_000;
         let mut a = Authenticator::new(ClaimsPolicy::default(), 16);
         let mut h = Header::new(Algorithm::HS256);
         h.kid = Some("random-kid".into());
         let t = encode(&h, &json!({"sub": "u", "exp": now + 100}), &EncodingKey::from_secret(b"k")).unwrap();
-        h.kid = Some("another-kid".into());
-        let other = encode(&h, &json!({"sub": "u", "exp": now + 100}), &EncodingKey::from_secret(b"k")).unwrap();
         assert!(matches!(a.authenticate(&t, now), LocalVerdict::Unknown));
-        a.sidecar_refused_unknown_key(now);
+        a.remember_unknown_kid(&t, now);
         assert!(matches!(a.authenticate(&t, now), LocalVerdict::Invalid(TokenError::UnknownKey)));
-        assert!(matches!(a.authenticate(&other, now), LocalVerdict::Invalid(TokenError::UnknownKey)));
-        // Later refusals within the window do not extend it.
-        a.sidecar_refused_unknown_key(now + REFUSED_KID_SECS - 1);
         assert!(matches!(a.authenticate(&t, now + REFUSED_KID_SECS), LocalVerdict::Unknown));
-        a.sidecar_refused_unknown_key(now + REFUSED_KID_SECS);
+        a.remember_unknown_kid(&t, now);
         a.set_keys(KeySet::new());
         assert!(matches!(a.authenticate(&t, now), LocalVerdict::Unknown));
     }

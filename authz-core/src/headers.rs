@@ -17,10 +17,10 @@ pub const X_QUOTA_LEASE: &str = "x-quota-lease";
 /// Step-up: a short-lived token authorising one action (`action` claim).
 pub const X_ACTION_TOKEN: &str = "x-action-token";
 
-/// Headers that make an upstream framework act on another method or URL than the one the
-/// policy decided on (Rails, Express's method-override, Symfony, IIS/ASP.NET rewrites, Envoy's
-/// own rewrite record). Removed from every request by default (`overrideHeaders` replaces the
-/// list).
+/// Headers that make an upstream framework act on another method, URL or user than the one
+/// the policy decided on (Rails, Express's method-override, Symfony, IIS/ASP.NET rewrites,
+/// Envoy's own rewrite record, other gateways' identity headers). Removed from every request
+/// by default (`overrideHeaders` replaces the list).
 pub const DEFAULT_OVERRIDE_HEADERS: &[&str] = &[
     "x-http-method-override",
     "x-http-method",
@@ -30,6 +30,16 @@ pub const DEFAULT_OVERRIDE_HEADERS: &[&str] = &[
     "x-original-uri",
     "x-envoy-original-path",
     "x-envoy-original-url",
+    // Identity headers of other gateways (oauth2-proxy, nginx auth_request setups, Apache's
+    // REMOTE_USER convention) that a service behind us may also trust.
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-remote-user",
+    "remote-user",
 ];
 
 /// Which incoming headers are identity headers and must be removed.

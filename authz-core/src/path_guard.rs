@@ -9,7 +9,8 @@
 //! for a framework that decodes once more. The policy must decide on the path the upstream acts
 //! on, and no rule can be written for every reading, so these forms are refused:
 //! - a `;` anywhere in the path (matrix or path parameters), encoded or not;
-//! - a `.` or `..` segment after decoding;
+//! - a `.` or `..` segment after decoding, or a segment ending in `.` or a space (IIS and
+//!   Windows file systems drop those, so `/admin.` and `/admin%20` are `/admin` there);
 //! - a `\`, a control byte, or a NUL after decoding;
 //! - an encoded `%` that decodes to another escape (double encoding);
 //! - a malformed escape.
@@ -24,7 +25,7 @@ pub const DOT_SEGMENT: Denial =
 pub const PATH_CHARACTERS: Denial = Denial {
     status: 400,
     code: "path_characters",
-    message: "paths with backslashes, control characters or double encoding are not accepted",
+    message: "paths with backslashes, control characters, double encoding or segments ending in '.' or ' ' are not accepted",
 };
 pub const PATH_ENCODING: Denial =
     Denial { status: 400, code: "path_encoding", message: "the path holds a malformed percent-escape" };
@@ -74,8 +75,13 @@ pub fn check(target: &str) -> Result<(), Denial> {
             _ => {}
         }
     }
-    if decoded.split(|b| *b == b'/').any(|seg| seg == b"." || seg == b"..") {
-        return Err(DOT_SEGMENT);
+    for seg in decoded.split(|b| *b == b'/') {
+        if seg == b"." || seg == b".." {
+            return Err(DOT_SEGMENT);
+        }
+        if seg.ends_with(b".") || seg.ends_with(b" ") {
+            return Err(PATH_CHARACTERS);
+        }
     }
     Ok(())
 }
@@ -112,6 +118,9 @@ mod tests {
             ("/api/x/%00", "path_characters"),
             ("/api/x/%0d%0a", "path_characters"),
             ("/api/x/%252e%252e/admin", "path_characters"),
+            ("/api/models/admin./x", "path_characters"),
+            ("/api/models/admin%20/x", "path_characters"),
+            ("/api/models/admin%2e", "path_characters"),
             ("/api/x/%2", "path_encoding"),
             ("/api/x/%zz", "path_encoding"),
         ] {
@@ -126,7 +135,6 @@ mod tests {
             "/api/tes/v1/tasks",
             "/api/tools/run?x=1;y=2",
             "/api/rag/files/report.v2.pdf",
-            "/api/rag/files/...",
             "/api/rag/files/a%20b",
             "/api/rag/files/100%25",
             "/api/x/.hidden",

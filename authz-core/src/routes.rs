@@ -230,10 +230,18 @@ impl Route {
 
     fn matches_path(&self, path: &str) -> bool {
         let fold = self.fold_case;
+        // A protected rule also covers its literal with a suffix (`/admin.json`): Spring MVC's
+        // suffix pattern matching and content negotiation route that to `/admin`.
+        let suffixed = |rest: &str| fold && rest.starts_with('.');
         match (&self.path, &self.prefix, &self.template) {
-            (Some(p), _, _) => p == path || fold && p.eq_ignore_ascii_case(path),
+            (Some(p), _, _) => {
+                p == path
+                    || fold && p.eq_ignore_ascii_case(path)
+                    || crate::template::strip_prefix_folded(path, p, fold)
+                        .is_some_and(|r| suffixed(r) && !r.contains('/'))
+            }
             (None, Some(prefix), _) => crate::template::strip_prefix_folded(path, prefix, fold)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || suffixed(rest)),
             (None, None, Some(t)) => t.matches(path),
             (None, None, None) => false,
         }

@@ -98,6 +98,11 @@ fn native_params(alg: Algorithm) -> Option<(&'static str, Option<usize>)> {
     }
 }
 
+/// The `kid` of a token's header, if it has one (no verification: for bookkeeping only).
+pub fn kid_of(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid)
+}
+
 /// Verifies the signature and the route-independent claims (`exp`, `nbf`, `iat`, `sub`).
 /// The caller checks issuer and audience against the route's [`crate::claims::Scope`]; this
 /// split lets one cached verification serve routes with different audiences.

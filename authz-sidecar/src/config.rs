@@ -76,9 +76,8 @@ pub struct Config {
     /// and `x-quota-lease`.
     #[serde(default)]
     pub strip_headers: Vec<String>,
-    /// Method and URL override headers removed from every request; absent: the built-in list
-    /// (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`, `X-Original-URL`,
-    /// `X-Rewrite-URL`, `X-Original-URI`, `X-Envoy-Original-Path`, `X-Envoy-Original-URL`).
+    /// Method, URL and foreign identity override headers removed from every request; absent:
+    /// the built-in list (`authz_core::headers::DEFAULT_OVERRIDE_HEADERS`).
     #[serde(default)]
     pub override_headers: Option<Vec<String>>,
     /// Timeout of each call to the auth service (JWKS, introspection).

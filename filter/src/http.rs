@@ -35,9 +35,9 @@ pub struct Http {
     gate: Gate,
     /// A compute route's sanitised headers, held until its body has arrived.
     held: Option<Vec<(String, Vec<u8>)>>,
-    /// A bearer token was sent to the sidecar because no local key fits it: if the sidecar
-    /// refuses its key too, unknown keys are refused locally for a while (`Authenticator`).
-    asked_for_unknown_key: bool,
+    /// A bearer token sent to the sidecar because no local key fits it: if the sidecar refuses
+    /// its key too, its `kid` is refused locally for a while (`Authenticator`).
+    unknown_key_token: Option<String>,
     /// The matched rule's id and the credential's kind, for the audit record.
     rule: String,
     credential: &'static str,
@@ -56,7 +56,7 @@ impl Http {
             pending: None,
             gate: Gate::Undecided,
             held: None,
-            asked_for_unknown_key: false,
+            unknown_key_token: None,
             rule: String::new(),
             credential: "",
         }
@@ -225,9 +225,11 @@ impl Context for Http {
             }
             CalloutVerdict::Deny { status, mut headers, body, .. } => {
                 self.gate.on_verdict(false);
-                if self.asked_for_unknown_key && denial_code(&body).as_deref() == Some("token_unknown_key") {
+                if let Some(token) = self.unknown_key_token.take()
+                    && denial_code(&body).as_deref() == Some("token_unknown_key")
+                {
                     let now = self.now();
-                    shared.borrow_mut().auth.sidecar_refused_unknown_key(now);
+                    shared.borrow_mut().auth.remember_unknown_kid(&token, now);
                 }
                 metrics.denied.inc();
                 if !forwarded {
@@ -302,7 +304,7 @@ impl Http {
             }
             LocalVerdict::Unknown => {
                 metrics.cache_misses.inc();
-                self.asked_for_unknown_key = true;
+                self.unknown_key_token = Some(token.to_string());
                 return Local::AskSidecar;
             }
         };

@@ -52,10 +52,39 @@ fn matching() {
         ("GET", "/api/admin/x", "default"),
         ("GET", "/api/lims/labs/l1/samples", "lab"),
         ("GET", "/api/lims/labs", "default"),
+        // Protected rules fold case and cover a suffixed last segment; public ones do neither.
+        ("POST", "/API/Billing/x", "billing"),
+        ("GET", "/api/ADMIN", "admin"),
+        ("GET", "/api/admin.json", "admin"),
+        ("GET", "/api/admin.json/x", "default"),
+        ("POST", "/api/billing.xml", "billing"),
+        ("GET", "/api/LIMS/labs/l1/x", "lab"),
+        ("GET", "/api/DOCS/x", "default"),
+        ("GET", "/api/docs.json", "default"),
     ];
     for (method, path, want) in cases {
         assert_eq!(id_of(t.find(method, path)), want, "{method} {path}");
     }
+}
+
+#[test]
+fn case_sensitive_rules_match_exactly() {
+    let t = RouteTable::new(
+        vec![],
+        vec![],
+        vec![spec("exact", serde_json::json!({"prefix": "/api/Exact", "caseSensitive": true, "rolesAnyOf": ["x"]}))],
+    )
+    .unwrap();
+    assert_eq!(id_of(t.find("GET", "/api/Exact/1")), "exact");
+    assert_eq!(id_of(t.find("GET", "/api/exact/1")), "default");
+    assert_eq!(id_of(t.find("GET", "/api/Exact.json")), "default");
+}
+
+#[test]
+fn method_dependence() {
+    let t = table();
+    assert!(t.depends_on_method("/api/lims/samples/1?x"));
+    assert!(!t.depends_on_method("/api/billing/x"));
 }
 
 #[test]

@@ -331,6 +331,31 @@ fn cases(fixtures: &Fixtures) -> Vec<Case> {
             Expect::Refuse(401),
         ),
         case("case", "PUBLIC is not public", req("GET", "/api/rag/PUBLIC/doc", &[]), Expect::Refuse(401)),
+        // Suffixes and trailing characters that Spring, IIS or Windows drop.
+        case(
+            "suffix",
+            "admin.json (Spring suffix match)",
+            with(req("GET", "/api/models/admin.json", &[]), auth(bob)),
+            Expect::Refuse(403),
+        ),
+        case(
+            "suffix",
+            "internal.xml (service-only)",
+            with(req("GET", "/api/tes/internal.xml", &[]), auth(bob)),
+            Expect::Refuse(403),
+        ),
+        case(
+            "suffix",
+            "admin. (trailing dot)",
+            with(req("GET", "/api/models/admin./x", &[]), auth(bob)),
+            Expect::Refuse(400),
+        ),
+        case(
+            "suffix",
+            "admin%20 (trailing space)",
+            with(req("GET", "/api/models/admin%20/x", &[]), auth(bob)),
+            Expect::Refuse(400),
+        ),
         // Identity headers with underscores.
         case(
             "underscores",
@@ -485,6 +510,27 @@ fn cases(fixtures: &Fixtures) -> Vec<Case> {
             with(req("GET", "/api/lims/labs/lab-a/s/1", &[]), auth(&fixtures.spaced_role)),
             Expect::Refuse(403),
         ),
+        Case {
+            absent_upstream: &["x-forwarded-user", "x-remote-user", "remote-user", "x-auth-request-user"],
+            ..case(
+                "foreign-identity",
+                "X-Forwarded-User / X-Remote-User / Remote-User / X-Auth-Request-User removed",
+                with(
+                    req(
+                        "GET",
+                        "/api/tools/x",
+                        &[
+                            ("X-Forwarded-User", "SPOOF-root"),
+                            ("X-Remote-User", "SPOOF-root"),
+                            ("Remote-User", "SPOOF-root"),
+                            ("X-Auth-Request-User", "SPOOF-root"),
+                        ],
+                    ),
+                    auth(bob),
+                ),
+                Expect::Allow("u-bob"),
+            )
+        },
         // URL overrides and client addresses.
         Case {
             absent_upstream: &["x-original-url", "x-rewrite-url", "x-envoy-original-path"],
