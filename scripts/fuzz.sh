@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../fuzz"
 secs="${1:-10}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(token policy filter_config control)
+[ ${#targets[@]} -gt 0 ] || targets=(token policy filter_config control path)
 # Next to the workspace's build cache when CI points CARGO_TARGET_DIR outside the clone.
 opts=(--sanitizer none)
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then

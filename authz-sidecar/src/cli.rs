@@ -49,6 +49,13 @@ pub fn check(
         }
         v
     };
+    // The same refusals before any rule as the gateway makes.
+    if let Err(d) = authz_core::path_guard::check(path) {
+        return Ok(verdict(None, Err(d), Some("the path holds a form an upstream could read differently")));
+    }
+    if authz_core::path_guard::has_method_param(path) && policy.table.depends_on_method(path) {
+        return Ok(verdict(None, Err(authz_core::path_guard::METHOD_OVERRIDE), None));
+    }
     let route = match policy.table.find(method, path) {
         Matched::Public => return Ok(verdict(None, Ok(()), Some("public path"))),
         Matched::NoRule => {
@@ -123,6 +130,10 @@ mod tests {
         assert_eq!((v["decision"].as_str(), v["user_id"].as_str()), (Some("allow"), Some("u1")));
         let v = check(&config, None, None, "GET", "/api/tools").unwrap();
         assert_eq!(v["code"], "missing_credential");
+        let v = check(&config, None, Some(&token), "GET", "/api/x/%2e%2e;/admin").unwrap();
+        assert_eq!((v["status"].as_u64(), v["code"].as_str()), (Some(400), Some("path_parameters")));
+        let v = check(&config, None, Some(&token), "GET", "/api/ADMIN/x").unwrap();
+        assert_eq!(v["rule"], "admin", "protected rules match in any case");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -4,7 +4,8 @@
 //! it differs from a fresh generation (`cargo run -p authz-e2e --bin gen-k8s` rewrites it).
 //!
 //! In-cluster values can be changed at generation time through the environment:
-//! `ROUTE_TIMEOUT` (seconds, default 15), `JWT_ISSUER`, `JWT_AUDIENCE`, and `<SERVICE>_HOST` /
+//! `ROUTE_TIMEOUT` (seconds, default 15), `JWT_ISSUER`, `JWT_AUDIENCE`, `XFF_TRUSTED_HOPS`
+//! (proxies in front of the gateway trusted to append to `X-Forwarded-For`, default 0), and `<SERVICE>_HOST` /
 //! `<SERVICE>_PORT` for the upstreams (default: the service names and ports of the
 //! architecture, resolved in the gateway's namespace).
 

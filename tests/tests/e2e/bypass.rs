@@ -95,6 +95,13 @@ fn options(mode: Mode) -> authz_e2e::stack::Options {
     opts
 }
 
+/// A DELETE on the action-token rule with this bearer token and action token, which must be
+/// refused (401).
+fn delete(what: &'static str, path: &str, bearer: &str, action: &str) -> Case {
+    let r = req("DELETE", path, &[("authorization", bearer), ("x-action-token", action)]);
+    case("action-token", what, r, Expect::Refuse(401))
+}
+
 /// Every case, with fresh single-use tokens (each mode and protocol gets its own).
 fn cases(fixtures: &Fixtures) -> Vec<Case> {
     let bob = fixtures.bob.as_str();
@@ -419,63 +426,21 @@ fn cases(fixtures: &Fixtures) -> Vec<Case> {
             Expect::Refuse(400),
         ),
         // Action tokens.
-        case(
-            "action-token",
-            "the same action token again",
-            with(
-                req("DELETE", "/api/lims/samples/2", &[]),
-                vec![("authorization".into(), alice.into()), ("x-action-token".into(), fixtures.action.clone())],
-            ),
-            Expect::Refuse(401),
-        ),
-        case(
-            "action-token",
+        delete("the same action token again", "/api/lims/samples/2", alice, &fixtures.action),
+        delete(
             "foreign issuer",
-            with(
-                req("DELETE", "/api/lims/samples/1", &[]),
-                vec![
-                    ("authorization".into(), alice.into()),
-                    ("x-action-token".into(), action_token("u-alice", json!({"iss": "https://evil.example"}))),
-                ],
-            ),
-            Expect::Refuse(401),
+            "/api/lims/samples/1",
+            alice,
+            &action_token("u-alice", json!({"iss": "https://evil.example"})),
         ),
-        case(
-            "action-token",
+        delete(
             "foreign audience",
-            with(
-                req("DELETE", "/api/lims/samples/1", &[]),
-                vec![
-                    ("authorization".into(), alice.into()),
-                    ("x-action-token".into(), action_token("u-alice", json!({"aud": "another-api"}))),
-                ],
-            ),
-            Expect::Refuse(401),
+            "/api/lims/samples/1",
+            alice,
+            &action_token("u-alice", json!({"aud": "another-api"})),
         ),
-        case(
-            "action-token",
-            "its session logged out",
-            with(
-                req("DELETE", "/api/lims/samples/1", &[]),
-                vec![
-                    ("authorization".into(), alice.into()),
-                    ("x-action-token".into(), fixtures.logged_out_action.clone()),
-                ],
-            ),
-            Expect::Refuse(401),
-        ),
-        case(
-            "action-token",
-            "after log out everywhere",
-            with(
-                req("DELETE", "/api/lims/samples/1", &[]),
-                vec![
-                    ("authorization".into(), fixtures.carol.clone()),
-                    ("x-action-token".into(), fixtures.carol_old_action.clone()),
-                ],
-            ),
-            Expect::Refuse(401),
-        ),
+        delete("its session logged out", "/api/lims/samples/1", alice, &fixtures.logged_out_action),
+        delete("after log out everywhere", "/api/lims/samples/1", &fixtures.carol, &fixtures.carol_old_action),
         // Duplicate keys in a compute body.
         case(
             "json-duplicates",
