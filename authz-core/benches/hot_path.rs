@@ -110,6 +110,13 @@ fn hit_path(c: &mut Criterion) {
     let rules = StripRules::default();
     c.bench_function("sanitize", |b| b.iter(|| request::sanitize(black_box(headers.clone()), &rules, || [7; 16])));
     c.bench_function("credential", |b| b.iter(|| credential::extract(black_box(&headers)).kind()));
+    // The front-door checks every request pays before a rule is looked at.
+    let target = "/api/tools/run/some/longer/path-segment?x=1&y=2";
+    c.bench_function("path_guard", |b| {
+        b.iter(|| {
+            (authz_core::path_guard::check(black_box(target)).is_ok(), authz_core::path_guard::has_method_param(target))
+        })
+    });
 
     let id = Identity::from_claims(serde_json::from_value(claims()).unwrap()).unwrap();
     c.bench_function("identity_headers", |b| b.iter(|| black_box(&id).headers()));

@@ -46,56 +46,123 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// Checks the path part of a request target (the query is ignored; see [`has_method_param`]).
+/// One pass over the bytes, decoding as it goes, without allocating: it runs on every request.
+/// A malformed escape or a forbidden character is reported where it is met; a dot segment or a
+/// segment ending in `.`/space only if nothing else is wrong.
 pub fn check(target: &str) -> Result<(), Denial> {
     let path = crate::routes::path_only(target).as_bytes();
-    let mut decoded = Vec::with_capacity(path.len());
+    // Most paths hold none of the bytes any rule below is about.
+    if !path.iter().any(|b| matches!(*b, b'%' | b';' | b'\\' | b'.' | b' ' | 0..=0x1f | 0x7f)) {
+        return Ok(());
+    }
+    let mut segment = Segment::default();
+    let mut later: Option<Denial> = None;
+    // Double encoding: a decoded `%` (from `%25`) followed by two decoded hex digits.
+    let mut escaped_pct = 0u8;
     let mut i = 0;
     while i < path.len() {
-        if path[i] == b'%' {
+        let b = if path[i] == b'%' {
             let (Some(h), Some(l)) = (path.get(i + 1).copied().and_then(hex), path.get(i + 2).copied().and_then(hex))
             else {
                 return Err(PATH_ENCODING);
             };
-            decoded.push(h << 4 | l);
             i += 3;
+            h << 4 | l
         } else {
-            decoded.push(path[i]);
             i += 1;
-        }
-    }
-    for (n, b) in decoded.iter().enumerate() {
-        match *b {
-            b';' => return Err(PATH_PARAMETERS),
-            b'\\' | 0..=0x1f | 0x7f => return Err(PATH_CHARACTERS),
-            b'%' if decoded.get(n + 1).copied().and_then(hex).is_some()
-                && decoded.get(n + 2).copied().and_then(hex).is_some() =>
-            {
-                return Err(PATH_CHARACTERS);
-            }
-            _ => {}
-        }
-    }
-    for seg in decoded.split(|b| *b == b'/') {
-        if seg == b"." || seg == b".." {
-            return Err(DOT_SEGMENT);
-        }
-        if seg.ends_with(b".") || seg.ends_with(b" ") {
+            path[i - 1]
+        };
+        escaped_pct = match (escaped_pct, b) {
+            (0, b'%') => 1,
+            (1 | 2, _) if hex(b).is_some() => escaped_pct + 1,
+            (_, b'%') => 1,
+            _ => 0,
+        };
+        if escaped_pct == 3 {
             return Err(PATH_CHARACTERS);
         }
+        match b {
+            b';' => return Err(PATH_PARAMETERS),
+            b'\\' | 0..=0x1f | 0x7f => return Err(PATH_CHARACTERS),
+            b'/' => {
+                later = later.or(segment.verdict());
+                segment = Segment::default();
+            }
+            _ => segment.push(b),
+        }
     }
-    Ok(())
+    match later.or(segment.verdict()) {
+        Some(d) => Err(d),
+        None => Ok(()),
+    }
 }
 
-/// Whether the query string carries a `_method` parameter (any case, encoded or not), the
+/// What is known of the current (decoded) path segment.
+#[derive(Default)]
+struct Segment {
+    len: usize,
+    only_dots: bool,
+    last: u8,
+}
+
+impl Segment {
+    fn push(&mut self, b: u8) {
+        self.only_dots = (self.len == 0 || self.only_dots) && b == b'.';
+        self.len += 1;
+        self.last = b;
+    }
+
+    fn verdict(&self) -> Option<Denial> {
+        match self.len {
+            0 => None,
+            1 | 2 if self.only_dots => Some(DOT_SEGMENT),
+            _ if self.last == b'.' || self.last == b' ' => Some(PATH_CHARACTERS),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the query string carries a `_method` parameter (any case, any escaping), the
 /// method override of Rails, Laravel, Symfony and Express's `method-override`.
 pub fn has_method_param(target: &str) -> bool {
     let Some((_, query)) = target.split_once('?') else { return false };
     let query = query.split('#').next().unwrap_or(query);
-    query.split('&').any(|pair| {
-        let key = pair.split('=').next().unwrap_or(pair);
-        let key = key.replace("%5F", "_").replace("%5f", "_");
-        key.eq_ignore_ascii_case("_method")
-    })
+    // `_method` starts with `_` or its escape: most queries have neither.
+    if !query.bytes().any(|b| b == b'_' || b == b'%') {
+        return false;
+    }
+    query.split('&').any(|pair| decoded_eq_ignore_case(pair.split('=').next().unwrap_or(pair), b"_method"))
+}
+
+/// `s` percent-decoded (and `+` as a space, as form decoding does) equals `want`, ignoring
+/// ASCII case, without allocating.
+fn decoded_eq_ignore_case(s: &str, want: &[u8]) -> bool {
+    let b = s.as_bytes();
+    let (mut i, mut j) = (0, 0);
+    while i < b.len() {
+        let c = match b[i] {
+            b'%' => match (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+                (Some(h), Some(l)) => {
+                    i += 3;
+                    h << 4 | l
+                }
+                _ => return false,
+            },
+            b'+' => {
+                i += 1;
+                b' '
+            }
+            c => {
+                i += 1;
+                c
+            }
+        };
+        if want.get(j).is_none_or(|w| !w.eq_ignore_ascii_case(&c)) {
+            return false;
+        }
+        j += 1;
+    }
+    j == want.len()
 }
 
 #[cfg(test)]
@@ -118,6 +185,11 @@ mod tests {
             ("/api/x/%00", "path_characters"),
             ("/api/x/%0d%0a", "path_characters"),
             ("/api/x/%252e%252e/admin", "path_characters"),
+            ("/api/x/%25%32%65", "path_characters"),
+            ("/../%zz", "path_encoding"),
+            ("/..;", "path_parameters"),
+            ("/a/./b", "path_dot_segment"),
+            ("/a/.", "path_dot_segment"),
             ("/api/models/admin./x", "path_characters"),
             ("/api/models/admin%20/x", "path_characters"),
             ("/api/models/admin%2e", "path_characters"),
@@ -138,6 +210,9 @@ mod tests {
             "/api/rag/files/a%20b",
             "/api/rag/files/100%25",
             "/api/x/.hidden",
+            "/api/x/...x",
+            "/api/x/%25",
+            "/api/x/a%25g1",
         ] {
             assert_eq!(check(path), Ok(()), "{path}");
         }
@@ -149,7 +224,10 @@ mod tests {
         assert!(has_method_param("/a?x=1&_METHOD=delete"));
         assert!(has_method_param("/a?%5Fmethod=DELETE"));
         assert!(has_method_param("/a?_method"));
+        assert!(has_method_param("/a?_%6Dethod=DELETE"));
         assert!(!has_method_param("/a?method=DELETE"));
+        assert!(!has_method_param("/a?_methods=DELETE"));
+        assert!(!has_method_param("/a?_metho=DELETE"));
         assert!(!has_method_param("/a/_method=DELETE"));
         assert!(!has_method_param("/a"));
     }

@@ -423,7 +423,10 @@ impl RouteTable {
 
 /// A request path without its query string or fragment.
 pub fn path_only(path: &str) -> &str {
-    path.split(['?', '#']).next().unwrap_or(path)
+    match path.bytes().position(|b| b == b'?' || b == b'#') {
+        Some(at) => &path[..at],
+        None => path,
+    }
 }
 
 mod index;

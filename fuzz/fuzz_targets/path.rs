@@ -1,7 +1,7 @@
 //! The path guard (`authz_core::path_guard`) on any request target: never panics, and what it
 //! lets through holds, once percent-decoded, none of the forms an upstream could read
 //! differently from the policy (`;`, `\`, control bytes, `.`/`..` segments, segments ending in
-//! `.` or a space). Case folding is checked on the way: a protected rule matches a path exactly
+//! `.` or a space, a decoded escape). Case folding is checked on the way: a protected rule matches a path exactly
 //! when it matches the same path in lower case.
 #![no_main]
 
@@ -36,6 +36,8 @@ fuzz_target!(|data: &[u8]| {
     let path = authz_core::routes::path_only(&target);
     let decoded = decode(path);
     assert!(!decoded.iter().any(|b| matches!(*b, b';' | b'\\' | 0..=0x1f | 0x7f)), "{path:?}");
+    let hexd = |b: u8| b.is_ascii_hexdigit();
+    assert!(!decoded.windows(3).any(|w| w[0] == b'%' && hexd(w[1]) && hexd(w[2])), "double encoding {path:?}");
     for seg in decoded.split(|b| *b == b'/') {
         assert!(seg != b"." && seg != b"..", "{path:?}");
         assert!(!seg.ends_with(b".") && !seg.ends_with(b" "), "{path:?}");

@@ -44,7 +44,12 @@ impl PrefixIndex {
 
     /// Positions of the rules that may match `path`, ascending.
     pub fn candidates(&self, path: &str) -> Vec<u32> {
-        let lower = path.to_ascii_lowercase();
+        // Keys are lower case; most paths already are, and then nothing is allocated.
+        let lower = if path.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(path.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(path)
+        };
         let bytes = lower.as_bytes();
         let mut out = Vec::new();
         for (len, map) in &self.by_len {
