@@ -50,6 +50,9 @@ pub struct StripRules {
     extra: Vec<String>,
     /// Method and URL override headers (see [`DEFAULT_OVERRIDE_HEADERS`]).
     overrides: Vec<String>,
+    /// The first letters (lower case) of every name above and of `x-user-*`: most request
+    /// headers are told apart by their first byte alone (this runs for every header).
+    first_letters: Vec<u8>,
 }
 
 impl Default for StripRules {
@@ -71,13 +74,24 @@ impl StripRules {
         Self {
             extra: extra.into_iter().map(|s| s.to_ascii_lowercase()).collect(),
             overrides: DEFAULT_OVERRIDE_HEADERS.iter().map(|s| (*s).to_string()).collect(),
+            first_letters: Vec::new(),
         }
+        .indexed()
     }
 
     /// Replaces the list of method and URL override headers.
     #[must_use]
     pub fn with_overrides(mut self, overrides: impl IntoIterator<Item = String>) -> Self {
         self.overrides = overrides.into_iter().map(|s| s.to_ascii_lowercase()).collect();
+        self.indexed()
+    }
+
+    fn indexed(mut self) -> Self {
+        let mut first: Vec<u8> = self.extra.iter().chain(&self.overrides).filter_map(|n| n.bytes().next()).collect();
+        first.push(b'x');
+        first.sort_unstable();
+        first.dedup();
+        self.first_letters = first;
         self
     }
 
@@ -85,6 +99,10 @@ impl StripRules {
     /// for `-`.
     pub fn is_identity_header(&self, name: &str) -> bool {
         let n = name.as_bytes();
+        match n.first() {
+            Some(b) if self.first_letters.contains(&b.to_ascii_lowercase()) => {}
+            _ => return false,
+        }
         let starts_x_user = n.len() > 7 && same_name(&n[..7], b"x-user-");
         starts_x_user
             || same_name(n, X_INTERNAL_SERVICE.as_bytes())
