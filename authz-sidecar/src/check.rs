@@ -25,7 +25,7 @@ use tonic::{Request, Response, Status};
 use tracing::{Span, debug, warn};
 
 use crate::failures::FailureLimiter;
-use crate::identity_cache::{IdentityCache, remaining, unix_now};
+use crate::identity_cache::{IdentityCache, unix_now};
 use crate::introspect::Introspector;
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
@@ -37,6 +37,7 @@ use crate::session::SessionChecker;
 use authz_core::api_key_format::ApiKeyFormat;
 use envoy_types::pb::envoy::config::core::v3::address::Address;
 
+mod credentials;
 mod response;
 
 use response::{Record, allow, deny};
@@ -167,45 +168,6 @@ impl Decider {
         }
     }
 
-    async fn api_key(&self, route: Option<&Route>, path: &str, key: &str, client: &str) -> Decision {
-        if !self.api_key_format.accepts(key) {
-            self.failures.failed(client).await;
-            return Decision::Deny(Denial::malformed_api_key());
-        }
-        if self.revocations.current().set.is_api_key_revoked(&digest(key)) {
-            return Decision::Deny(Denial::unauthorized("api_key_revoked", "the API key was revoked"));
-        }
-        // A client past its failures is not looked up for keys we do not know already.
-        if !self.introspector.is_cached(key) && self.failures.exhausted(client).await {
-            return Decision::Deny(Denial::too_many_failures());
-        }
-        match self.introspector.lookup(key).await {
-            // Keys carry no session, sign-in time or action: step-up routes need a user token.
-            Ok(Some(_)) if route.is_some_and(|r| r.require_session || r.action.is_some() || r.has_max_auth_age()) => {
-                Decision::Deny(Denial::unauthorized("api_key_not_allowed", "this route needs a user token"))
-            }
-            Ok(Some(id)) => {
-                let verdict = match route {
-                    Some(r) => r.authorize(&id, path),
-                    None => check_endpoint_permissions(&id, path),
-                };
-                match verdict {
-                    Ok(()) => Decision::Allow(Some(id)),
-                    Err(d) => Decision::Deny(d),
-                }
-            }
-            Ok(None) => {
-                self.failures.failed(client).await;
-                Decision::Deny(Denial::unauthorized("api_key_invalid", "the API key was refused"))
-            }
-            Err(e) if e.overloaded => Decision::Deny(Denial::overloaded()),
-            Err(e) => {
-                warn!(error = %e, "API-key introspection unavailable");
-                Decision::Unavailable("auth service unavailable")
-            }
-        }
-    }
-
     async fn bearer(
         &self,
         route: Option<&Route>,
@@ -252,28 +214,6 @@ impl Decider {
             self.spend_action_token(action, now).await?;
         }
         Ok(id)
-    }
-
-    /// The checks on an action token that need shared state, once everything else about the
-    /// request passed: not revoked (its session logged out, "log out everywhere"), and, with
-    /// `actionTokens.singleUse`, not used before (its `jti`, held until the token expires).
-    async fn spend_action_token(&self, action: &Identity, now: u64) -> Result<(), Decision> {
-        if self.revocations.current().set.is_revoked(action) {
-            return Err(Decision::Deny(Denial::unauthorized("action_token_revoked", "the action token was revoked")));
-        }
-        let Some(kv) = &self.action_jtis else { return Ok(()) };
-        let Some(jti) = action.token_id.as_deref() else {
-            return Err(Decision::Deny(Denial::unauthorized("action_token_invalid", "the action token was refused")));
-        };
-        let scoped = format!("{}\n{jti}", action.issuer.as_deref().unwrap_or(""));
-        let key = kv.key("action-jti", &digest(&scoped));
-        match kv.claim_once(&key, remaining(action.expires_at, now)).await {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                Err(Decision::Deny(Denial::unauthorized("action_token_used", "the action token was already used")))
-            }
-            Err(()) => Err(Decision::Unavailable("action token store unavailable")),
-        }
     }
 
     /// A service-to-service caller (a verified, unrevoked token with the `svc` claim), for the

@@ -8,9 +8,13 @@ use std::path::Path;
 use std::time::Duration;
 
 mod audit;
+mod credentials;
+mod env;
 mod quota;
 
 pub use audit::AuditConfig;
+pub use credentials::{ActionTokenConfig, ApiKeyConfig, FailedCredentialsConfig};
+pub use env::{Env, ProcessEnv};
 pub use quota::{Limits, QuotaConfig};
 
 use crate::listen::{self as listen, Listeners};
@@ -130,84 +134,6 @@ pub struct RevocationConfig {
     pub key_prefix: String,
 }
 
-/// Step-up `X-Action-Token`s (route rules with `action`).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ActionTokenConfig {
-    /// Each token authorises one request: its `jti` is held in Redis until the token expires,
-    /// and a token without `jti` is refused. Redis away: action routes answer 503.
-    #[serde(default = "yes")]
-    pub single_use: bool,
-}
-
-impl Default for ActionTokenConfig {
-    fn default() -> Self {
-        Self { single_use: true }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ApiKeyConfig {
-    /// How long an active key's identity is reused (never past the key's `exp`).
-    #[serde(default = "default_positive", with = "serde_str")]
-    pub positive_ttl: Duration,
-    /// How long a refused key stays refused without asking again.
-    #[serde(default = "default_negative", with = "serde_str")]
-    pub negative_ttl: Duration,
-    /// The shape of the platform's keys (`prefix`, `minLength`, `maxLength`, `alphabet`:
-    /// base64url, hex or alphanumeric); a key without it is refused (401 `api_key_malformed`)
-    /// without asking the auth service. Empty: any key is asked about.
-    #[serde(default)]
-    pub format: authz_core::api_key_format::ApiKeyFormat,
-    /// Introspection calls in flight at once; beyond, 503 `authz_overloaded`.
-    #[serde(default = "default_max_introspections")]
-    pub max_concurrent_introspections: usize,
-    /// Introspection calls per second (a token bucket of `introspectionBurst`); beyond,
-    /// 503 `authz_overloaded`. Cached answers do not count.
-    #[serde(default = "default_introspection_rate")]
-    pub introspection_rate: u32,
-    #[serde(default = "default_introspection_burst")]
-    pub introspection_burst: u32,
-}
-
-/// Per-client bounds on failed credentials (the client is Envoy's downstream address).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FailedCredentialsConfig {
-    /// Refused API keys (unknown or malformed) one client may present within `window`; past
-    /// it, its unknown API keys are answered 429 `too_many_failed_credentials` without asking
-    /// the auth service (keys already known still work). Refused JWTs are not counted: they
-    /// cost no call to the auth service, and the key refetch they can cause is bounded by
-    /// `jwks.minRefreshInterval`. 0: no limit.
-    #[serde(default = "default_failures_per_client")]
-    pub per_client: u32,
-    #[serde(default = "default_failure_window", with = "serde_str")]
-    pub window: Duration,
-}
-
-impl Default for FailedCredentialsConfig {
-    fn default() -> Self {
-        Self { per_client: default_failures_per_client(), window: default_failure_window() }
-    }
-}
-
-fn default_max_introspections() -> usize {
-    32
-}
-fn default_introspection_rate() -> u32 {
-    100
-}
-fn default_introspection_burst() -> u32 {
-    50
-}
-fn default_failures_per_client() -> u32 {
-    50
-}
-fn default_failure_window() -> Duration {
-    Duration::from_secs(60)
-}
-
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JwksConfig {
@@ -287,12 +213,6 @@ fn default_session_ttl() -> Duration {
 fn default_hmac() -> Vec<String> {
     vec!["HS256".into()]
 }
-fn default_positive() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_negative() -> Duration {
-    Duration::from_secs(10)
-}
 fn default_skew() -> Duration {
     Duration::from_secs(60)
 }
@@ -334,18 +254,6 @@ impl Default for RevocationConfig {
         Self { channel: default_channel(), key_prefix: default_rev_prefix() }
     }
 }
-impl Default for ApiKeyConfig {
-    fn default() -> Self {
-        Self {
-            positive_ttl: default_positive(),
-            negative_ttl: default_negative(),
-            format: Default::default(),
-            max_concurrent_introspections: default_max_introspections(),
-            introspection_rate: default_introspection_rate(),
-            introspection_burst: default_introspection_burst(),
-        }
-    }
-}
 impl Default for JwksConfig {
     fn default() -> Self {
         Self {
@@ -382,33 +290,6 @@ pub enum ConfigError {
     Invalid { field: &'static str, reason: String },
 }
 
-/// A secret from `NAME`, or from the file that `NAME_FILE` names (a mounted Kubernetes
-/// Secret, which keeps it out of the process environment); both at once is refused.
-fn secret_from_env(env: &dyn Env, name: &str, file_var: &'static str) -> Result<Option<String>, ConfigError> {
-    let direct = env.var(name);
-    let Some(path) = env.var(file_var) else { return Ok(direct) };
-    if direct.is_some() {
-        return Err(ConfigError::Invalid { field: file_var, reason: format!("{name} is set too; use one") });
-    }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| ConfigError::Invalid { field: file_var, reason: format!("cannot read {path}: {e}") })?;
-    Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
-}
-
-/// Environment variables read on top of the file. Passed in (not read here) so tests are pure.
-pub trait Env {
-    fn var(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment.
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|v| !v.is_empty())
-    }
-}
-
 impl Config {
     /// Reads `path` (if any), applies the environment, validates.
     pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Self, ConfigError> {
@@ -430,53 +311,6 @@ impl Config {
         cfg.apply_env(env)?;
         cfg.validate()?;
         Ok(cfg)
-    }
-
-    fn apply_env(&mut self, env: &dyn Env) -> Result<(), ConfigError> {
-        if let Some(v) = env.var("IAM_URL") {
-            self.iam_url = v;
-        }
-        if let Some(v) = env.var("REDIS_URL") {
-            self.redis_url = v;
-        }
-        if let Some(v) = env.var("REDIS_CLUSTER") {
-            self.redis_cluster = match v.as_str() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                other => {
-                    return Err(ConfigError::Invalid {
-                        field: "REDIS_CLUSTER",
-                        reason: format!("{other:?} is not true or false"),
-                    });
-                }
-            };
-        }
-        // HMAC secret and gRPC token, each from the environment or a file it names.
-        if let Some(v) = secret_from_env(env, "JWT_SECRET", "JWT_SECRET_FILE")? {
-            self.jwt_secret = Some(v);
-        }
-        self.grpc_token = secret_from_env(env, "SIDECAR_GRPC_TOKEN", "SIDECAR_GRPC_TOKEN_FILE")?;
-        if let Some(v) = env.var("AUTHZ_GRPC_LISTEN") {
-            self.grpc_listen =
-                v.parse().map_err(|reason| ConfigError::Invalid { field: "AUTHZ_GRPC_LISTEN", reason })?;
-        }
-        if let Some(v) = env.var("AUTHZ_ADMIN_LISTEN") {
-            self.admin_listen =
-                v.parse().map_err(|e| ConfigError::Invalid { field: "AUTHZ_ADMIN_LISTEN", reason: format!("{e}") })?;
-        }
-        if let Some(v) = env.var("AUTHZ_LOG_FORMAT") {
-            self.log.format = match v.as_str() {
-                "json" => LogFormat::Json,
-                "text" => LogFormat::Text,
-                other => {
-                    return Err(ConfigError::Invalid {
-                        field: "AUTHZ_LOG_FORMAT",
-                        reason: format!("{other:?} is not text or json"),
-                    });
-                }
-            };
-        }
-        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

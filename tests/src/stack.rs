@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 mod ports;
 mod redis_server;
 
-pub use ports::{Ports, free_port};
+pub use ports::{Ports, free_port, pipe_address, tcp_address};
 
 use crate::auth_standin::{self, AuthStandin};
 use crate::render::{render, yaml_string};
@@ -454,16 +454,6 @@ impl Stack {
     pub fn sidecar_log(&self) -> String {
         std::fs::read_to_string(self.dir().join("sidecar.log")).unwrap_or_default()
     }
-}
-
-/// An Envoy address (YAML flow mapping) for a Unix socket: what `SIDECAR_ADDRESS` holds.
-pub fn pipe_address(path: &Path) -> String {
-    format!("{{ pipe: {{ path: {} }} }}", yaml_string(&path.display().to_string()))
-}
-
-/// An Envoy address (YAML flow mapping) for a TCP address.
-pub fn tcp_address(addr: SocketAddr) -> String {
-    format!("{{ socket_address: {{ address: {}, port_value: {} }} }}", addr.ip(), addr.port())
 }
 
 async fn stat_value(client: &reqwest::Client, url: &str, suffix: &str) -> Option<u64> {

@@ -1,6 +1,8 @@
-//! Ports of a stack: the documented fixed ones (`make run`), or free ones for tests.
+//! Ports of a stack: the documented fixed ones (`make run`), or free ones for tests; and the
+//! sidecar's address as the Envoy templates take it.
 
-use std::net::TcpListener as StdListener;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::Path;
 
 /// Ports of one stack.
 #[derive(Debug, Clone)]
@@ -54,4 +56,14 @@ pub fn free_port() -> anyhow::Result<u16> {
         return Ok(port);
     }
     anyhow::bail!("no free port in {LISTEN_PORTS:?}")
+}
+
+/// An Envoy address (YAML flow mapping) for a Unix socket: what `SIDECAR_ADDRESS` holds.
+pub fn pipe_address(path: &Path) -> String {
+    format!("{{ pipe: {{ path: {} }} }}", crate::render::yaml_string(&path.display().to_string()))
+}
+
+/// An Envoy address (YAML flow mapping) for a TCP address.
+pub fn tcp_address(addr: SocketAddr) -> String {
+    format!("{{ socket_address: {{ address: {}, port_value: {} }} }}", addr.ip(), addr.port())
 }

@@ -1,0 +1,81 @@
+//! The environment on top of the file: the platform's variables (`IAM_URL`, `REDIS_URL`,
+//! `JWT_SECRET`, ...) and the secrets that are only ever read from the environment or from a
+//! file it names.
+
+use super::{Config, ConfigError, LogFormat};
+
+/// A secret from `NAME`, or from the file that `NAME_FILE` names (a mounted Kubernetes
+/// Secret, which keeps it out of the process environment); both at once is refused.
+fn secret_from_env(env: &dyn Env, name: &str, file_var: &'static str) -> Result<Option<String>, ConfigError> {
+    let direct = env.var(name);
+    let Some(path) = env.var(file_var) else { return Ok(direct) };
+    if direct.is_some() {
+        return Err(ConfigError::Invalid { field: file_var, reason: format!("{name} is set too; use one") });
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ConfigError::Invalid { field: file_var, reason: format!("cannot read {path}: {e}") })?;
+    Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
+}
+
+/// Environment variables read on top of the file. Passed in (not read here) so tests are pure.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Config {
+    pub(super) fn apply_env(&mut self, env: &dyn Env) -> Result<(), ConfigError> {
+        if let Some(v) = env.var("IAM_URL") {
+            self.iam_url = v;
+        }
+        if let Some(v) = env.var("REDIS_URL") {
+            self.redis_url = v;
+        }
+        if let Some(v) = env.var("REDIS_CLUSTER") {
+            self.redis_cluster = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        field: "REDIS_CLUSTER",
+                        reason: format!("{other:?} is not true or false"),
+                    });
+                }
+            };
+        }
+        // HMAC secret and gRPC token, each from the environment or a file it names.
+        if let Some(v) = secret_from_env(env, "JWT_SECRET", "JWT_SECRET_FILE")? {
+            self.jwt_secret = Some(v);
+        }
+        self.grpc_token = secret_from_env(env, "SIDECAR_GRPC_TOKEN", "SIDECAR_GRPC_TOKEN_FILE")?;
+        if let Some(v) = env.var("AUTHZ_GRPC_LISTEN") {
+            self.grpc_listen =
+                v.parse().map_err(|reason| ConfigError::Invalid { field: "AUTHZ_GRPC_LISTEN", reason })?;
+        }
+        if let Some(v) = env.var("AUTHZ_ADMIN_LISTEN") {
+            self.admin_listen =
+                v.parse().map_err(|e| ConfigError::Invalid { field: "AUTHZ_ADMIN_LISTEN", reason: format!("{e}") })?;
+        }
+        if let Some(v) = env.var("AUTHZ_LOG_FORMAT") {
+            self.log.format = match v.as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        field: "AUTHZ_LOG_FORMAT",
+                        reason: format!("{other:?} is not text or json"),
+                    });
+                }
+            };
+        }
+        Ok(())
+    }
+}
