@@ -8,16 +8,16 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::process::{Child, Command};
 
 mod ports;
+mod process;
 mod redis_server;
 
 pub use ports::{Ports, free_port, pipe_address, tcp_address};
+use process::{spawn_logged, wait_until};
 
 use crate::auth_standin::{self, AuthStandin};
 use crate::render::{render, yaml_string};
@@ -113,50 +113,16 @@ pub struct Stack {
     envoy: Option<Child>,
 }
 
-/// The errors in a log, then its last lines: what a failed start-up needs to show.
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let errors: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|l| l.contains("[critical]") || l.contains("[error]") || l.contains("ERROR"))
-        .collect();
-    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-    if errors.is_empty() { tail } else { format!("{}\n...\n{tail}", errors.join("\n")) }
-}
-
-fn spawn_logged(mut cmd: Command, log: &Path) -> anyhow::Result<Child> {
-    let out = std::fs::File::create(log)?;
-    let err = out.try_clone()?;
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err).kill_on_drop(true);
-    cmd.spawn().with_context(|| format!("starting {:?}", cmd.as_std().get_program()))
-}
-
-/// Polls `check` until it returns true, or fails after `timeout` with the tail of `log`.
-async fn wait_until<F, Fut>(
-    what: &str,
-    timeout: Duration,
-    log: &Path,
-    child: &mut Child,
-    mut check: F,
-) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait()? {
-            anyhow::bail!("{what} exited ({status}) before it was ready; log:\n{}", log_tail(log));
+impl Drop for Stack {
+    /// Sockets placed in /tmp for a long TMPDIR (`sidecar_socket`) are not in the stack folder
+    /// that the drop of `dir` removes; a killed sidecar leaves its socket file behind.
+    fn drop(&mut self) {
+        for name in ["sidecar", "sidecar-replica"] {
+            let socket = self.sidecar_socket(name);
+            if !socket.starts_with(self.dir()) {
+                let _ = std::fs::remove_file(socket);
+            }
         }
-        if check().await {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            anyhow::bail!("{what} not ready after {timeout:?}; log:\n{}", log_tail(log));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -232,7 +198,14 @@ impl Stack {
 
     /// The Unix socket the sidecar `name` listens on for Envoy (as the shipped configs have it).
     pub fn sidecar_socket(&self, name: &str) -> PathBuf {
-        self.dir().join(format!("{name}.sock"))
+        let path = self.dir().join(format!("{name}.sock"));
+        // A Unix socket path holds at most 107 bytes: under a long TMPDIR, use /tmp (named
+        // after the stack folder, so two stacks never share one).
+        if path.as_os_str().len() < 100 {
+            return path;
+        }
+        let stack = self.dir().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        PathBuf::from(format!("/tmp/{stack}-{name}.sock"))
     }
 
     fn sidecar_config(&self, name: &str, grpc: u16, admin: u16) -> String {
