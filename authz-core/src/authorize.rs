@@ -5,6 +5,7 @@
 //! Refusals are 403 with a stable code that says which requirement failed and never echoes a
 //! claim value.
 
+use crate::denial::codes;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -86,23 +87,23 @@ impl Requirements {
     /// Checks `id`; `params` are the route template's captures.
     pub fn check(&self, id: &Identity, params: &[(&str, &str)]) -> Result<(), Denial> {
         if self.service_only && id.service.is_none() {
-            return Err(Denial::forbidden("service_only", "this route is for services only"));
+            return Err(Denial::forbidden(codes::SERVICE_ONLY, "this route is for services only"));
         }
         if !self.roles_any_of.is_empty() && !self.roles_any_of.iter().any(|r| id.roles.contains(r)) {
-            return Err(Denial::forbidden("missing_role", "a required role is missing"));
+            return Err(Denial::forbidden(codes::MISSING_ROLE, "a required role is missing"));
         }
         if !self.roles_all_of.iter().all(|r| id.roles.contains(r)) {
-            return Err(Denial::forbidden("missing_role", "a required role is missing"));
+            return Err(Denial::forbidden(codes::MISSING_ROLE, "a required role is missing"));
         }
         if !self.scopes.iter().all(|s| id.scopes.contains(s)) {
-            return Err(Denial::forbidden("missing_scope", "a required scope is missing"));
+            return Err(Denial::forbidden(codes::MISSING_SCOPE, "a required scope is missing"));
         }
         if !self.claims.iter().all(|c| c.holds(id)) {
-            return Err(Denial::forbidden("claim_mismatch", "a required claim condition is not met"));
+            return Err(Denial::forbidden(codes::CLAIM_MISMATCH, "a required claim condition is not met"));
         }
         for (param, claim) in &self.bind {
             let Some((_, value)) = params.iter().find(|(name, _)| name == param) else {
-                return Err(Denial::forbidden("tenant_mismatch", "the resource is outside the caller's tenancy"));
+                return Err(Denial::forbidden(codes::TENANT_MISMATCH, "the resource is outside the caller's tenancy"));
             };
             let allowed = match claim_value(id, claim) {
                 Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(value)),
@@ -110,7 +111,7 @@ impl Requirements {
                 _ => false,
             };
             if !allowed {
-                return Err(Denial::forbidden("tenant_mismatch", "the resource is outside the caller's tenancy"));
+                return Err(Denial::forbidden(codes::TENANT_MISMATCH, "the resource is outside the caller's tenancy"));
             }
         }
         Ok(())
@@ -125,7 +126,7 @@ pub fn check_endpoint_permissions(id: &Identity, path: &str) -> Result<(), Denia
     if allowed {
         Ok(())
     } else {
-        Err(Denial::forbidden("endpoint_not_permitted", "this token may not call this endpoint"))
+        Err(Denial::forbidden(codes::ENDPOINT_NOT_PERMITTED, "this token may not call this endpoint"))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Which credential a request carries: a Bearer JWT, an opaque API key, or none.
 
+use crate::denial::codes;
 use crate::headers::{AUTHORIZATION, X_API_KEY};
 
 /// The credential found on a request. Borrowed from the request's headers.
@@ -39,16 +40,16 @@ pub fn extract<'a, N: AsRef<str>, V: AsRef<[u8]>>(headers: &'a [(N, V)]) -> Cred
             continue;
         };
         if slot.is_some() {
-            return Credential::Invalid("duplicate_credential_header");
+            return Credential::Invalid(codes::DUPLICATE_CREDENTIAL_HEADER);
         }
         match std::str::from_utf8(value.as_ref()) {
             Ok(v) => *slot = Some(v),
-            Err(_) => return Credential::Invalid("malformed_credential"),
+            Err(_) => return Credential::Invalid(codes::MALFORMED_CREDENTIAL),
         }
     }
     match (authorization, api_key) {
         (None, None) => Credential::None,
-        (Some(_), Some(_)) => Credential::Invalid("ambiguous_credentials"),
+        (Some(_), Some(_)) => Credential::Invalid(codes::AMBIGUOUS_CREDENTIALS),
         (None, Some(key)) => token_or_invalid(key.trim(), Credential::ApiKey),
         (Some(auth), None) => {
             let auth = auth.trim();
@@ -59,7 +60,7 @@ pub fn extract<'a, N: AsRef<str>, V: AsRef<[u8]>>(headers: &'a [(N, V)]) -> Cred
             } else if scheme.eq_ignore_ascii_case("apikey") {
                 token_or_invalid(rest, Credential::ApiKey)
             } else {
-                Credential::Invalid("unsupported_auth_scheme")
+                Credential::Invalid(codes::UNSUPPORTED_AUTH_SCHEME)
             }
         }
     }
@@ -67,7 +68,7 @@ pub fn extract<'a, N: AsRef<str>, V: AsRef<[u8]>>(headers: &'a [(N, V)]) -> Cred
 
 fn token_or_invalid<'a>(value: &'a str, make: fn(&'a str) -> Credential<'a>) -> Credential<'a> {
     if value.is_empty() || value.bytes().any(|b| b.is_ascii_whitespace() || !(0x21..0x7f).contains(&b)) {
-        Credential::Invalid("malformed_credential")
+        Credential::Invalid(codes::MALFORMED_CREDENTIAL)
     } else {
         make(value)
     }
@@ -88,17 +89,20 @@ mod tests {
             (h(&[("authorization", "Bearer abc.def.ghi")]), Credential::Bearer("abc.def.ghi")),
             (h(&[("authorization", "bearer   abc")]), Credential::Bearer("abc")),
             (h(&[("authorization", "BEARER abc ")]), Credential::Bearer("abc")),
-            (h(&[("authorization", "Bearer")]), Credential::Invalid("malformed_credential")),
-            (h(&[("authorization", "Bearer a b")]), Credential::Invalid("malformed_credential")),
-            (h(&[("authorization", "Basic dXNlcjpwdw==")]), Credential::Invalid("unsupported_auth_scheme")),
+            (h(&[("authorization", "Bearer")]), Credential::Invalid(codes::MALFORMED_CREDENTIAL)),
+            (h(&[("authorization", "Bearer a b")]), Credential::Invalid(codes::MALFORMED_CREDENTIAL)),
+            (h(&[("authorization", "Basic dXNlcjpwdw==")]), Credential::Invalid(codes::UNSUPPORTED_AUTH_SCHEME)),
             (h(&[("authorization", "ApiKey k-123")]), Credential::ApiKey("k-123")),
             (h(&[("x-api-key", "k-123")]), Credential::ApiKey("k-123")),
-            (h(&[("x-api-key", "k"), ("authorization", "Bearer t")]), Credential::Invalid("ambiguous_credentials")),
+            (
+                h(&[("x-api-key", "k"), ("authorization", "Bearer t")]),
+                Credential::Invalid(codes::AMBIGUOUS_CREDENTIALS),
+            ),
             (
                 h(&[("authorization", "Bearer t"), ("authorization", "Bearer u")]),
-                Credential::Invalid("duplicate_credential_header"),
+                Credential::Invalid(codes::DUPLICATE_CREDENTIAL_HEADER),
             ),
-            (h(&[("authorization", "Bearer t\u{7f}")]), Credential::Invalid("malformed_credential")),
+            (h(&[("authorization", "Bearer t\u{7f}")]), Credential::Invalid(codes::MALFORMED_CREDENTIAL)),
         ];
         for (headers, want) in cases {
             let got = extract(&headers);

@@ -2,6 +2,8 @@
 
 use crate::token::TokenError;
 
+pub mod codes;
+
 /// A refused request. `code` is machine-readable and stable; `message` is for humans and
 /// never contains a credential or a claim value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,12 +27,12 @@ impl Denial {
     }
 
     pub const fn missing_credential() -> Self {
-        Self::unauthorized("missing_credential", "authentication required")
+        Self::unauthorized(codes::MISSING_CREDENTIAL, "authentication required")
     }
 
     /// An API key that does not have the configured shape (`apiKeyFormat`).
     pub const fn malformed_api_key() -> Self {
-        Self::unauthorized("api_key_malformed", "the API key does not have the expected form")
+        Self::unauthorized(codes::API_KEY_MALFORMED, "the API key does not have the expected form")
     }
 
     /// Too many failed credentials from this client: its unknown credentials are not looked
@@ -38,14 +40,14 @@ impl Denial {
     pub const fn too_many_failures() -> Self {
         Self {
             status: 429,
-            code: "too_many_failed_credentials",
+            code: codes::TOO_MANY_FAILED_CREDENTIALS,
             message: "too many failed credentials from this client",
         }
     }
 
     /// The sidecar's budget for calls to the auth service is spent: 503, never a pass.
     pub const fn overloaded() -> Self {
-        Self::unavailable("authz_overloaded", "the authorization service is overloaded")
+        Self::unavailable(codes::AUTHZ_OVERLOADED, "the authorization service is overloaded")
     }
 
     pub fn invalid_credential(code: &'static str) -> Self {

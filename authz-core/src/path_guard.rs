@@ -16,23 +16,24 @@
 //! - a malformed escape.
 
 use crate::denial::Denial;
+use crate::denial::codes;
 
 /// Why a path was refused (all 400; the code names the class).
 pub const PATH_PARAMETERS: Denial =
-    Denial { status: 400, code: "path_parameters", message: "paths with ';' parameters are not accepted" };
+    Denial { status: 400, code: codes::PATH_PARAMETERS, message: "paths with ';' parameters are not accepted" };
 pub const DOT_SEGMENT: Denial =
-    Denial { status: 400, code: "path_dot_segment", message: "paths with '.' or '..' segments are not accepted" };
+    Denial { status: 400, code: codes::PATH_DOT_SEGMENT, message: "paths with '.' or '..' segments are not accepted" };
 pub const PATH_CHARACTERS: Denial = Denial {
     status: 400,
-    code: "path_characters",
+    code: codes::PATH_CHARACTERS,
     message: "paths with backslashes, control characters, double encoding or segments ending in '.' or ' ' are not accepted",
 };
 pub const PATH_ENCODING: Denial =
-    Denial { status: 400, code: "path_encoding", message: "the path holds a malformed percent-escape" };
+    Denial { status: 400, code: codes::PATH_ENCODING, message: "the path holds a malformed percent-escape" };
 /// A `_method` query parameter on a path whose rules depend on the method.
 pub const METHOD_OVERRIDE: Denial = Denial {
     status: 400,
-    code: "method_override",
+    code: codes::METHOD_OVERRIDE,
     message: "a _method parameter is not accepted where the policy depends on the method",
 };
 

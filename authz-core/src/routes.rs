@@ -4,6 +4,7 @@
 //! access (403, see [`crate::authorize`]). The first matching rule wins; a request no rule
 //! matches needs a valid credential with the default issuers and audiences.
 
+use crate::denial::codes;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -272,21 +273,29 @@ impl Route {
         if let Some(max) = self.max_auth_age_secs {
             let fresh = id.auth_time.is_some_and(|t| now.saturating_sub(t) <= max);
             if !fresh {
-                return Err(Denial::unauthorized("reauthentication_required", "a more recent sign-in is required"));
+                return Err(Denial::unauthorized(
+                    codes::REAUTHENTICATION_REQUIRED,
+                    "a more recent sign-in is required",
+                ));
             }
         }
         if let Some(action) = &self.action {
             match action_token {
-                None => return Err(Denial::unauthorized("action_token_required", "this action needs an action token")),
+                None => {
+                    return Err(Denial::unauthorized(
+                        codes::ACTION_TOKEN_REQUIRED,
+                        "this action needs an action token",
+                    ));
+                }
                 Some(Err(_)) => {
-                    return Err(Denial::unauthorized("action_token_invalid", "the action token was refused"));
+                    return Err(Denial::unauthorized(codes::ACTION_TOKEN_INVALID, "the action token was refused"));
                 }
                 Some(Ok(t)) => {
                     // The same issuers and audiences as the request's own token: an action
                     // token from a foreign issuer or for another audience authorises nothing.
                     let in_scope = scope.check(t.issuer.as_deref(), &t.audiences).is_ok();
                     if !in_scope || t.action.as_deref() != Some(action.as_str()) || t.user_id != id.user_id {
-                        return Err(Denial::unauthorized("action_token_invalid", "the action token was refused"));
+                        return Err(Denial::unauthorized(codes::ACTION_TOKEN_INVALID, "the action token was refused"));
                     }
                 }
             }

@@ -4,6 +4,7 @@
 //! by `kid` with its own algorithm (never the header's word alone), the signature checked
 //! before the payload is trusted, and the claims judged last with the caller's clock.
 
+use crate::denial::codes;
 use jsonwebtoken::{Algorithm, Validation};
 
 use crate::claims::{Claims, ClaimsPolicy};
@@ -51,20 +52,20 @@ impl TokenError {
     /// The stable code used in denial bodies, metrics and audit events.
     pub fn code(&self) -> &'static str {
         match self {
-            TokenError::Malformed => "token_malformed",
-            TokenError::TooLarge => "token_too_large",
-            TokenError::UnsupportedAlgorithm => "token_unsupported_alg",
-            TokenError::UnknownCritical => "token_unknown_crit",
-            TokenError::UnknownKey => "token_unknown_key",
-            TokenError::AlgorithmMismatch => "token_alg_mismatch",
-            TokenError::BadSignature => "token_bad_signature",
-            TokenError::Expired => "token_expired",
-            TokenError::NotYetValid => "token_not_yet_valid",
-            TokenError::IssuedInFuture => "token_issued_in_future",
-            TokenError::MissingClaim(_) => "token_missing_claim",
-            TokenError::BadClaim(_) => "token_bad_claim",
-            TokenError::WrongIssuer => "token_wrong_issuer",
-            TokenError::WrongAudience => "token_wrong_audience",
+            TokenError::Malformed => codes::TOKEN_MALFORMED,
+            TokenError::TooLarge => codes::TOKEN_TOO_LARGE,
+            TokenError::UnsupportedAlgorithm => codes::TOKEN_UNSUPPORTED_ALG,
+            TokenError::UnknownCritical => codes::TOKEN_UNKNOWN_CRIT,
+            TokenError::UnknownKey => codes::TOKEN_UNKNOWN_KEY,
+            TokenError::AlgorithmMismatch => codes::TOKEN_ALG_MISMATCH,
+            TokenError::BadSignature => codes::TOKEN_BAD_SIGNATURE,
+            TokenError::Expired => codes::TOKEN_EXPIRED,
+            TokenError::NotYetValid => codes::TOKEN_NOT_YET_VALID,
+            TokenError::IssuedInFuture => codes::TOKEN_ISSUED_IN_FUTURE,
+            TokenError::MissingClaim(_) => codes::TOKEN_MISSING_CLAIM,
+            TokenError::BadClaim(_) => codes::TOKEN_BAD_CLAIM,
+            TokenError::WrongIssuer => codes::TOKEN_WRONG_ISSUER,
+            TokenError::WrongAudience => codes::TOKEN_WRONG_AUDIENCE,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! so Envoy applies its failure mode (503) instead of seeing a denial. Every answer carries the
 //! decision's audit record as `dynamic_metadata` (see `access_log`).
 
+use authz_core::denial::codes;
 use std::sync::Arc;
 
 use authz_core::authorize::check_endpoint_permissions;
@@ -103,7 +104,10 @@ impl Decider {
         let route = match matched {
             Matched::Public => return Decision::Allow(None),
             Matched::NoRule => {
-                return Decision::Deny(Denial::forbidden("no_matching_rule", "no policy rule allows this request"));
+                return Decision::Deny(Denial::forbidden(
+                    codes::NO_MATCHING_RULE,
+                    "no policy rule allows this request",
+                ));
             }
             Matched::Protected(route) => route,
         };
@@ -126,10 +130,12 @@ impl Decider {
                 let input = rego_input(method, path, &req.headers, &id);
                 match policy.rego_allows(rule, input) {
                     Ok(true) => Decision::Allow(Some(id)),
-                    Ok(false) => Decision::Deny(Denial::forbidden("policy_denied", "the policy denies this request")),
+                    Ok(false) => {
+                        Decision::Deny(Denial::forbidden(codes::POLICY_DENIED, "the policy denies this request"))
+                    }
                     Err(e) => {
                         warn!(error = %e, rule, "rego evaluation failed; denying");
-                        Decision::Deny(Denial::forbidden("policy_error", "the policy could not be evaluated"))
+                        Decision::Deny(Denial::forbidden(codes::POLICY_ERROR, "the policy could not be evaluated"))
                     }
                 }
             }
@@ -151,14 +157,14 @@ impl Decider {
         match self.quota.reserve(spec, &id, headers, body).await {
             Outcome::Granted { lease_id } => Decision::Leased(id, lease_id),
             Outcome::Refused(r) => Decision::DenyWith(
-                Denial::forbidden("quota_exceeded", "the request exceeds a quota limit"),
+                Denial::forbidden(codes::QUOTA_EXCEEDED, "the request exceeds a quota limit"),
                 serde_json::json!(r),
                 Some(id),
             ),
             Outcome::Invalid(reason) => Decision::DenyWith(
                 Denial {
                     status: 400,
-                    code: "quota_request_invalid",
+                    code: codes::QUOTA_REQUEST_INVALID,
                     message: "the requested resources could not be read",
                 },
                 serde_json::json!({ "detail": reason }),
@@ -178,7 +184,7 @@ impl Decider {
         let now = unix_now();
         let id = self.identity(token, now).await?;
         if self.revocations.current().set.is_revoked(&id) {
-            return Err(Decision::Deny(Denial::unauthorized("token_revoked", "the token was revoked")));
+            return Err(Decision::Deny(Denial::unauthorized(codes::TOKEN_REVOKED, "the token was revoked")));
         }
         let scope = self.claims.scope();
         let Some(route) = route else {
@@ -202,7 +208,7 @@ impl Decider {
             match self.sessions.is_alive(token).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Err(Decision::Deny(Denial::unauthorized("session_invalid", "the session has ended")));
+                    return Err(Decision::Deny(Denial::unauthorized(codes::SESSION_INVALID, "the session has ended")));
                 }
                 Err(e) => {
                     warn!(error = %e, "session validation unavailable");
@@ -224,10 +230,10 @@ impl Decider {
         }
         let id = self.identity(token, unix_now()).await?;
         if self.revocations.current().set.is_revoked(&id) {
-            return Err(Decision::Deny(Denial::unauthorized("token_revoked", "the token was revoked")));
+            return Err(Decision::Deny(Denial::unauthorized(codes::TOKEN_REVOKED, "the token was revoked")));
         }
         if id.service.is_none() {
-            return Err(Decision::Deny(Denial::forbidden("service_only", "only services may manage leases")));
+            return Err(Decision::Deny(Denial::forbidden(codes::SERVICE_ONLY, "only services may manage leases")));
         }
         Ok(id)
     }

@@ -1,6 +1,7 @@
 //! Offline commands for operators and users' CI: `validate` a configuration and its policy,
 //! and `check` what the policy decides for a token and a request, without a running sidecar.
 
+use authz_core::denial::codes;
 use std::path::Path;
 
 use authz_core::authenticator::{Authenticator, LocalVerdict};
@@ -61,7 +62,7 @@ pub fn check(
         Matched::NoRule => {
             return Ok(verdict(
                 None,
-                Err(Denial::forbidden("no_matching_rule", "no policy rule allows this request")),
+                Err(Denial::forbidden(codes::NO_MATCHING_RULE, "no policy rule allows this request")),
                 None,
             ));
         }

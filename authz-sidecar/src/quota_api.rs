@@ -4,6 +4,7 @@
 //! optional `{"ttlSeconds": n}`). Both require a service-to-service token (`svc` claim) as
 //! `Authorization: Bearer ...`; a user's token is refused with 403.
 
+use authz_core::denial::codes;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,12 +41,12 @@ impl QuotaApi {
         let headers: Vec<(String, String)> =
             authorization.map(|v| ("authorization".to_string(), v.to_string())).into_iter().collect();
         let Credential::Bearer(token) = credential::extract(&headers) else {
-            return Err(Refused { status: 401, code: "service_token_required" });
+            return Err(Refused { status: 401, code: codes::SERVICE_TOKEN_REQUIRED });
         };
         match self.decider.service_identity(token).await {
             Ok(id) => Ok(id.service.clone().unwrap_or_default()),
             Err(Decision::Deny(d) | Decision::DenyWith(d, _, _)) => Err(Refused { status: d.status, code: d.code }),
-            Err(_) => Err(Refused { status: 503, code: "authz_unavailable" }),
+            Err(_) => Err(Refused { status: 503, code: codes::AUTHZ_UNAVAILABLE }),
         }
     }
 
@@ -56,7 +57,7 @@ impl QuotaApi {
             .quota
             .release(lease_id, "released")
             .await
-            .map_err(|_| Refused { status: 503, code: "quota_unavailable" })?;
+            .map_err(|_| Refused { status: 503, code: codes::QUOTA_UNAVAILABLE })?;
         info!(service, lease_id, found, "lease released");
         Ok(LeaseReply { lease_id: lease_id.to_string(), found, expires_at_ms: 0 })
     }
@@ -74,7 +75,7 @@ impl QuotaApi {
             .quota
             .renew(lease_id, ttl)
             .await
-            .map_err(|_| Refused { status: 503, code: "quota_unavailable" })?;
+            .map_err(|_| Refused { status: 503, code: codes::QUOTA_UNAVAILABLE })?;
         info!(service, lease_id, found = renewed.is_some(), "lease renewed");
         Ok(LeaseReply { lease_id: lease_id.to_string(), found: renewed.is_some(), expires_at_ms: renewed.unwrap_or(0) })
     }

@@ -1,5 +1,6 @@
 //! The per-request context: the hot path.
 
+use authz_core::denial::codes;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -43,8 +44,11 @@ pub struct Http {
 }
 
 /// A denial for a compute request whose body is over `maxComputeBodyBytes`.
-const BODY_TOO_LARGE: Denial =
-    Denial { status: 413, code: "body_too_large", message: "the request body is larger than a compute route accepts" };
+const BODY_TOO_LARGE: Denial = Denial {
+    status: 413,
+    code: codes::BODY_TOO_LARGE,
+    message: "the request body is larger than a compute route accepts",
+};
 
 impl Http {
     pub fn new(shared: Option<Shared>) -> Self {
@@ -183,7 +187,10 @@ impl Http {
             Err(status) => {
                 metrics.callout_errors.inc();
                 log::warn(&format!("ext_authz callout to {cluster} could not be dispatched: {status:?}"));
-                self.deny(&Denial::unavailable("authz_unavailable", "the authorization service is unavailable"), None)
+                self.deny(
+                    &Denial::unavailable(codes::AUTHZ_UNAVAILABLE, "the authorization service is unavailable"),
+                    None,
+                )
             }
         }
     }
@@ -242,7 +249,10 @@ impl Context for Http {
             CalloutVerdict::Unavailable => {
                 metrics.callout_errors.inc();
                 log::warn(&format!("ext_authz callout failed (grpc status {status_code})"));
-                self.deny(&Denial::unavailable("authz_unavailable", "the authorization service is unavailable"), None);
+                self.deny(
+                    &Denial::unavailable(codes::AUTHZ_UNAVAILABLE, "the authorization service is unavailable"),
+                    None,
+                );
             }
         }
     }
@@ -252,7 +262,7 @@ impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
             // Only reachable if Envoy ran a filter whose configuration failed: fail closed.
-            return self.deny(&Denial::unavailable("filter_unconfigured", "the gateway is not configured"), None);
+            return self.deny(&Denial::unavailable(codes::FILTER_UNCONFIGURED, "the gateway is not configured"), None);
         };
         let headers = self.get_http_request_headers_bytes();
         let (settings, metrics) = {
@@ -276,7 +286,7 @@ impl HttpContext for Http {
             (Some(d), _) => Local::Deny(d, None),
             (None, Some(Matched::Public)) => Local::Allow(None),
             (None, Some(Matched::NoRule)) => {
-                Local::Deny(Denial::forbidden("no_matching_rule", "no policy rule allows this request"), None)
+                Local::Deny(Denial::forbidden(codes::NO_MATCHING_RULE, "no policy rule allows this request"), None)
             }
             (None, Some(Matched::Protected(route))) => {
                 if let Some(r) = route {
@@ -357,7 +367,7 @@ impl Http {
             Step::SendWithBody { body_len } => {
                 let Some(shared) = self.shared.clone() else {
                     return self
-                        .deny(&Denial::unavailable("filter_unconfigured", "the gateway is not configured"), None);
+                        .deny(&Denial::unavailable(codes::FILTER_UNCONFIGURED, "the gateway is not configured"), None);
                 };
                 let body =
                     if body_len > 0 { self.get_http_request_body(0, body_len).unwrap_or_default() } else { Vec::new() };

@@ -4,6 +4,7 @@
 
 use authz_core::authorize::check_endpoint_permissions;
 use authz_core::cache::digest;
+use authz_core::denial::codes;
 use authz_core::routes::Route;
 use authz_core::{Denial, Identity};
 use tracing::warn;
@@ -18,7 +19,7 @@ impl Decider {
             return Decision::Deny(Denial::malformed_api_key());
         }
         if self.revocations.current().set.is_api_key_revoked(&digest(key)) {
-            return Decision::Deny(Denial::unauthorized("api_key_revoked", "the API key was revoked"));
+            return Decision::Deny(Denial::unauthorized(codes::API_KEY_REVOKED, "the API key was revoked"));
         }
         // A client past its failures is not looked up for keys we do not know already.
         if !self.introspector.is_cached(key) && self.failures.exhausted(client).await {
@@ -27,7 +28,7 @@ impl Decider {
         match self.introspector.lookup(key).await {
             // Keys carry no session, sign-in time or action: step-up routes need a user token.
             Ok(Some(_)) if route.is_some_and(|r| r.require_session || r.action.is_some() || r.has_max_auth_age()) => {
-                Decision::Deny(Denial::unauthorized("api_key_not_allowed", "this route needs a user token"))
+                Decision::Deny(Denial::unauthorized(codes::API_KEY_NOT_ALLOWED, "this route needs a user token"))
             }
             Ok(Some(id)) => {
                 let verdict = match route {
@@ -41,7 +42,7 @@ impl Decider {
             }
             Ok(None) => {
                 self.failures.failed(client).await;
-                Decision::Deny(Denial::unauthorized("api_key_invalid", "the API key was refused"))
+                Decision::Deny(Denial::unauthorized(codes::API_KEY_INVALID, "the API key was refused"))
             }
             Err(e) if e.overloaded => Decision::Deny(Denial::overloaded()),
             Err(e) => {
@@ -56,18 +57,24 @@ impl Decider {
     /// `actionTokens.singleUse`, not used before (its `jti`, held until the token expires).
     pub(super) async fn spend_action_token(&self, action: &Identity, now: u64) -> Result<(), Decision> {
         if self.revocations.current().set.is_revoked(action) {
-            return Err(Decision::Deny(Denial::unauthorized("action_token_revoked", "the action token was revoked")));
+            return Err(Decision::Deny(Denial::unauthorized(
+                codes::ACTION_TOKEN_REVOKED,
+                "the action token was revoked",
+            )));
         }
         let Some(kv) = &self.action_jtis else { return Ok(()) };
         let Some(jti) = action.token_id.as_deref() else {
-            return Err(Decision::Deny(Denial::unauthorized("action_token_invalid", "the action token was refused")));
+            return Err(Decision::Deny(Denial::unauthorized(
+                codes::ACTION_TOKEN_INVALID,
+                "the action token was refused",
+            )));
         };
         let scoped = format!("{}\n{jti}", action.issuer.as_deref().unwrap_or(""));
         let key = kv.key("action-jti", &digest(&scoped));
         match kv.claim_once(&key, remaining(action.expires_at, now)).await {
             Ok(true) => Ok(()),
             Ok(false) => {
-                Err(Decision::Deny(Denial::unauthorized("action_token_used", "the action token was already used")))
+                Err(Decision::Deny(Denial::unauthorized(codes::ACTION_TOKEN_USED, "the action token was already used")))
             }
             Err(()) => Err(Decision::Unavailable("action token store unavailable")),
         }

@@ -2,6 +2,7 @@
 //! and the revocation set, the route rule's local requirements, and what must go to the
 //! sidecar instead.
 
+use authz_core::denial::codes;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -84,13 +85,13 @@ impl Http {
                     Local::AskSidecar
                 }
                 OnStale::Deny => {
-                    Local::Deny(Denial::unavailable("revocations_stale", "revocation state is unavailable"), None)
+                    Local::Deny(Denial::unavailable(codes::REVOCATIONS_STALE, "revocation state is unavailable"), None)
                 }
             };
         }
         if w.revocations.is_revoked(&verified.identity) {
             metrics.revoked.inc();
-            return Local::Deny(Denial::unauthorized("token_revoked", "the token was revoked"), Some(verified));
+            return Local::Deny(Denial::unauthorized(codes::TOKEN_REVOKED, "the token was revoked"), Some(verified));
         }
         let path = routes::path_only(path);
         let Some(route) = route else {
@@ -121,7 +122,7 @@ impl Http {
         }
         if let Some(LocalVerdict::Valid { verified: a, .. }) = &action {
             if w.revocations.is_revoked(&a.identity) {
-                let d = Denial::unauthorized("action_token_revoked", "the action token was revoked");
+                let d = Denial::unauthorized(codes::ACTION_TOKEN_REVOKED, "the action token was revoked");
                 return Local::Deny(d, Some(verified));
             }
             // Single use (its `jti` spent in Redis) is shared state: the sidecar decides.
