@@ -128,14 +128,14 @@ impl Decider {
         let decision = match (decision, route.and_then(|r| r.rego.as_deref())) {
             (Decision::Allow(Some(id)), Some(rule)) => {
                 let input = rego_input(method, path, &req.headers, &id);
+                // The caller is known: a refusal names it in the audit record.
+                let refused = |d: Denial, id: Arc<Identity>| Decision::DenyWith(d, serde_json::Value::Null, Some(id));
                 match policy.rego_allows(rule, input) {
                     Ok(true) => Decision::Allow(Some(id)),
-                    Ok(false) => {
-                        Decision::Deny(Denial::forbidden(codes::POLICY_DENIED, "the policy denies this request"))
-                    }
+                    Ok(false) => refused(Denial::forbidden(codes::POLICY_DENIED, "the policy denies this request"), id),
                     Err(e) => {
                         warn!(error = %e, rule, "rego evaluation failed; denying");
-                        Decision::Deny(Denial::forbidden(codes::POLICY_ERROR, "the policy could not be evaluated"))
+                        refused(Denial::forbidden(codes::POLICY_ERROR, "the policy could not be evaluated"), id)
                     }
                 }
             }
@@ -183,7 +183,26 @@ impl Decider {
     ) -> Result<Arc<Identity>, Decision> {
         let now = unix_now();
         let id = self.identity(token, now).await?;
-        if self.revocations.current().set.is_revoked(&id) {
+        // Once the caller is known, a refusal names it in the audit record, as the filter's does.
+        match self.bearer_checks(route, path, token, headers, &id, now).await {
+            Ok(()) => Ok(id),
+            Err(Decision::Deny(d)) => Err(Decision::DenyWith(d, serde_json::Value::Null, Some(id))),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Everything about a verified bearer token after its identity: revocation, issuer and
+    /// audience, the route's requirements, a live session, the action token.
+    async fn bearer_checks(
+        &self,
+        route: Option<&Route>,
+        path: &str,
+        token: &str,
+        headers: &[(String, String)],
+        id: &Identity,
+        now: u64,
+    ) -> Result<(), Decision> {
+        if self.revocations.current().set.is_revoked(id) {
             return Err(Decision::Deny(Denial::unauthorized(codes::TOKEN_REVOKED, "the token was revoked")));
         }
         let scope = self.claims.scope();
@@ -191,8 +210,8 @@ impl Decider {
             scope
                 .check(id.issuer.as_deref(), &id.audiences)
                 .map_err(|e| Decision::Deny(Denial::from_token_error(&e)))?;
-            check_endpoint_permissions(&id, path).map_err(Decision::Deny)?;
-            return Ok(id);
+            check_endpoint_permissions(id, path).map_err(Decision::Deny)?;
+            return Ok(());
         };
         let action = match (&route.action, headers.iter().find(|(k, _)| k == X_ACTION_TOKEN)) {
             (Some(_), Some((_, t))) => Some(match self.identity(t, now).await {
@@ -203,7 +222,7 @@ impl Decider {
             _ => None,
         };
         let action_ref = action.as_ref().map(|r| r.as_ref().map(|a| &**a));
-        route.check(&scope, &id, action_ref, path, now).map_err(Decision::Deny)?;
+        route.check(&scope, id, action_ref, path, now).map_err(Decision::Deny)?;
         if route.require_session {
             match self.sessions.is_alive(token).await {
                 Ok(true) => {}
@@ -219,7 +238,7 @@ impl Decider {
         if let Some(Ok(action)) = &action {
             self.spend_action_token(action, now).await?;
         }
-        Ok(id)
+        Ok(())
     }
 
     /// A service-to-service caller (a verified, unrevoked token with the `svc` claim), for the

@@ -27,8 +27,9 @@ impl Decider {
         }
         match self.introspector.lookup(key).await {
             // Keys carry no session, sign-in time or action: step-up routes need a user token.
-            Ok(Some(_)) if route.is_some_and(|r| r.require_session || r.action.is_some() || r.has_max_auth_age()) => {
-                Decision::Deny(Denial::unauthorized(codes::API_KEY_NOT_ALLOWED, "this route needs a user token"))
+            Ok(Some(id)) if route.is_some_and(|r| r.require_session || r.action.is_some() || r.has_max_auth_age()) => {
+                let d = Denial::unauthorized(codes::API_KEY_NOT_ALLOWED, "this route needs a user token");
+                Decision::DenyWith(d, serde_json::Value::Null, Some(id))
             }
             Ok(Some(id)) => {
                 let verdict = match route {
@@ -37,7 +38,8 @@ impl Decider {
                 };
                 match verdict {
                     Ok(()) => Decision::Allow(Some(id)),
-                    Err(d) => Decision::Deny(d),
+                    // The caller is known: the refusal names it in the audit record.
+                    Err(d) => Decision::DenyWith(d, serde_json::Value::Null, Some(id)),
                 }
             }
             Ok(None) => {

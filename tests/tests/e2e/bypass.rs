@@ -136,6 +136,15 @@ async fn matrix(mode: Mode) {
     loop {
         let events = quota::audit_events(&stack).await;
         if events.iter().any(|e| e.get("method").map(String::as_str) == Some("PROPFIND")) {
+            // A refusal after authentication names the caller, whichever host decided.
+            let after_auth =
+                ["missing_role", "tenant_mismatch", "service_only", "action_token_used", "action_token_revoked"];
+            for e in events.iter().filter(|e| after_auth.contains(&e.get("reason").map_or("", String::as_str))) {
+                assert!(
+                    e.get("user_id").is_some_and(|u| !u.is_empty()),
+                    "{mode:?}: a refusal without its caller: {e:?}"
+                );
+            }
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(10), "{mode:?}: no audit event with method PROPFIND");
