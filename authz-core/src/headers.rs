@@ -79,6 +79,16 @@ impl StripRules {
         .indexed()
     }
 
+    /// The rules a host's configuration asks for: `extra` names, and `overrides` replacing the
+    /// built-in override list when given (`overrideHeaders` in the filter and the sidecar).
+    pub fn configured(extra: impl IntoIterator<Item = String>, overrides: Option<Vec<String>>) -> Self {
+        let rules = Self::new(extra);
+        match overrides {
+            Some(list) => rules.with_overrides(list),
+            None => rules,
+        }
+    }
+
     /// Replaces the list of method and URL override headers.
     #[must_use]
     pub fn with_overrides(mut self, overrides: impl IntoIterator<Item = String>) -> Self {

@@ -132,7 +132,8 @@ pub fn has_method_param(target: &str) -> bool {
     if !query.bytes().any(|b| b == b'_' || b == b'%') {
         return false;
     }
-    query.split('&').any(|pair| decoded_eq_ignore_case(pair.split('=').next().unwrap_or(pair), b"_method"))
+    // `;` separates parameters too for some parsers (Python's before 3.9.2, older Rack).
+    query.split(['&', ';']).any(|pair| decoded_eq_ignore_case(pair.split('=').next().unwrap_or(pair), b"_method"))
 }
 
 /// `s` percent-decoded (and `+` as a space, as form decoding does) equals `want`, ignoring
@@ -226,6 +227,7 @@ mod tests {
         assert!(has_method_param("/a?%5Fmethod=DELETE"));
         assert!(has_method_param("/a?_method"));
         assert!(has_method_param("/a?_%6Dethod=DELETE"));
+        assert!(has_method_param("/a?x=1;_method=DELETE"));
         assert!(!has_method_param("/a?method=DELETE"));
         assert!(!has_method_param("/a?_methods=DELETE"));
         assert!(!has_method_param("/a?_metho=DELETE"));

@@ -396,11 +396,7 @@ impl Config {
 
     /// Which client-sent headers every request loses.
     pub fn strip_rules(&self) -> StripRules {
-        let rules = StripRules::new(self.strip_headers.clone());
-        match &self.override_headers {
-            Some(list) => rules.with_overrides(list.clone()),
-            None => rules,
-        }
+        StripRules::configured(self.strip_headers.clone(), self.override_headers.clone())
     }
 
     /// The HMAC algorithms for `JWT_SECRET` tokens.

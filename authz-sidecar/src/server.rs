@@ -93,18 +93,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         Arc::clone(&metrics),
     ));
 
-    let action_kv = RedisKv::new(
-        redis.clone(),
-        config.cache.redis_prefix.clone(),
-        config.cache.redis_timeout,
-        Arc::clone(&metrics),
-    );
     let kv = RedisKv::new(
         redis.clone(),
         config.cache.redis_prefix.clone(),
         config.cache.redis_timeout,
         Arc::clone(&metrics),
     );
+    // Used action-token `jti`s live next to the cached identities (same prefix and deadline).
+    let action_jtis = config.action_tokens.single_use.then(|| kv.clone());
     let decider = Arc::new(Decider {
         keys: Arc::clone(&keys),
         cache: IdentityCache::new(config.cache.memory_capacity, kv.clone(), config.cache.max_ttl, Arc::clone(&metrics)),
@@ -133,7 +129,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         metrics: Arc::clone(&metrics),
         quota: Arc::clone(&quota),
         tenant_claim: config.tenant_claim.clone(),
-        action_jtis: config.action_tokens.single_use.then_some(action_kv),
+        action_jtis,
         api_key_format: config.api_keys.format.clone(),
         failures: FailureLimiter::new(config.failed_credentials.per_client, config.failed_credentials.window),
     });

@@ -267,10 +267,7 @@ impl TryFrom<RawConfig> for Settings {
             bootstrap_routes,
             public_paths: raw.public_paths,
             public_prefixes: raw.public_prefixes,
-            strip: match raw.override_headers {
-                Some(list) => StripRules::new(raw.strip_headers).with_overrides(list),
-                None => StripRules::new(raw.strip_headers),
-            },
+            strip: StripRules::configured(raw.strip_headers, raw.override_headers),
             control_stream: raw.control_stream,
             reconnect_interval,
             control_idle_timeout,

@@ -383,6 +383,12 @@ pub(super) fn cases(fixtures: &Fixtures) -> Vec<Case> {
             with(req("POST", "/api/lims/samples/1?x=1&%5Fmethod=delete", &[]), auth(bob)),
             Expect::Refuse(400),
         ),
+        case(
+            "method-override",
+            "?x=1;_method=DELETE (`;` as a separator)",
+            with(req("POST", "/api/lims/samples/1?x=1;_method=DELETE", &[]), auth(bob)),
+            Expect::Refuse(400),
+        ),
         // Action tokens.
         delete("the same action token again", "/api/lims/samples/2", alice, &fixtures.action),
         delete(
