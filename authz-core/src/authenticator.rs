@@ -15,7 +15,8 @@ use crate::token::{NativeVerifier, TokenError, kid_of, verify_token_time_with};
 /// A verified identity with its header projection computed once.
 #[derive(Debug)]
 pub struct Verified {
-    pub identity: Identity,
+    /// Shared with the sidecar's identity cache (the filter holds the only reference).
+    pub identity: Arc<Identity>,
     pub headers: Vec<(String, String)>,
     /// The token's [`crate::cache::fingerprint`], for audit events (computed once, on a miss).
     pub fingerprint: String,
@@ -23,6 +24,11 @@ pub struct Verified {
 
 impl Verified {
     pub fn new(identity: Identity, token: &str) -> Self {
+        Self::shared(Arc::new(identity), token)
+    }
+
+    /// `token` is the credential (a bearer token or an API key) the identity was found for.
+    pub fn shared(identity: Arc<Identity>, token: &str) -> Self {
         let headers = identity.headers();
         Self { identity, headers, fingerprint: crate::cache::fingerprint(token) }
     }

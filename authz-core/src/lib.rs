@@ -5,6 +5,7 @@
 //! the clock (`now`, Unix seconds) and randomness in; nothing here reads the environment.
 
 pub mod api_key_format;
+pub mod audit;
 pub mod authenticator;
 pub mod authorize;
 pub mod cache;
@@ -17,6 +18,7 @@ pub mod headers;
 pub mod identity;
 pub mod keys;
 pub mod path_guard;
+pub mod pipeline;
 pub mod request;
 pub mod revocation;
 pub mod routes;

@@ -8,20 +8,28 @@
 //! so Envoy applies its failure mode (503) instead of seeing a denial. Every answer carries the
 //! decision's audit record as `dynamic_metadata` (see `access_log`).
 
-use authz_core::denial::codes;
 use std::sync::Arc;
 
-use authz_core::authorize::check_endpoint_permissions;
+use authz_core::api_key_format::ApiKeyFormat;
+use authz_core::audit::{self, Subject};
+use authz_core::authenticator::LocalVerdict;
 use authz_core::cache::digest;
-use authz_core::credential::{self, Credential};
-use authz_core::headers::{StripRules, X_ACTION_TOKEN};
-use authz_core::path_guard;
-use authz_core::request::{Sanitized, sanitize};
-use authz_core::routes::{self, Matched, QuotaSpec, ResourceSource, Route};
+use authz_core::claims::Scope;
+use authz_core::denial::codes;
+use authz_core::headers::StripRules;
+use authz_core::pipeline::{
+    Answer, CredentialKind, Facts, Need, Outcome, Pipeline, Request as Decide, Step, Table, verified,
+};
+use authz_core::request::sanitize;
+use authz_core::revocation::RevocationSet;
+use authz_core::routes::{self, QuotaSpec, ResourceSource};
 use authz_core::token::verify_token_time;
 use authz_core::{ClaimsPolicy, Denial, Identity, TokenError};
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
+use envoy_types::pb::envoy::config::core::v3::address::Address;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
+use envoy_types::pb::google::protobuf::Struct;
+use prost::Message;
 use tonic::{Request, Response, Status};
 use tracing::{Span, debug, warn};
 
@@ -31,17 +39,15 @@ use crate::introspect::Introspector;
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyStore};
-use crate::quota::{Outcome, Quota};
+use crate::quota::{Outcome as Reservation, Quota};
 use crate::redis_kv::RedisKv;
 use crate::revocations::RevocationHub;
 use crate::session::SessionChecker;
-use authz_core::api_key_format::ApiKeyFormat;
-use envoy_types::pb::envoy::config::core::v3::address::Address;
 
 mod credentials;
 mod response;
 
-use response::{Record, allow, deny};
+use response::{allow, deny};
 
 /// What the sidecar needs to decide.
 pub struct Decider {
@@ -65,190 +71,161 @@ pub struct Decider {
     pub failures: FailureLimiter,
 }
 
-/// A decision before it is turned into a `CheckResponse`.
+/// A refusal of [`Decider::service_identity`].
 #[derive(Debug)]
 pub enum Decision {
-    Allow(Option<Arc<Identity>>),
-    /// Allowed on a compute route, holding this quota lease.
-    Leased(Arc<Identity>, String),
     Deny(Denial),
-    /// Refused, with more to say in the body (merged into the denial's JSON), and the caller
-    /// when known (for the audit record).
-    DenyWith(Denial, serde_json::Value, Option<Arc<Identity>>),
     /// We cannot decide right now (keys or the auth service unavailable).
     Unavailable(&'static str),
 }
 
+/// Why no identity was found for a token.
+enum Lookup {
+    Refused(TokenError),
+    Unavailable(&'static str),
+}
+
+/// The pipeline's view of the sidecar: verification is a need (the identity cache and the key
+/// refresh are I/O), the revocation set is current once the stored revocations are loaded.
+struct SidecarFacts<'a> {
+    now: u64,
+    revocations: Option<&'a RevocationSet>,
+    scope: &'a Scope,
+    api_key_format: &'a ApiKeyFormat,
+}
+
+impl Facts for SidecarFacts<'_> {
+    fn now(&self) -> u64 {
+        self.now
+    }
+
+    fn authenticate(&mut self, _token: &str) -> LocalVerdict {
+        LocalVerdict::Unknown
+    }
+
+    fn revocations(&self) -> Option<&RevocationSet> {
+        self.revocations
+    }
+
+    fn scope(&self) -> &Scope {
+        self.scope
+    }
+
+    fn api_key_format(&self) -> &ApiKeyFormat {
+        self.api_key_format
+    }
+}
+
+/// What a need is satisfied with besides the pipeline: the policy (Rego), the body (quota),
+/// the client address (failure limits).
+pub struct Extras<'a> {
+    pub policy: &'a Policy,
+    pub body: &'a [u8],
+    pub client: &'a str,
+}
+
 impl Decider {
-    /// Decides a request under `policy`, whose rule for it the caller looked up (`matched`,
-    /// also named in the audit record); `body` is only read on compute routes.
-    /// `client` is Envoy's downstream address (empty when unknown), for per-client limits.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn decide(
-        &self,
-        policy: &Policy,
-        matched: Matched<'_>,
-        method: &str,
-        path: &str,
-        req: &Sanitized<String>,
-        body: &[u8],
-        client: &str,
-    ) -> Decision {
-        // Before any rule: a path an upstream could read differently from the policy.
-        if let Err(d) = path_guard::check(path) {
-            return Decision::Deny(d);
-        }
-        if path_guard::has_method_param(path) && policy.table.depends_on_method(path) {
-            return Decision::Deny(path_guard::METHOD_OVERRIDE);
-        }
-        let route = match matched {
-            Matched::Public => return Decision::Allow(None),
-            Matched::NoRule => {
-                return Decision::Deny(Denial::forbidden(
-                    codes::NO_MATCHING_RULE,
-                    "no policy rule allows this request",
-                ));
-            }
-            Matched::Protected(route) => route,
-        };
-        let credential = credential::extract(&req.headers);
-        if matches!(credential, Credential::Bearer(_) | Credential::ApiKey(_)) && !self.revocations.current().synced {
-            // Until the stored revocations are loaded, no credential can be known not revoked.
-            return Decision::Unavailable("revocation state unavailable");
-        }
-        let decision = match credential {
-            Credential::None => Decision::Deny(Denial::missing_credential()),
-            Credential::Invalid(code) => Decision::Deny(Denial::invalid_credential(code)),
-            Credential::ApiKey(key) => self.api_key(route, routes::path_only(path), key, client).await,
-            Credential::Bearer(token) => match self.bearer(route, routes::path_only(path), token, &req.headers).await {
-                Ok(id) => Decision::Allow(Some(id)),
-                Err(d) => d,
-            },
-        };
-        let decision = match (decision, route.and_then(|r| r.rego.as_deref())) {
-            (Decision::Allow(Some(id)), Some(rule)) => {
-                let input = rego_input(method, path, &req.headers, &id);
-                // The caller is known: a refusal names it in the audit record.
-                let refused = |d: Denial, id: Arc<Identity>| Decision::DenyWith(d, serde_json::Value::Null, Some(id));
-                match policy.rego_allows(rule, input) {
-                    Ok(true) => Decision::Allow(Some(id)),
-                    Ok(false) => refused(Denial::forbidden(codes::POLICY_DENIED, "the policy denies this request"), id),
-                    Err(e) => {
-                        warn!(error = %e, rule, "rego evaluation failed; denying");
-                        refused(Denial::forbidden(codes::POLICY_ERROR, "the policy could not be evaluated"), id)
+    /// Runs `pipeline` to its outcome, satisfying each need it reports.
+    pub async fn drive<'a>(&self, pipeline: &mut Pipeline<'a, String>, extras: &Extras<'_>) -> Outcome {
+        let now = unix_now();
+        let revocations = self.revocations.current();
+        let scope = self.claims.scope();
+        loop {
+            let mut facts = SidecarFacts {
+                now,
+                // Until the stored revocations are loaded, no credential can be known not revoked.
+                revocations: revocations.synced.then_some(&revocations.set),
+                scope: &scope,
+                api_key_format: &self.api_key_format,
+            };
+            let need = match pipeline.eval(&mut facts) {
+                Step::Done(outcome) => {
+                    if pipeline.credential() == CredentialKind::ApiKey
+                        && matches!(&outcome, Outcome::Deny { denial, .. } if denial.code == codes::API_KEY_MALFORMED)
+                    {
+                        self.failures.failed(extras.client).await;
                     }
+                    return outcome;
                 }
+                Step::Need(need) => need,
+            };
+            let answer = self.satisfy(need, pipeline, extras, now).await;
+            pipeline.digest(answer);
+        }
+    }
+
+    async fn satisfy(&self, need: Need<'_>, pipeline: &Pipeline<'_, String>, extras: &Extras<'_>, now: u64) -> Answer {
+        match need {
+            // The sidecar always decides with its policy.
+            Need::Policy => Answer::Unavailable("policy unavailable"),
+            Need::Revocations => Answer::Unavailable("revocation state unavailable"),
+            Need::Verify { token, .. } => match self.identity(token, now).await {
+                Ok(id) => Answer::Verified(Ok(verified(id, token))),
+                Err(Lookup::Refused(e)) => Answer::Verified(Err(e)),
+                Err(Lookup::Unavailable(reason)) => Answer::Unavailable(reason),
+            },
+            Need::ApiKey(key) => self.api_key(key, extras.client).await,
+            Need::Session(token) => match self.sessions.is_alive(token).await {
+                Ok(alive) => Answer::Session(alive),
+                Err(e) => {
+                    warn!(error = %e, "session validation unavailable");
+                    Answer::Unavailable("auth service unavailable")
+                }
+            },
+            Need::SpendActionToken(action) => self.spend_action_token(&action.identity, now).await,
+            Need::Rego(rule) => {
+                let Some(caller) = pipeline.caller() else { return Answer::Rego(Err(())) };
+                let r = pipeline.request();
+                let input = rego_input(r.method, r.path, r.headers, &caller.identity);
+                Answer::Rego(extras.policy.rego_allows(rule, input).map_err(|e| {
+                    warn!(error = %e, rule, "rego evaluation failed; denying");
+                }))
             }
-            (d, _) => d,
-        };
-        match (decision, route.and_then(|r| r.quota)) {
-            (Decision::Allow(Some(id)), Some(spec)) => self.reserve(spec, id, &req.headers, body).await,
-            (d, _) => d,
+            Need::Quota(spec) => match pipeline.caller() {
+                Some(caller) => self.reserve(spec, &caller.identity, pipeline.request().headers, extras.body).await,
+                None => Answer::Unavailable("quota needs a caller"),
+            },
         }
     }
 
     /// The quota step of a compute route, after everything else allowed the request.
-    async fn reserve(&self, spec: QuotaSpec, id: Arc<Identity>, headers: &[(String, String)], body: &[u8]) -> Decision {
+    async fn reserve(&self, spec: QuotaSpec, id: &Identity, headers: &[(String, String)], body: &[u8]) -> Answer {
         if body.is_empty() && spec.resources == ResourceSource::Tes && announces_body(headers) {
             // The caller (a filter without the policy yet, or an ext_authz without
             // `with_request_body`) did not forward the body: we cannot know what is asked.
-            return Decision::Unavailable("request body not forwarded");
+            return Answer::Unavailable("request body not forwarded");
         }
-        match self.quota.reserve(spec, &id, headers, body).await {
-            Outcome::Granted { lease_id } => Decision::Leased(id, lease_id),
-            Outcome::Refused(r) => Decision::DenyWith(
+        match self.quota.reserve(spec, id, headers, body).await {
+            Reservation::Granted { lease_id } => Answer::Leased(lease_id),
+            Reservation::Refused(r) => Answer::Denied(
                 Denial::forbidden(codes::QUOTA_EXCEEDED, "the request exceeds a quota limit"),
                 serde_json::json!(r),
-                Some(id),
             ),
-            Outcome::Invalid(reason) => Decision::DenyWith(
+            Reservation::Invalid(reason) => Answer::Denied(
                 Denial {
                     status: 400,
                     code: codes::QUOTA_REQUEST_INVALID,
                     message: "the requested resources could not be read",
                 },
                 serde_json::json!({ "detail": reason }),
-                Some(id),
             ),
-            Outcome::Unavailable => Decision::Unavailable("quota store unavailable"),
+            Reservation::Unavailable => Answer::Unavailable("quota store unavailable"),
         }
-    }
-
-    async fn bearer(
-        &self,
-        route: Option<&Route>,
-        path: &str,
-        token: &str,
-        headers: &[(String, String)],
-    ) -> Result<Arc<Identity>, Decision> {
-        let now = unix_now();
-        let id = self.identity(token, now).await?;
-        // Once the caller is known, a refusal names it in the audit record, as the filter's does.
-        match self.bearer_checks(route, path, token, headers, &id, now).await {
-            Ok(()) => Ok(id),
-            Err(Decision::Deny(d)) => Err(Decision::DenyWith(d, serde_json::Value::Null, Some(id))),
-            Err(other) => Err(other),
-        }
-    }
-
-    /// Everything about a verified bearer token after its identity: revocation, issuer and
-    /// audience, the route's requirements, a live session, the action token.
-    async fn bearer_checks(
-        &self,
-        route: Option<&Route>,
-        path: &str,
-        token: &str,
-        headers: &[(String, String)],
-        id: &Identity,
-        now: u64,
-    ) -> Result<(), Decision> {
-        if self.revocations.current().set.is_revoked(id) {
-            return Err(Decision::Deny(Denial::unauthorized(codes::TOKEN_REVOKED, "the token was revoked")));
-        }
-        let scope = self.claims.scope();
-        let Some(route) = route else {
-            scope
-                .check(id.issuer.as_deref(), &id.audiences)
-                .map_err(|e| Decision::Deny(Denial::from_token_error(&e)))?;
-            check_endpoint_permissions(id, path).map_err(Decision::Deny)?;
-            return Ok(());
-        };
-        let action = match (&route.action, headers.iter().find(|(k, _)| k == X_ACTION_TOKEN)) {
-            (Some(_), Some((_, t))) => Some(match self.identity(t, now).await {
-                Ok(a) => Ok(a),
-                Err(Decision::Deny(_)) => Err(TokenError::Malformed),
-                Err(other) => return Err(other),
-            }),
-            _ => None,
-        };
-        let action_ref = action.as_ref().map(|r| r.as_ref().map(|a| &**a));
-        route.check(&scope, id, action_ref, path, now).map_err(Decision::Deny)?;
-        if route.require_session {
-            match self.sessions.is_alive(token).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(Decision::Deny(Denial::unauthorized(codes::SESSION_INVALID, "the session has ended")));
-                }
-                Err(e) => {
-                    warn!(error = %e, "session validation unavailable");
-                    return Err(Decision::Unavailable("auth service unavailable"));
-                }
-            }
-        }
-        if let Some(Ok(action)) = &action {
-            self.spend_action_token(action, now).await?;
-        }
-        Ok(())
     }
 
     /// A service-to-service caller (a verified, unrevoked token with the `svc` claim), for the
     /// quota lease API. `Err` carries the refusal.
     pub async fn service_identity(&self, token: &str) -> Result<Arc<Identity>, Decision> {
-        if !self.revocations.current().synced {
+        let revocations = self.revocations.current();
+        if !revocations.synced {
             return Err(Decision::Unavailable("revocation state unavailable"));
         }
-        let id = self.identity(token, unix_now()).await?;
-        if self.revocations.current().set.is_revoked(&id) {
+        let id = match self.identity(token, unix_now()).await {
+            Ok(id) => id,
+            Err(Lookup::Refused(e)) => return Err(Decision::Deny(Denial::from_token_error(&e))),
+            Err(Lookup::Unavailable(reason)) => return Err(Decision::Unavailable(reason)),
+        };
+        if revocations.set.is_revoked(&id) {
             return Err(Decision::Deny(Denial::unauthorized(codes::TOKEN_REVOKED, "the token was revoked")));
         }
         if id.service.is_none() {
@@ -259,7 +236,7 @@ impl Decider {
 
     /// The identity of a JWT, route-independent: cache, else verify (refreshing the keys once
     /// for an unknown `kid`).
-    async fn identity(&self, token: &str, now: u64) -> Result<Arc<Identity>, Decision> {
+    async fn identity(&self, token: &str, now: u64) -> Result<Arc<Identity>, Lookup> {
         let key = digest(token);
         if let Some(id) = self.cache.get(&key, now).await {
             // Only while the key that verified it is still trusted (see `Authenticator`).
@@ -278,16 +255,16 @@ impl Decider {
                 Ok(id)
             }
             Err(TokenError::UnknownKey) if !self.keys.current().jwks_loaded => {
-                Err(Decision::Unavailable("signing keys unavailable"))
+                Err(Lookup::Unavailable("signing keys unavailable"))
             }
-            Err(e) => Err(Decision::Deny(Denial::from_token_error(&e))),
+            Err(e) => Err(Lookup::Refused(e)),
         }
     }
 }
 
 /// The input of a Rego rule, shaped like the OPA-Envoy plugin's (`input.attributes.request.http`,
 /// `input.parsed_path`) plus `input.identity`. Credential headers are left out.
-fn rego_input(method: &str, path: &str, headers: &[(String, String)], id: &Identity) -> serde_json::Value {
+pub(crate) fn rego_input(method: &str, path: &str, headers: &[(String, String)], id: &Identity) -> serde_json::Value {
     let headers: serde_json::Map<String, serde_json::Value> = headers
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "authorization" | "x-api-key" | "x-action-token") && !k.starts_with(':'))
@@ -341,50 +318,48 @@ impl AuthzService {
         span.record("policy_version", policy.version.as_str());
         // Envoy sends the body as bytes (`raw_body`) when `pack_as_bytes` is set, else as text.
         let body = if http.raw_body.is_empty() { http.body.as_bytes() } else { http.raw_body.as_slice() };
-        let matched = policy.table.find(&http.method, &http.path);
-        let rule = match matched {
-            Matched::Protected(Some(r)) => r.id.as_str(),
-            _ => "",
-        };
-        let decision = self.decider.decide(&policy, matched, &http.method, &http.path, &req, body, &client).await;
-        let record = Record::new(&req, rule, &policy.version);
+        let mut pipeline = Pipeline::new(
+            Table::Policy(&policy.table),
+            Decide { method: &http.method, path: &http.path, headers: &req.headers },
+        );
+        let extras = Extras { policy: &policy, body, client: &client };
+        let outcome = self.decider.drive(&mut pipeline, &extras).await;
         let metrics = &self.decider.metrics;
-        let tenant_claim = self.decider.tenant_claim.as_str();
-        match decision {
-            Decision::Allow(id) => {
+        let decision_id = uuid::Uuid::new_v4().simple().to_string();
+        let ctx = audit::Context {
+            trace_id: &req.trace_id,
+            client_trace_chosen: req.client_chosen,
+            decision_id: &decision_id,
+            policy_version: &policy.version,
+            tenant_claim: &self.decider.tenant_claim,
+            decider: "sidecar",
+        };
+        let record = audit::record(&ctx, &Subject::of(&pipeline), &outcome).map(|bytes| record_struct(&bytes));
+        match outcome {
+            Outcome::Allow { caller, lease } => {
                 span.record("result", "allow");
                 metrics.checks.get_or_create(&vec![("result", "allow"), ("code", "ok")]).inc();
-                let reason = if id.is_some() { "ok" } else { "public" };
-                let meta = record.finish("allow", reason, id.as_deref(), None, tenant_claim);
-                Ok(Response::new(allow(&req, id.as_deref(), None, meta)))
+                Ok(Response::new(allow(&req, caller.as_deref(), lease.as_deref(), record)))
             }
-            Decision::Leased(id, lease) => {
-                span.record("result", "allow");
-                metrics.checks.get_or_create(&vec![("result", "allow"), ("code", "ok")]).inc();
-                let meta = record.finish("allow", "ok", Some(&id), Some(&lease), tenant_claim);
-                Ok(Response::new(allow(&req, Some(&id), Some(&lease), meta)))
-            }
-            Decision::Deny(d) => {
+            Outcome::Deny { denial: d, detail, .. } => {
                 span.record("result", d.code);
                 debug!(code = d.code, status = d.status, "denied");
                 metrics.checks.get_or_create(&vec![("result", "deny"), ("code", d.code)]).inc();
-                let meta = record.finish("deny", d.code, None, None, tenant_claim);
-                Ok(Response::new(deny(&d, &req.trace_id, None, meta)))
+                Ok(Response::new(deny(&d, &req.trace_id, Some(detail), record)))
             }
-            Decision::DenyWith(d, extra, id) => {
-                span.record("result", d.code);
-                debug!(code = d.code, status = d.status, "denied");
-                metrics.checks.get_or_create(&vec![("result", "deny"), ("code", d.code)]).inc();
-                let meta = record.finish("deny", d.code, id.as_deref(), None, tenant_claim);
-                Ok(Response::new(deny(&d, &req.trace_id, Some(extra), meta)))
-            }
-            Decision::Unavailable(reason) => {
+            Outcome::Unavailable(reason) => {
                 span.record("result", "unavailable");
                 metrics.checks.get_or_create(&vec![("result", "unavailable"), ("code", reason)]).inc();
                 Err(Status::unavailable(reason))
             }
         }
     }
+}
+
+/// The record's bytes as the `Struct` a `CheckResponse` carries (the same encoding: Envoy and
+/// the filter read back exactly what `authz_core::audit` wrote).
+fn record_struct(bytes: &[u8]) -> Struct {
+    Struct::decode(bytes).unwrap_or_default()
 }
 
 /// True when the request says it has a body (so an empty forwarded one was cut off).

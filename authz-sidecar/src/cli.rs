@@ -1,27 +1,77 @@
 //! Offline commands for operators and users' CI: `validate` a configuration and its policy,
 //! and `check` what the policy decides for a token and a request, without a running sidecar.
 
-use authz_core::denial::codes;
 use std::path::Path;
 
+use authz_core::api_key_format::ApiKeyFormat;
 use authz_core::authenticator::{Authenticator, LocalVerdict};
-use authz_core::routes::{self, Matched};
-use authz_core::{Denial, KeySet};
+use authz_core::claims::Scope;
+use authz_core::headers::{AUTHORIZATION, X_ACTION_TOKEN, X_API_KEY};
+use authz_core::pipeline::{Answer, Facts, Need, Outcome, Pipeline, Request, Step, Table};
+use authz_core::revocation::{Revocation, RevocationSet};
+use authz_core::{KeySet, TokenError};
 use serde_json::json;
 
 use crate::config::Config;
 
-/// What `check` prints: the decision, the rule that matched and why.
-pub fn check(
-    config: &Config,
-    jwks: Option<&Path>,
-    token: Option<&str>,
-    method: &str,
-    path: &str,
-) -> anyhow::Result<serde_json::Value> {
+/// The request `check` decides: its credentials and where it goes.
+#[derive(Debug, Default)]
+pub struct CheckRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub token: Option<&'a str>,
+    pub api_key: Option<&'a str>,
+    pub action_token: Option<&'a str>,
+}
+
+/// Where `check` finds keys and revocations.
+#[derive(Debug, Default)]
+pub struct Offline<'a> {
+    /// The auth service's JWKS document.
+    pub jwks: Option<&'a Path>,
+    /// Revocation facts as the auth service stores them (the README's contract), one JSON
+    /// object per line or a JSON array.
+    pub revocations: Option<&'a Path>,
+}
+
+/// The pipeline's view of the command line.
+struct CliFacts {
+    auth: Authenticator,
+    revocations: RevocationSet,
+    scope: Scope,
+    api_key_format: ApiKeyFormat,
+    now: u64,
+}
+
+impl Facts for CliFacts {
+    fn now(&self) -> u64 {
+        self.now
+    }
+
+    fn authenticate(&mut self, token: &str) -> LocalVerdict {
+        self.auth.authenticate(token, self.now)
+    }
+
+    fn revocations(&self) -> Option<&RevocationSet> {
+        Some(&self.revocations)
+    }
+
+    fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    fn api_key_format(&self) -> &ApiKeyFormat {
+        &self.api_key_format
+    }
+}
+
+/// What `check` prints: the decision, the rule that matched and why. The request goes through
+/// the gateway's own pipeline; what only the running gateway can know (an API key's identity,
+/// a live session, a spent action token, a quota lease) is named in `notes`.
+pub fn check(config: &Config, offline: &Offline, request: &CheckRequest) -> anyhow::Result<serde_json::Value> {
     let policy = config.initial_policy()?;
     let mut keys = KeySet::new();
-    if let Some(file) = jwks {
+    if let Some(file) = offline.jwks {
         keys.extend_from_jwks_json(&std::fs::read_to_string(file)?)?;
     }
     if let Some(secret) = &config.jwt_secret {
@@ -35,64 +85,100 @@ pub fn check(
         clock_skew_secs: config.jwt.clock_skew.as_secs(),
     };
     let scope = claims.scope();
-    let mut auth = Authenticator::new(claims, 0);
+    let mut auth = Authenticator::new(claims, 16);
     auth.set_keys(keys);
+    let mut notes = Vec::new();
+    let revocations = match offline.revocations {
+        Some(file) => read_revocations(file)?,
+        None => {
+            notes.push("no --revocations given: no credential is taken as revoked");
+            RevocationSet::new()
+        }
+    };
     let now = crate::identity_cache::unix_now();
-    let verdict = |rule: Option<&str>, outcome: Result<(), Denial>, note: Option<&str>| {
-        let mut v = match outcome {
-            Ok(()) => json!({"decision": "allow", "status": 200}),
-            Err(d) => json!({"decision": "deny", "status": d.status, "code": d.code}),
+    let mut facts = CliFacts { auth, revocations, scope, api_key_format: config.api_keys.format.clone(), now };
+    let mut headers: Vec<(String, String)> = Vec::new();
+    if let Some(t) = request.token {
+        headers.push((AUTHORIZATION.into(), format!("Bearer {t}")));
+    }
+    if let Some(k) = request.api_key {
+        headers.push((X_API_KEY.into(), k.to_string()));
+    }
+    if let Some(a) = request.action_token {
+        headers.push((X_ACTION_TOKEN.into(), a.to_string()));
+    }
+    let mut pipeline = Pipeline::new(
+        Table::Policy(&policy.table),
+        Request { method: request.method, path: request.path, headers: &headers },
+    );
+    let outcome = loop {
+        let answer = match pipeline.eval(&mut facts) {
+            Step::Done(outcome) => break outcome,
+            Step::Need(Need::Verify { .. }) => {
+                notes.push("no key here fits the token: pass the auth service's JWKS with --jwks");
+                Answer::Verified(Err(TokenError::UnknownKey))
+            }
+            Step::Need(Need::ApiKey(_)) => {
+                notes.push("an API key's identity is known only to the auth service (introspection, online)");
+                break Outcome::Unavailable("api_key_introspection");
+            }
+            Step::Need(Need::Session(_)) => {
+                notes.push("the rule also needs a live session (checked online only)");
+                Answer::Session(true)
+            }
+            Step::Need(Need::SpendActionToken(_)) => {
+                notes.push("the action token is spent online (single use)");
+                Answer::Spent
+            }
+            Step::Need(Need::Rego(rule)) => {
+                let input = pipeline.caller().map(|c| {
+                    let r = pipeline.request();
+                    crate::check::rego_input(r.method, r.path, r.headers, &c.identity)
+                });
+                Answer::Rego(input.ok_or(()).and_then(|i| policy.rego_allows(rule, i).map_err(|_| ())))
+            }
+            Step::Need(Need::Quota(_)) => {
+                notes.push("the quota lease is reserved online");
+                Answer::Leased(String::new())
+            }
+            // Neither happens offline: the policy is given and the revocations are the file's.
+            Step::Need(Need::Policy | Need::Revocations) => break Outcome::Unavailable("state"),
         };
-        v["rule"] = json!(rule);
-        v["policy_version"] = json!(policy.version);
-        if let Some(n) = note {
-            v["note"] = json!(n);
-        }
-        v
+        pipeline.digest(answer);
     };
-    // The same refusals before any rule as the gateway makes.
-    if let Err(d) = authz_core::path_guard::check(path) {
-        return Ok(verdict(None, Err(d), Some("the path holds a form an upstream could read differently")));
+    let mut v = match &outcome {
+        Outcome::Allow { .. } => json!({"decision": "allow", "status": 200}),
+        Outcome::Deny { denial, .. } => json!({"decision": "deny", "status": denial.status, "code": denial.code}),
+        Outcome::Unavailable(need) => json!({"decision": "online", "needs": need}),
+    };
+    v["rule"] = json!(pipeline.route().map(|r| r.id.as_str()));
+    v["policy_version"] = json!(policy.version);
+    if let Some(caller) = outcome.caller() {
+        v["user_id"] = json!(caller.identity.user_id);
     }
-    if authz_core::path_guard::has_method_param(path) && policy.table.depends_on_method(path) {
-        return Ok(verdict(None, Err(authz_core::path_guard::METHOD_OVERRIDE), None));
+    if !notes.is_empty() {
+        v["notes"] = json!(notes);
     }
-    let route = match policy.table.find(method, path) {
-        Matched::Public => return Ok(verdict(None, Ok(()), Some("public path"))),
-        Matched::NoRule => {
-            return Ok(verdict(
-                None,
-                Err(Denial::forbidden(codes::NO_MATCHING_RULE, "no policy rule allows this request")),
-                None,
-            ));
-        }
-        Matched::Protected(r) => r,
-    };
-    let rule = route.map(|r| r.id.as_str());
-    let Some(token) = token else { return Ok(verdict(rule, Err(Denial::missing_credential()), None)) };
-    let identity = match auth.authenticate(token, now) {
-        LocalVerdict::Valid { verified, .. } => verified,
-        LocalVerdict::Invalid(e) => return Ok(verdict(rule, Err(Denial::from_token_error(&e)), None)),
-        LocalVerdict::Unknown => {
-            return Ok(verdict(
-                rule,
-                Err(Denial::from_token_error(&authz_core::TokenError::UnknownKey)),
-                Some("pass the auth service's JWKS with --jwks"),
-            ));
-        }
-    };
-    let path_only = routes::path_only(path);
-    let outcome = match route {
-        Some(r) => r.check(&scope, &identity.identity, None, path_only, now),
-        None => scope
-            .check(identity.identity.issuer.as_deref(), &identity.identity.audiences)
-            .map_err(|e| Denial::from_token_error(&e))
-            .and_then(|()| authz_core::authorize::check_endpoint_permissions(&identity.identity, path_only)),
-    };
-    let note = route.filter(|r| r.require_session).map(|_| "the rule also needs a live session (checked online only)");
-    let mut v = verdict(rule, outcome, note);
-    v["user_id"] = json!(identity.identity.user_id);
     Ok(v)
+}
+
+/// Revocation facts from a file: a JSON array, or one JSON object per line.
+fn read_revocations(file: &Path) -> anyhow::Result<RevocationSet> {
+    let text = std::fs::read_to_string(file)?;
+    let facts: Vec<Revocation> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+    } else {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| serde_json::from_str(l).map_err(|e| anyhow::anyhow!("{}:{}: {e}", file.display(), i + 1)))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let mut set = RevocationSet::new();
+    for f in &facts {
+        set.insert(f);
+    }
+    Ok(set)
 }
 
 #[cfg(test)]
@@ -122,18 +208,26 @@ mod tests {
             &jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123"),
         )
         .unwrap();
-        let v = check(&config, None, Some(&token), "GET", "/api/admin/x").unwrap();
+        let off = Offline::default();
+        let req = |token: Option<&'static str>, path: &'static str| CheckRequest {
+            method: "GET",
+            path,
+            token,
+            ..Default::default()
+        };
+        let token: &'static str = Box::leak(token.into_boxed_str());
+        let v = check(&config, &off, &req(Some(token), "/api/admin/x")).unwrap();
         assert_eq!(
             (v["decision"].as_str(), v["code"].as_str(), v["rule"].as_str()),
             (Some("deny"), Some("missing_role"), Some("admin"))
         );
-        let v = check(&config, None, Some(&token), "GET", "/api/tools").unwrap();
+        let v = check(&config, &off, &req(Some(token), "/api/tools")).unwrap();
         assert_eq!((v["decision"].as_str(), v["user_id"].as_str()), (Some("allow"), Some("u1")));
-        let v = check(&config, None, None, "GET", "/api/tools").unwrap();
+        let v = check(&config, &off, &req(None, "/api/tools")).unwrap();
         assert_eq!(v["code"], "missing_credential");
-        let v = check(&config, None, Some(&token), "GET", "/api/x/%2e%2e;/admin").unwrap();
+        let v = check(&config, &off, &req(Some(token), "/api/x/%2e%2e;/admin")).unwrap();
         assert_eq!((v["status"].as_u64(), v["code"].as_str()), (Some(400), Some("path_parameters")));
-        let v = check(&config, None, Some(&token), "GET", "/api/ADMIN/x").unwrap();
+        let v = check(&config, &off, &req(Some(token), "/api/ADMIN/x")).unwrap();
         assert_eq!(v["rule"], "admin", "protected rules match in any case");
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -24,7 +24,7 @@ enum Command {
     Serve,
     /// Check a configuration and its policy file; exits non-zero with the reason if broken.
     Validate,
-    /// Print what the policy decides for a token and a request (offline; no session checks).
+    /// Print what the gateway decides for a request (offline: what needs the running gateway is named).
     Check {
         /// The bearer token (omit for an anonymous request).
         #[arg(long)]
@@ -33,9 +33,18 @@ enum Command {
         method: String,
         #[arg(long)]
         path: String,
+        /// An API key instead of a token (its identity is only known online).
+        #[arg(long, conflicts_with = "token")]
+        api_key: Option<String>,
+        /// The `X-Action-Token` of a step-up route.
+        #[arg(long)]
+        action_token: Option<String>,
         /// The auth service's JWKS document, to verify RS/ES/PS/EdDSA tokens offline.
         #[arg(long)]
         jwks: Option<PathBuf>,
+        /// Revocation facts (the README's revocation JSON), one per line or a JSON array.
+        #[arg(long)]
+        revocations: Option<PathBuf>,
     },
     /// HPC quota in the shared Redis.
     #[command(subcommand)]
@@ -119,8 +128,16 @@ async fn main() -> ExitCode {
                 }
             };
         }
-        Some(Command::Check { token, method, path, jwks }) => {
-            return match authz_sidecar::cli::check(&config, jwks.as_deref(), token.as_deref(), &method, &path) {
+        Some(Command::Check { token, api_key, action_token, method, path, jwks, revocations }) => {
+            let offline = authz_sidecar::cli::Offline { jwks: jwks.as_deref(), revocations: revocations.as_deref() };
+            let request = authz_sidecar::cli::CheckRequest {
+                method: &method,
+                path: &path,
+                token: token.as_deref(),
+                api_key: api_key.as_deref(),
+                action_token: action_token.as_deref(),
+            };
+            return match authz_sidecar::cli::check(&config, &offline, &request) {
                 Ok(v) => {
                     println!("{v}");
                     if v["decision"] == "allow" { ExitCode::SUCCESS } else { ExitCode::from(1) }

@@ -45,7 +45,7 @@ impl QuotaApi {
         };
         match self.decider.service_identity(token).await {
             Ok(id) => Ok(id.service.clone().unwrap_or_default()),
-            Err(Decision::Deny(d) | Decision::DenyWith(d, _, _)) => Err(Refused { status: d.status, code: d.code }),
+            Err(Decision::Deny(d)) => Err(Refused { status: d.status, code: d.code }),
             Err(_) => Err(Refused { status: 503, code: codes::AUTHZ_UNAVAILABLE }),
         }
     }

@@ -5,12 +5,12 @@ use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
 use authz_core::Denial;
+use authz_core::audit::{self as audit_record, Subject};
 use authz_core::authenticator::Verified;
 use authz_core::headers::X_TRACE_ID;
-use authz_core::path_guard;
+use authz_core::pipeline::{Pipeline, Request, Table};
 use authz_core::request::{ClientTrace, Sanitized, sanitize};
-use authz_core::routes::Matched;
-use authz_proto::audit::{self, RecordWriter, field};
+use authz_proto::audit;
 use authz_proto::ext_authz;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -23,7 +23,7 @@ use crate::worker::Shared;
 
 mod decide;
 
-use decide::{Local, denial_code, header};
+use decide::{Local, WorkerFacts, denial_code, header, local};
 
 pub struct Http {
     shared: Option<Shared>,
@@ -66,46 +66,41 @@ impl Http {
     }
 
     /// Attaches this request's decision to Envoy's access log (filter state
-    /// `wasm.authz_audit`, read by the sidecar's access-log service). One hostcall.
-    fn record(&self, decision: &str, reason: &str, verified: Option<&Verified>) {
+    /// `wasm.authz_audit`, read by the sidecar's access-log service): the record built by
+    /// `authz_core::audit`, as the sidecar builds it. One hostcall. `credential` is the
+    /// presented token or key when no verified caller carries its fingerprint.
+    fn record(&self, decision: &str, reason: &str, verified: Option<&Verified>, credential: Option<&str>) {
         let Some(shared) = &self.shared else { return };
         let mut w = shared.borrow_mut();
         if !w.settings.audit {
             return;
         }
         let decision_id = format!("{:032x}", w.rng.u128(..));
-        let mut r = RecordWriter::with_capacity(320);
-        r.put(field::TRACE_ID, &self.trace_id)
-            .put(field::CLIENT_TRACE_ID, if self.client_trace_chosen { &self.trace_id } else { "" })
-            .put(field::DECISION_ID, &decision_id)
-            .put(field::DECISION, decision)
-            .put(field::REASON, reason)
-            .put(field::RULE, &self.rule)
-            .put(field::POLICY_VERSION, &w.policy_version)
-            .put(field::CREDENTIAL, self.credential)
-            .put(field::DECIDER, "filter");
-        if let Some(v) = verified {
-            let id = &v.identity;
-            r.put(field::USER_ID, &id.user_id)
-                .put(field::TENANT, id.tenant(&w.settings.tenant_claim).unwrap_or(""))
-                .put(field::SERVICE, id.service.as_deref().unwrap_or(""))
-                .put(field::TOKEN_FINGERPRINT, &v.fingerprint);
-        }
+        let ctx = audit_record::Context {
+            trace_id: &self.trace_id,
+            client_trace_chosen: self.client_trace_chosen,
+            decision_id: &decision_id,
+            policy_version: &w.policy_version,
+            tenant_claim: &w.settings.tenant_claim,
+            decider: "filter",
+        };
+        let subject = Subject { rule: &self.rule, credential: self.credential, credential_text: credential };
+        let bytes = audit_record::record_decision(&ctx, &subject, decision, reason, verified, None);
         drop(w);
         // Through `hostcalls`: the trait method panics on a host error, and an audit record
         // must never take a request down (audit fails open).
-        let _ = hostcalls::set_property(vec![audit::FILTER_STATE], Some(&r.finish()));
+        let _ = hostcalls::set_property(vec![audit::FILTER_STATE], Some(&bytes));
     }
 
     fn now(&self) -> u64 {
         self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
     }
 
-    fn deny(&mut self, d: &Denial, verified: Option<&Verified>) -> Action {
+    fn deny(&mut self, d: &Denial, verified: Option<&Verified>, credential: Option<&str>) -> Action {
         if let Some(s) = &self.shared {
             s.borrow().metrics.denied.inc();
         }
-        self.record("deny", d.code, verified);
+        self.record("deny", d.code, verified, credential);
         let body = d.body(&self.trace_id);
         let challenge = d.www_authenticate();
         let mut headers = vec![("content-type", "application/json")];
@@ -190,6 +185,7 @@ impl Http {
                 self.deny(
                     &Denial::unavailable(codes::AUTHZ_UNAVAILABLE, "the authorization service is unavailable"),
                     None,
+                    None,
                 )
             }
         }
@@ -217,7 +213,7 @@ impl Context for Http {
         match verdict {
             CalloutVerdict::Allow { set, remove, .. } => {
                 if !forwarded {
-                    self.record("allow", "ok", None);
+                    self.record("allow", "ok", None, None);
                 }
                 for name in &remove {
                     self.set_http_request_header(name, None);
@@ -239,7 +235,7 @@ impl Context for Http {
                 }
                 metrics.denied.inc();
                 if !forwarded {
-                    self.record("deny", "sidecar_denied", None);
+                    self.record("deny", "sidecar_denied", None, None);
                 }
                 // Envoy's echo of the request's (rewritten) x-trace-id sets it on this reply.
                 headers.retain(|(k, _)| k != X_TRACE_ID);
@@ -252,6 +248,7 @@ impl Context for Http {
                 self.deny(
                     &Denial::unavailable(codes::AUTHZ_UNAVAILABLE, "the authorization service is unavailable"),
                     None,
+                    None,
                 );
             }
         }
@@ -262,7 +259,11 @@ impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
             // Only reachable if Envoy ran a filter whose configuration failed: fail closed.
-            return self.deny(&Denial::unavailable(codes::FILTER_UNCONFIGURED, "the gateway is not configured"), None);
+            return self.deny(
+                &Denial::unavailable(codes::FILTER_UNCONFIGURED, "the gateway is not configured"),
+                None,
+                None,
+            );
         };
         let headers = self.get_http_request_headers_bytes();
         let (settings, metrics) = {
@@ -275,41 +276,37 @@ impl HttpContext for Http {
         let method = header(&req.headers, ":method").unwrap_or("GET");
         let path = header(&req.headers, ":path").unwrap_or("/");
         let policy = shared.borrow().policy.clone();
-        let mut compute = false;
-        // Before any rule: a path an upstream could read differently from the policy.
-        let guard = path_guard::check(path).err().or_else(|| {
-            (path_guard::has_method_param(path) && policy.as_deref().is_none_or(|p| p.depends_on_method(path)))
-                .then_some(path_guard::METHOD_OVERRIDE)
-        });
-        let matched = if guard.is_some() { None } else { policy.as_deref().map(|p| p.find(method, path)) };
-        let local = match (guard, matched) {
-            (Some(d), _) => Local::Deny(d, None),
-            (None, Some(Matched::Public)) => Local::Allow(None),
-            (None, Some(Matched::NoRule)) => {
-                Local::Deny(Denial::forbidden(codes::NO_MATCHING_RULE, "no policy rule allows this request"), None)
-            }
-            (None, Some(Matched::Protected(route))) => {
-                if let Some(r) = route {
-                    if settings.audit {
-                        self.rule.clone_from(&r.id);
-                    }
-                    compute = r.quota.is_some();
-                }
-                self.decide(&shared, metrics, route, path, &req.headers)
-            }
+        let table = match policy.as_deref() {
+            Some(t) => Table::Policy(t),
             // No policy yet: only the always-public paths are decided here.
-            (None, None) => match settings.bootstrap_routes.find(method, path) {
-                Matched::Public => Local::Allow(None),
-                _ => Local::AskSidecar,
-            },
+            None => Table::Bootstrap(&settings.bootstrap_routes),
         };
+        let mut pipeline = Pipeline::new(table, Request { method, path, headers: &req.headers });
+        let step = {
+            let now = self.now();
+            let mut worker = shared.borrow_mut();
+            pipeline.eval(&mut WorkerFacts { worker: &mut worker, now, metrics })
+        };
+        let route = pipeline.route();
+        if settings.audit
+            && let Some(r) = route
+        {
+            self.rule.clone_from(&r.id);
+        }
+        self.credential = pipeline.credential().as_str();
+        let compute = route.is_some_and(|r| r.quota.is_some());
+        let mut unknown_key = None;
+        let local = local(step, pipeline.caller(), settings.on_stale, metrics, &mut unknown_key);
+        self.unknown_key_token = unknown_key.map(str::to_string);
+        let credential = pipeline.credential_text();
         match local {
             Local::Allow(verified) => {
                 let identity = verified.as_ref().map_or(&[][..], |v| v.headers.as_slice());
                 self.write_headers(&req.removed, req.client_trace, identity);
                 self.gate = Gate::Open;
                 metrics.allowed.inc();
-                self.record("allow", if verified.is_some() { "ok" } else { "public" }, verified.as_deref());
+                let reason = if verified.is_some() { "ok" } else { "public" };
+                self.record("allow", reason, verified.as_deref(), credential);
                 Action::Continue
             }
             Local::Deny(d, verified) => {
@@ -319,7 +316,7 @@ impl HttpContext for Http {
                 if req.client_trace == ClientTrace::Replaced {
                     self.write_headers(&req.removed, req.client_trace, &[]);
                 }
-                self.deny(&d, verified.as_deref())
+                self.deny(&d, verified.as_deref(), credential)
             }
             Local::AskSidecar if compute => self.ask_sidecar_with_body(&shared, req, end_of_stream),
             Local::AskSidecar => self.ask_sidecar(&shared, req),
@@ -362,12 +359,15 @@ impl Http {
             Step::Hold => Action::Pause,
             Step::TooLarge => {
                 self.held = None;
-                self.deny(&BODY_TOO_LARGE, None)
+                self.deny(&BODY_TOO_LARGE, None, None)
             }
             Step::SendWithBody { body_len } => {
                 let Some(shared) = self.shared.clone() else {
-                    return self
-                        .deny(&Denial::unavailable(codes::FILTER_UNCONFIGURED, "the gateway is not configured"), None);
+                    return self.deny(
+                        &Denial::unavailable(codes::FILTER_UNCONFIGURED, "the gateway is not configured"),
+                        None,
+                        None,
+                    );
                 };
                 let body =
                     if body_len > 0 { self.get_http_request_body(0, body_len).unwrap_or_default() } else { Vec::new() };

@@ -1,77 +1,21 @@
 //! Turning a decision into a `CheckResponse`: headers to set and remove, the denial's body,
-//! and the audit record every answer carries as `dynamic_metadata`.
+//! and the audit record (`authz_core::audit`) every answer carries as `dynamic_metadata`.
 
-use authz_core::cache::fingerprint;
-use authz_core::credential::{self, Credential};
+use authz_core::Denial;
+use authz_core::authenticator::Verified;
 use authz_core::headers::{X_QUOTA_LEASE, X_TRACE_ID};
 use authz_core::request::Sanitized;
-use authz_core::{Denial, Identity};
-use authz_proto::audit::field;
 use envoy_types::ext_authz::v3::pb::{
     CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus,
     OkHttpResponse,
 };
-use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+use envoy_types::pb::google::protobuf::Struct;
 use envoy_types::pb::google::rpc;
 
 /// gRPC status codes carried in `CheckResponse.status`.
 const OK: i32 = 0;
 const PERMISSION_DENIED: i32 = 7;
 const UNAUTHENTICATED: i32 = 16;
-
-/// The sidecar's audit record of one decision, returned as ext_authz `dynamic_metadata`
-/// (field names in `authz_proto::audit::field`; the filter forwards it to the access log).
-pub(super) struct Record {
-    fields: std::collections::BTreeMap<String, Value>,
-}
-
-impl Record {
-    pub(super) fn new(req: &Sanitized<String>, rule: &str, policy_version: &str) -> Self {
-        let mut r = Self { fields: Default::default() };
-        let (credential, fp) = match credential::extract(&req.headers) {
-            Credential::Bearer(t) => ("bearer", fingerprint(t)),
-            Credential::ApiKey(k) => ("api_key", fingerprint(k)),
-            Credential::None => ("none", String::new()),
-            Credential::Invalid(_) => ("invalid", String::new()),
-        };
-        r.put(field::TRACE_ID, &req.trace_id);
-        if req.client_chosen {
-            r.put(field::CLIENT_TRACE_ID, &req.trace_id);
-        }
-        r.put(field::DECISION_ID, &uuid::Uuid::new_v4().simple().to_string());
-        r.put(field::RULE, rule);
-        r.put(field::POLICY_VERSION, policy_version);
-        r.put(field::CREDENTIAL, credential);
-        r.put(field::TOKEN_FINGERPRINT, &fp);
-        r.put(field::DECIDER, "sidecar");
-        r
-    }
-
-    fn put(&mut self, key: &str, value: &str) {
-        if !value.is_empty() {
-            self.fields.insert(key.to_string(), Value { kind: Some(Kind::StringValue(value.to_string())) });
-        }
-    }
-
-    pub(super) fn finish(
-        mut self,
-        decision: &str,
-        reason: &str,
-        id: Option<&Identity>,
-        lease: Option<&str>,
-        tenant_claim: &str,
-    ) -> Struct {
-        self.put(field::DECISION, decision);
-        self.put(field::REASON, reason);
-        if let Some(id) = id {
-            self.put(field::USER_ID, &id.user_id);
-            self.put(field::TENANT, id.tenant(tenant_claim).unwrap_or(""));
-            self.put(field::SERVICE, id.service.as_deref().unwrap_or(""));
-        }
-        self.put(field::QUOTA_LEASE, lease.unwrap_or(""));
-        Struct { fields: self.fields.into_iter().collect() }
-    }
-}
 
 fn header(key: &str, value: &str) -> HeaderValueOption {
     HeaderValueOption {
@@ -83,13 +27,13 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
 
 pub(super) fn allow(
     req: &Sanitized<String>,
-    id: Option<&Identity>,
+    caller: Option<&Verified>,
     lease: Option<&str>,
-    record: Struct,
+    record: Option<Struct>,
 ) -> CheckResponse {
     let mut headers = vec![header(X_TRACE_ID, &req.trace_id)];
-    if let Some(id) = id {
-        headers.extend(id.headers().iter().map(|(k, v)| header(k, v)));
+    if let Some(caller) = caller {
+        headers.extend(caller.headers.iter().map(|(k, v)| header(k, v)));
     }
     if let Some(lease) = lease {
         headers.push(header(X_QUOTA_LEASE, lease));
@@ -110,11 +54,16 @@ pub(super) fn allow(
             headers_to_remove,
             ..Default::default()
         })),
-        dynamic_metadata: Some(record),
+        dynamic_metadata: record,
     }
 }
 
-pub(super) fn deny(d: &Denial, trace_id: &str, extra: Option<serde_json::Value>, record: Struct) -> CheckResponse {
+pub(super) fn deny(
+    d: &Denial,
+    trace_id: &str,
+    extra: Option<serde_json::Value>,
+    record: Option<Struct>,
+) -> CheckResponse {
     let mut headers = vec![header("content-type", "application/json"), header(X_TRACE_ID, trace_id)];
     if let Some(c) = d.www_authenticate() {
         headers.push(header("www-authenticate", &c));
@@ -127,7 +76,7 @@ pub(super) fn deny(d: &Denial, trace_id: &str, extra: Option<serde_json::Value>,
             headers,
             body: body_with(d, trace_id, extra),
         })),
-        dynamic_metadata: Some(record),
+        dynamic_metadata: record,
     }
 }
 

@@ -1,24 +1,56 @@
-//! Everything the filter can decide without the network: the credential, local verification
-//! and the revocation set, the route rule's local requirements, and what must go to the
-//! sidecar instead.
+//! The filter as a host of the one decision pipeline (`authz_core::pipeline`): what the
+//! pipeline reads here (the worker's keys, cache and revocation set), and what the filter does
+//! with a need (asks the sidecar, which decides the whole request with the same pipeline).
 
-use authz_core::denial::codes;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use authz_core::Denial;
+use authz_core::api_key_format::ApiKeyFormat;
 use authz_core::authenticator::{LocalVerdict, Verified};
-use authz_core::authorize::check_endpoint_permissions;
-use authz_core::credential::{self, Credential};
-use authz_core::headers::X_ACTION_TOKEN;
-use authz_core::routes::{self, Route};
+use authz_core::claims::Scope;
+use authz_core::denial::codes;
+use authz_core::pipeline::{Facts, Need, Outcome, Step};
+use authz_core::revocation::RevocationSet;
 
-use super::Http;
 use crate::config::OnStale;
 use crate::metrics::Metrics;
-use crate::worker::Shared;
+use crate::worker::Worker;
 
-/// The local verdict on a request, before it is turned into hostcalls.
+/// The pipeline's view of one filter VM.
+pub(super) struct WorkerFacts<'w> {
+    pub worker: &'w mut Worker,
+    pub now: u64,
+    pub metrics: Metrics,
+}
+
+impl Facts for WorkerFacts<'_> {
+    fn now(&self) -> u64 {
+        self.now
+    }
+
+    fn authenticate(&mut self, token: &str) -> LocalVerdict {
+        let verdict = self.worker.auth.authenticate(token, self.now);
+        match &verdict {
+            LocalVerdict::Valid { cache_hit: true, .. } => self.metrics.cache_hits.inc(),
+            _ => self.metrics.cache_misses.inc(),
+        }
+        verdict
+    }
+
+    fn revocations(&self) -> Option<&RevocationSet> {
+        self.worker.revocations_fresh.then_some(&self.worker.revocations)
+    }
+
+    fn scope(&self) -> &Scope {
+        &self.worker.settings.scope
+    }
+
+    fn api_key_format(&self) -> &ApiKeyFormat {
+        &self.worker.settings.api_key_format
+    }
+}
+
+/// What the filter does with the pipeline's step.
 pub(super) enum Local {
     Allow(Option<Arc<Verified>>),
     /// Refused; with the caller's identity when it was established (for the audit record).
@@ -26,115 +58,41 @@ pub(super) enum Local {
     AskSidecar,
 }
 
-impl Http {
-    /// Everything the filter can decide without the network.
-    pub(super) fn decide(
-        &mut self,
-        shared: &Shared,
-        metrics: Metrics,
-        route: Option<&Route>,
-        path: &str,
-        headers: &[(String, Vec<u8>)],
-    ) -> Local {
-        let token = match credential::extract(headers) {
-            Credential::None => {
-                self.credential = "none";
-                return Local::Deny(Denial::missing_credential(), None);
+/// Turns a step into the filter's action: every need is the sidecar's (it holds the shared
+/// state), except stale revocations under `onStale: deny`. `unknown_key` receives a bearer
+/// token no local key fits, so a refusal of its `kid` by the sidecar can be remembered.
+pub(super) fn local<'a>(
+    step: Step<'a>,
+    caller: Option<&Arc<Verified>>,
+    on_stale: OnStale,
+    metrics: Metrics,
+    unknown_key: &mut Option<&'a str>,
+) -> Local {
+    match step {
+        Step::Done(Outcome::Allow { caller, .. }) => Local::Allow(caller),
+        Step::Done(Outcome::Deny { denial, caller, .. }) => {
+            if denial.code == codes::TOKEN_REVOKED {
+                metrics.revoked.inc();
             }
-            Credential::Invalid(code) => {
-                self.credential = "invalid";
-                return Local::Deny(Denial::invalid_credential(code), None);
-            }
-            // Opaque keys can only be introspected by the sidecar.
-            Credential::ApiKey(key) => {
-                self.credential = "api_key";
-                if !shared.borrow().settings.api_key_format.accepts(key) {
-                    return Local::Deny(Denial::malformed_api_key(), None);
-                }
-                return Local::AskSidecar;
-            }
-            Credential::Bearer(token) => token,
-        };
-        self.credential = "bearer";
-        let now = self.now();
-        let mut w = shared.borrow_mut();
-        let verified = match w.auth.authenticate(token, now) {
-            LocalVerdict::Valid { verified, cache_hit } => {
-                if cache_hit {
-                    metrics.cache_hits.inc()
-                } else {
-                    metrics.cache_misses.inc()
-                }
-                verified
-            }
-            LocalVerdict::Invalid(e) => {
-                metrics.cache_misses.inc();
-                return Local::Deny(Denial::from_token_error(&e), None);
-            }
-            LocalVerdict::Unknown => {
-                metrics.cache_misses.inc();
-                self.unknown_key_token = Some(token.to_string());
-                return Local::AskSidecar;
-            }
-        };
-        let settings = Rc::clone(&w.settings);
-        if !w.revocations_fresh {
-            return match settings.on_stale {
-                OnStale::Sidecar => {
-                    metrics.stale_callouts.inc();
-                    Local::AskSidecar
-                }
-                OnStale::Deny => {
-                    Local::Deny(Denial::unavailable(codes::REVOCATIONS_STALE, "revocation state is unavailable"), None)
-                }
-            };
+            Local::Deny(denial, caller)
         }
-        if w.revocations.is_revoked(&verified.identity) {
-            metrics.revoked.inc();
-            return Local::Deny(Denial::unauthorized(codes::TOKEN_REVOKED, "the token was revoked"), Some(verified));
-        }
-        let path = routes::path_only(path);
-        let Some(route) = route else {
-            let id = &verified.identity;
-            return match settings.scope.check(id.issuer.as_deref(), &id.audiences) {
-                Err(e) => Local::Deny(Denial::from_token_error(&e), Some(verified)),
-                Ok(()) => match check_endpoint_permissions(id, path) {
-                    Ok(()) => Local::Allow(Some(verified)),
-                    Err(d) => Local::Deny(d, Some(verified)),
-                },
-            };
-        };
-        let action = if route.action.is_some() {
-            match header(headers, X_ACTION_TOKEN).map(|t| w.auth.authenticate(t, now)) {
-                Some(LocalVerdict::Unknown) => return Local::AskSidecar,
-                other => other,
+        // The filter answers no need itself, so the pipeline never reports an outage here.
+        Step::Done(Outcome::Unavailable(_)) => Local::AskSidecar,
+        Step::Need(Need::Revocations) => match on_stale {
+            OnStale::Sidecar => {
+                metrics.stale_callouts.inc();
+                Local::AskSidecar
             }
-        } else {
-            None
-        };
-        let action_ref = match &action {
-            Some(LocalVerdict::Valid { verified, .. }) => Some(Ok(&verified.identity)),
-            Some(LocalVerdict::Invalid(e)) => Some(Err(e)),
-            _ => None,
-        };
-        if let Err(d) = route.check(&settings.scope, &verified.identity, action_ref, path, now) {
-            return Local::Deny(d, Some(verified));
-        }
-        if let Some(LocalVerdict::Valid { verified: a, .. }) = &action {
-            if w.revocations.is_revoked(&a.identity) {
-                let d = Denial::unauthorized(codes::ACTION_TOKEN_REVOKED, "the action token was revoked");
-                return Local::Deny(d, Some(verified));
-            }
-            // Single use (its `jti` spent in Redis) is shared state: the sidecar decides.
-            return Local::AskSidecar;
-        }
-        // A live session can only be confirmed by the auth service, Rego rules are evaluated
-        // by the sidecar, and quota is shared state: all go there.
-        if route.require_session || route.rego.is_some() || route.quota.is_some() {
+            OnStale::Deny => Local::Deny(
+                Denial::unavailable(codes::REVOCATIONS_STALE, "revocation state is unavailable"),
+                caller.cloned(),
+            ),
+        },
+        Step::Need(Need::Verify { token, action: false }) => {
+            *unknown_key = Some(token);
             Local::AskSidecar
-        } else {
-            Local::Allow(Some(verified))
         }
+        Step::Need(_) => Local::AskSidecar,
     }
 }
 
