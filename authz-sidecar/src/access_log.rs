@@ -24,19 +24,20 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
-use crate::audit::{AuditEvent, AuditSink};
+use crate::audit::AuditEvent;
+use crate::backend::AuditWriter;
 use crate::metrics::Metrics;
 use crate::quota::Quota;
 
 #[derive(Clone)]
 pub struct AccessLogs {
-    sink: Arc<AuditSink>,
+    sink: Arc<dyn AuditWriter>,
     quota: Arc<Quota>,
     metrics: Arc<Metrics>,
 }
 
 impl AccessLogs {
-    pub fn new(sink: Arc<AuditSink>, quota: Arc<Quota>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(sink: Arc<dyn AuditWriter>, quota: Arc<Quota>, metrics: Arc<Metrics>) -> Self {
         Self { sink, quota, metrics }
     }
 

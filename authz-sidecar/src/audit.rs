@@ -48,9 +48,11 @@ impl AuditSink {
         }
         Self { tx, metrics, enabled }
     }
+}
 
+impl crate::backend::AuditWriter for AuditSink {
     /// Queues an event without waiting; a full queue drops it (counted).
-    pub fn submit(&self, event: AuditEvent) {
+    fn submit(&self, event: AuditEvent) {
         if !self.enabled {
             return;
         }

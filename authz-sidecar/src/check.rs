@@ -33,6 +33,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 use tracing::{Span, debug, warn};
 
+use crate::backend::SharedKv;
 use crate::failures::FailureLimiter;
 use crate::identity_cache::{IdentityCache, unix_now};
 use crate::introspect::Introspector;
@@ -40,12 +41,17 @@ use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyStore};
 use crate::quota::{Outcome as Reservation, Quota};
-use crate::redis_kv::RedisKv;
 use crate::revocations::RevocationHub;
 use crate::session::SessionChecker;
 
+mod build;
 mod credentials;
 mod response;
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+pub use build::{Backends, Shared};
 
 use response::{allow, deny};
 
@@ -64,7 +70,7 @@ pub struct Decider {
     /// The claim naming the caller's lab/tenant (audit records).
     pub tenant_claim: String,
     /// Where used action-token `jti`s are held (`actionTokens.singleUse`), or `None`.
-    pub action_jtis: Option<RedisKv>,
+    pub action_jtis: Option<Arc<dyn SharedKv>>,
     /// The shape API keys must have before the auth service is asked (`apiKeys.format`).
     pub api_key_format: ApiKeyFormat,
     /// Failed credentials per client (`failedCredentials`).

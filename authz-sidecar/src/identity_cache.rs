@@ -14,8 +14,8 @@ use authz_core::cache::TokenDigest;
 use moka::Expiry;
 use moka::future::Cache;
 
+use crate::backend::SharedKv;
 use crate::metrics::Metrics;
-use crate::redis_kv::RedisKv;
 
 /// Expires each entry at its identity's `exp`.
 struct UntilExp {
@@ -38,13 +38,13 @@ pub fn remaining(exp: u64, now: u64) -> Duration {
 
 pub struct IdentityCache {
     memory: Cache<TokenDigest, Arc<Identity>>,
-    redis: RedisKv,
+    redis: Arc<dyn SharedKv>,
     max_ttl: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl IdentityCache {
-    pub fn new(capacity: u64, redis: RedisKv, max_ttl: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(capacity: u64, redis: Arc<dyn SharedKv>, max_ttl: Duration, metrics: Arc<Metrics>) -> Self {
         let memory = Cache::builder().max_capacity(capacity).expire_after(UntilExp { max: max_ttl }).build();
         Self { memory, redis, max_ttl, metrics }
     }

@@ -13,23 +13,9 @@ use authz_core::cache::digest;
 use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{AuthService, SharedKv};
 use crate::identity_cache::{remaining, unix_now};
 use crate::metrics::Metrics;
-use crate::redis_kv::RedisKv;
-
-/// The auth service's introspection answer (RFC 7662 shape plus the platform's claims).
-#[derive(Debug, Deserialize)]
-struct IntrospectionResponse {
-    active: bool,
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    roles: Vec<String>,
-    #[serde(default)]
-    exp: Option<u64>,
-}
 
 /// What is cached for a key: its identity, or the fact that it was refused.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,10 +79,9 @@ impl IntrospectionBudget {
 }
 
 pub struct Introspector {
-    http: reqwest::Client,
-    url: String,
+    auth: Arc<dyn AuthService>,
     memory: Cache<[u8; 32], Answer>,
-    redis: RedisKv,
+    redis: Arc<dyn SharedKv>,
     positive_ttl: Duration,
     negative_ttl: Duration,
     metrics: Arc<Metrics>,
@@ -120,9 +105,8 @@ impl moka::Expiry<[u8; 32], Answer> for ByAnswer {
 
 impl Introspector {
     pub fn new(
-        http: reqwest::Client,
-        iam_url: &str,
-        redis: RedisKv,
+        auth: Arc<dyn AuthService>,
+        redis: Arc<dyn SharedKv>,
         positive_ttl: Duration,
         negative_ttl: Duration,
         metrics: Arc<Metrics>,
@@ -132,8 +116,7 @@ impl Introspector {
             .max_capacity(100_000)
             .expire_after(ByAnswer { positive: positive_ttl, negative: negative_ttl })
             .build();
-        let url = format!("{}/auth/introspect", iam_url.trim_end_matches('/'));
-        Self { http, url, memory, redis, positive_ttl, negative_ttl, metrics, budget }
+        Self { auth, memory, redis, positive_ttl, negative_ttl, metrics, budget }
     }
 
     /// Whether this sidecar holds an answer for `key` in memory (a lookup costs no call).
@@ -182,22 +165,11 @@ impl Introspector {
         if !self.budget.take() {
             return Err(overloaded());
         }
-        let result = async {
-            let resp = self
-                .http
-                .post(&self.url)
-                .json(&serde_json::json!({ "token": key, "token_type_hint": "api_key" }))
-                .send()
-                .await
-                .map_err(|e| IntrospectionUnavailable::failed(e.without_url().to_string()))?;
-            if !resp.status().is_success() {
-                return Err(IntrospectionUnavailable::failed(format!("HTTP {}", resp.status().as_u16())));
-            }
-            let body: IntrospectionResponse =
-                resp.json().await.map_err(|e| IntrospectionUnavailable::failed(e.without_url().to_string()))?;
-            Ok(to_answer(body))
-        }
-        .await;
+        let result = match self.auth.introspect(key).await {
+            Ok(Some(id)) => Ok(Answer::Active(Arc::new(id))),
+            Ok(None) => Ok(Answer::Refused),
+            Err(reason) => Err(IntrospectionUnavailable::failed(reason)),
+        };
         let label = match &result {
             Ok(Answer::Active(_)) => "active",
             Ok(Answer::Refused) => "inactive",
@@ -206,14 +178,4 @@ impl Introspector {
         self.metrics.introspections.get_or_create(&vec![("result", label)]).inc();
         result
     }
-}
-
-fn to_answer(r: IntrospectionResponse) -> Answer {
-    if !r.active {
-        return Answer::Refused;
-    }
-    let claims =
-        authz_core::claims::Claims { sub: r.sub, email: r.email, roles: r.roles, exp: r.exp, ..Default::default() };
-    // An "active" answer without a usable subject is refused: we cannot say who it is.
-    Identity::from_claims(claims).map_or(Answer::Refused, |id| Answer::Active(Arc::new(id)))
 }

@@ -9,6 +9,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod audit;
+pub mod backend;
 pub mod check;
 pub mod cli;
 pub mod config;

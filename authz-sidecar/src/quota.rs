@@ -18,7 +18,9 @@ use tracing::warn;
 use crate::config::QuotaConfig;
 use crate::metrics::Metrics;
 use resources::TesFields;
-use store::{Grant, QuotaStore, Refusal, Unavailable, Usage};
+use store::{Grant, Refusal, Unavailable, Usage};
+
+use crate::backend::LeaseStore;
 
 /// The quota verdict on a compute request.
 #[derive(Debug)]
@@ -33,7 +35,7 @@ pub enum Outcome {
 }
 
 pub struct Quota {
-    store: QuotaStore,
+    store: Arc<dyn LeaseStore>,
     config: QuotaConfig,
     tenant_claim: String,
     tes: TesFields,
@@ -46,14 +48,14 @@ pub fn valid_lease_id(id: &str) -> bool {
 }
 
 impl Quota {
-    pub fn new(store: QuotaStore, config: QuotaConfig, tenant_claim: String, metrics: Arc<Metrics>) -> Self {
+    pub fn new(store: Arc<dyn LeaseStore>, config: QuotaConfig, tenant_claim: String, metrics: Arc<Metrics>) -> Self {
         let tes =
             TesFields { gpu_parameter: config.tes_gpu_parameter.clone(), default_cpu_cores: config.default_cpu_cores };
         Self { store, config, tenant_claim, tes, metrics }
     }
 
-    pub fn store(&self) -> &QuotaStore {
-        &self.store
+    pub fn store(&self) -> &dyn LeaseStore {
+        &*self.store
     }
 
     pub fn lease_ttl(&self) -> Duration {

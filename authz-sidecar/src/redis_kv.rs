@@ -10,6 +10,7 @@ use crate::redis_conn::RedisConn;
 use redis::AsyncCommands;
 use tracing::debug;
 
+use crate::backend::SharedKv;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -24,13 +25,16 @@ impl RedisKv {
     pub fn new(conn: RedisConn, prefix: String, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         Self { conn, prefix, timeout, metrics }
     }
+}
 
+#[tonic::async_trait]
+impl SharedKv for RedisKv {
     /// `<prefix><kind>:<hex digest>`: keys never contain a credential.
-    pub fn key(&self, kind: &str, digest: &[u8; 32]) -> String {
+    fn key(&self, kind: &str, digest: &[u8; 32]) -> String {
         format!("{}{kind}:{}", self.prefix, hex::encode(digest))
     }
 
-    pub async fn get(&self, key: &str) -> Option<String> {
+    async fn get(&self, key: &str) -> Option<String> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, conn.get::<_, Option<String>>(key)).await {
             Ok(Ok(v)) => v,
@@ -48,7 +52,7 @@ impl RedisKv {
     }
 
     /// Stores `value` for `ttl` (rounded down to whole seconds; nothing is stored under 1 s).
-    pub async fn set_ex(&self, key: &str, value: &str, ttl: Duration) {
+    async fn set_ex(&self, key: &str, value: &str, ttl: Duration) {
         if ttl.as_secs() == 0 {
             return;
         }
@@ -68,7 +72,7 @@ impl RedisKv {
 
     /// `SET key 1 NX EX ttl`: true for the first caller, false once the key exists. Unlike the
     /// cache calls, an error is returned: a single-use check that cannot be made must refuse.
-    pub async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, ()> {
+    async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, ()> {
         let mut conn = self.conn.clone();
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(1).arg("NX").arg("EX").arg(ttl.as_secs().max(1));

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use crate::redis_conn::RedisConn;
 use anyhow::Context as _;
-use authz_core::ClaimsPolicy;
 use authz_proto::authz::v1::control_server::ControlServer;
 use authz_proto::authz::v1::quota_server::QuotaServer;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
@@ -21,21 +20,18 @@ use crate::listen::{self, Listen};
 use crate::access_log::AccessLogs;
 use crate::admin::{self, AdminState};
 use crate::audit::AuditSink;
+use crate::backend::http_auth::HttpAuthService;
 use crate::check::{AuthzService, Decider};
+use crate::check::{Backends, Shared};
 use crate::config::Config;
 use crate::control::ControlService;
-use crate::failures::FailureLimiter;
-use crate::identity_cache::IdentityCache;
-use crate::introspect::{IntrospectionBudget, Introspector};
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
-use crate::quota::Quota;
 use crate::quota::store::QuotaStore;
 use crate::quota_api::{QuotaApi, QuotaGrpc};
 use crate::redis_kv::RedisKv;
 use crate::revocations::RevocationHub;
-use crate::session::SessionChecker;
 
 /// Runs the sidecar until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -86,53 +82,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         config.cache.redis_timeout.max(Duration::from_millis(500)),
         Arc::clone(&metrics),
     ));
-    let quota = Arc::new(Quota::new(
-        QuotaStore::new(redis.clone(), &config.cache.redis_prefix, config.cache.redis_timeout),
-        config.quota.clone(),
-        config.tenant_claim.clone(),
-        Arc::clone(&metrics),
-    ));
-
     let kv = RedisKv::new(
         redis.clone(),
         config.cache.redis_prefix.clone(),
         config.cache.redis_timeout,
         Arc::clone(&metrics),
     );
-    // Used action-token `jti`s live next to the cached identities (same prefix and deadline).
-    let action_jtis = config.action_tokens.single_use.then(|| kv.clone());
-    let decider = Arc::new(Decider {
+    let backends = Backends {
+        kv: Arc::new(kv),
+        auth: Arc::new(HttpAuthService::new(http, &config.iam_url)),
+        leases: Arc::new(QuotaStore::new(redis.clone(), &config.cache.redis_prefix, config.cache.redis_timeout)),
+    };
+    let shared = Shared {
         keys: Arc::clone(&keys),
-        cache: IdentityCache::new(config.cache.memory_capacity, kv.clone(), config.cache.max_ttl, Arc::clone(&metrics)),
-        introspector: Introspector::new(
-            http.clone(),
-            &config.iam_url,
-            kv,
-            config.api_keys.positive_ttl,
-            config.api_keys.negative_ttl,
-            Arc::clone(&metrics),
-            IntrospectionBudget::new(
-                config.api_keys.max_concurrent_introspections,
-                config.api_keys.introspection_rate,
-                config.api_keys.introspection_burst,
-            ),
-        ),
-        sessions: SessionChecker::new(http, &config.iam_url, config.session_cache_ttl, Arc::clone(&metrics)),
-        claims: ClaimsPolicy {
-            issuers: config.jwt.issuers.clone(),
-            audiences: config.jwt.audiences.clone(),
-            clock_skew_secs: config.jwt.clock_skew.as_secs(),
-        },
-        strip: config.strip_rules(),
         policy: Arc::clone(&policy),
         revocations: Arc::clone(&revocations),
         metrics: Arc::clone(&metrics),
-        quota: Arc::clone(&quota),
-        tenant_claim: config.tenant_claim.clone(),
-        action_jtis,
-        api_key_format: config.api_keys.format.clone(),
-        failures: FailureLimiter::new(config.failed_credentials.per_client, config.failed_credentials.window),
-    });
+    };
+    let decider = Arc::new(Decider::new(&config, shared, backends));
+    let quota = Arc::clone(&decider.quota);
     let quota_api = Arc::new(QuotaApi::new(Arc::clone(&decider)));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

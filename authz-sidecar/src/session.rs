@@ -9,6 +9,7 @@ use std::time::Duration;
 use authz_core::cache::digest;
 use moka::future::Cache;
 
+use crate::backend::AuthService;
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -16,16 +17,15 @@ use crate::metrics::Metrics;
 pub struct SessionUnavailable(String);
 
 pub struct SessionChecker {
-    http: reqwest::Client,
-    url: String,
+    auth: Arc<dyn AuthService>,
     cache: Cache<[u8; 32], bool>,
     metrics: Arc<Metrics>,
 }
 
 impl SessionChecker {
-    pub fn new(http: reqwest::Client, iam_url: &str, ttl: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(auth: Arc<dyn AuthService>, ttl: Duration, metrics: Arc<Metrics>) -> Self {
         let cache = Cache::builder().max_capacity(100_000).time_to_live(ttl).build();
-        Self { http, url: format!("{}/auth/validate", iam_url.trim_end_matches('/')), cache, metrics }
+        Self { auth, cache, metrics }
     }
 
     /// True when the auth service says the token's session is alive.
@@ -34,12 +34,7 @@ impl SessionChecker {
     }
 
     async fn call(&self, token: &str) -> Result<bool, SessionUnavailable> {
-        let result = match self.http.get(&self.url).bearer_auth(token).send().await {
-            Ok(r) if r.status().is_success() => Ok(true),
-            Ok(r) if matches!(r.status().as_u16(), 401 | 403) => Ok(false),
-            Ok(r) => Err(SessionUnavailable(format!("HTTP {}", r.status().as_u16()))),
-            Err(e) => Err(SessionUnavailable(e.without_url().to_string())),
-        };
+        let result = self.auth.session_alive(token).await.map_err(SessionUnavailable);
         let label = match &result {
             Ok(true) => "alive",
             Ok(false) => "dead",

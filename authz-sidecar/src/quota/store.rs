@@ -322,6 +322,32 @@ impl QuotaStore {
     }
 }
 
+#[tonic::async_trait]
+impl crate::backend::LeaseStore for QuotaStore {
+    async fn acquire(
+        &self,
+        user: &str,
+        user_limits: &Limits,
+        lab: Option<(&str, &Limits)>,
+        req: Resources,
+        ttl: Duration,
+    ) -> Result<Grant, Unavailable> {
+        QuotaStore::acquire(self, user, user_limits, lab, req, ttl).await
+    }
+
+    async fn release(&self, lease_id: &str) -> Result<bool, Unavailable> {
+        QuotaStore::release(self, lease_id).await
+    }
+
+    async fn renew(&self, lease_id: &str, ttl: Duration) -> Result<Option<u64>, Unavailable> {
+        QuotaStore::renew(self, lease_id, ttl).await
+    }
+
+    async fn usage(&self, scope: &str, id: &str) -> Result<Usage, Unavailable> {
+        QuotaStore::usage(self, scope, id).await
+    }
+}
+
 fn parse_acquire(reply: &[Value], lease_id: String, expires_at_ms: u64) -> Result<Grant, Unavailable> {
     let text = |v: &Value| match v {
         Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),

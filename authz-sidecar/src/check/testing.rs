@@ -1,0 +1,79 @@
+//! A whole `Check` service in one process, on the in-memory backends: the sidecar's real
+//! decision code with no Redis, no auth service and no network, for table tests here and for
+//! the property test that holds the filter's verdicts against the sidecar's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authz_core::revocation::RevocationSet;
+use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
+
+use super::{AuthzService, Backends, Decider, Shared};
+use crate::backend::memory::MemoryAuth;
+use crate::config::{Config, Env};
+use crate::keystore::KeyStore;
+use crate::metrics::Metrics;
+use crate::policy::PolicyStore;
+use crate::revocations::RevocationHub;
+
+struct NoEnv;
+
+impl Env for NoEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+/// A sidecar in memory.
+pub struct InMemorySidecar {
+    pub decider: Arc<Decider>,
+    pub revocations: Arc<RevocationHub>,
+    service: AuthzService,
+}
+
+impl InMemorySidecar {
+    /// `config` is the sidecar's YAML (its `policyFile` must exist), `secret` the HMAC
+    /// secret (`JWT_SECRET`); the revocation set starts loaded and empty.
+    pub fn new(config: &str, secret: &str, auth: MemoryAuth) -> anyhow::Result<Self> {
+        authz_core::crypto::ensure_provider();
+        let mut config = Config::from_yaml(config, "in-memory", &NoEnv)?;
+        config.jwt_secret = Some(secret.to_string());
+        let metrics = Arc::new(Metrics::default());
+        // Nothing listens there: a token no local key fits finds no JWKS either.
+        let keys = Arc::new(KeyStore::new(
+            reqwest::Client::new(),
+            "http://127.0.0.1:9/jwks".into(),
+            config.jwt_secret.clone(),
+            config.hmac_algorithms()?,
+            Duration::from_secs(3600),
+            Arc::clone(&metrics),
+        ));
+        let policy = Arc::new(PolicyStore::new(config.initial_policy()?));
+        let revocations = Arc::new(RevocationHub::new(Arc::clone(&metrics)));
+        revocations.replace(RevocationSet::new());
+        let shared = Shared { keys, policy, revocations: Arc::clone(&revocations), metrics };
+        let decider = Arc::new(Decider::new(&config, shared, Backends::in_memory(auth)));
+        Ok(Self { service: AuthzService::new(Arc::clone(&decider)), decider, revocations })
+    }
+
+    /// A sidecar deciding by `policy` (the policy file's YAML); `settings` is more of the
+    /// sidecar's YAML (`jwt:`, `actionTokens:` ...), appended to a minimal configuration.
+    pub fn with_policy(policy: &str, settings: &str, secret: &str, auth: MemoryAuth) -> anyhow::Result<Self> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = std::env::temp_dir().join(format!("authz-in-memory-{}-{n}.yaml", std::process::id()));
+        std::fs::write(&file, policy)?;
+        let config = format!(
+            "iamUrl: http://127.0.0.1:9\nredisUrl: redis://127.0.0.1:9\npolicyFile: {}\n{settings}",
+            file.display()
+        );
+        let sidecar = Self::new(&config, secret, auth);
+        let _ = std::fs::remove_file(&file);
+        sidecar
+    }
+
+    /// One `Check`: `Err` is the gRPC status (`UNAVAILABLE` for an outage).
+    pub async fn check(&self, request: CheckRequest) -> Result<CheckResponse, tonic::Status> {
+        self.service.check(tonic::Request::new(request)).await.map(tonic::Response::into_inner)
+    }
+}
