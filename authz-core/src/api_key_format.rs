@@ -5,10 +5,10 @@
 //! not have it cannot be active, so asking the auth service about it only lets an anonymous
 //! client turn the gateway into an amplifier against the auth service.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Characters a key may consist of (after its prefix).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Alphabet {
     /// `A-Z a-z 0-9 - _` (base64url without padding).
@@ -31,7 +31,7 @@ impl Alphabet {
 
 /// `apiKeyFormat`: every field optional; an empty format accepts any key the credential
 /// parser accepts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiKeyFormat {
     /// The key starts with this text (`ak_live_`).

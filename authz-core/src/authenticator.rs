@@ -95,6 +95,12 @@ impl Authenticator {
         self.keys = keys;
     }
 
+    /// Replaces the claim rules (the settings pushed by the sidecar). Cached identities stay:
+    /// each expires at its token's `exp`.
+    pub fn set_policy(&mut self, policy: ClaimsPolicy) {
+        self.policy = policy;
+    }
+
     pub fn keys(&self) -> &KeySet {
         &self.keys
     }

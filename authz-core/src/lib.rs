@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod request;
 pub mod revocation;
 pub mod routes;
+pub mod settings;
 pub mod spki;
 pub mod template;
 pub mod token;

@@ -395,6 +395,20 @@ impl Config {
     }
 
     /// Which client-sent headers every request loses.
+    /// What the filters must decide with too (pushed with the policy).
+    pub fn shared_settings(&self) -> authz_core::settings::SharedSettings {
+        authz_core::settings::SharedSettings {
+            issuers: self.jwt.issuers.clone(),
+            audiences: self.jwt.audiences.clone(),
+            clock_skew_secs: self.jwt.clock_skew.as_secs(),
+            public_paths: self.public_paths.clone(),
+            strip_headers: self.strip_headers.clone(),
+            override_headers: self.override_headers.clone(),
+            tenant_claim: self.tenant_claim.clone(),
+            api_key_format: self.api_keys.format.clone(),
+        }
+    }
+
     pub fn strip_rules(&self) -> StripRules {
         StripRules::configured(self.strip_headers.clone(), self.override_headers.clone())
     }

@@ -16,6 +16,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
+use authz_core::settings::SharedSettings;
+
 use crate::keystore::{KeyState, KeyStore};
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyStore};
@@ -30,6 +32,8 @@ pub struct ControlService {
     /// Whether this listener's callers are authenticated (`listen.rs`): only they receive
     /// symmetric keys.
     symmetric: bool,
+    /// The settings every decider shares (`authz_core::settings`), sent with each policy.
+    settings_json: Arc<str>,
 }
 
 impl ControlService {
@@ -40,16 +44,20 @@ impl ControlService {
         metrics: Arc<Metrics>,
         heartbeat: Duration,
         symmetric: bool,
+        settings: &SharedSettings,
     ) -> Self {
-        Self { keys, revocations, policy, metrics, heartbeat, symmetric }
+        // Serialising plain strings, numbers and options cannot fail.
+        let settings_json = serde_json::to_string(settings).unwrap_or_default().into();
+        Self { keys, revocations, policy, metrics, heartbeat, symmetric, settings_json }
     }
 }
 
-fn policy_event(p: &Policy) -> ControlEvent {
+fn policy_event(p: &Policy, settings_json: &str) -> ControlEvent {
     ControlEvent {
         event: Some(control_event::Event::Policy(PolicySnapshot {
             version: p.version.clone(),
             policy_json: p.json.clone(),
+            settings_json: settings_json.to_string(),
         })),
     }
 }
@@ -106,6 +114,7 @@ impl Control for ControlService {
         let hub = Arc::clone(&self.revocations);
         let period = self.heartbeat;
         let symmetric = self.symmetric;
+        let settings = Arc::clone(&self.settings_json);
         tokio::spawn(async move {
             let _alive = guard;
             let first_keys = keys_event(&keys_rx.borrow_and_update(), symmetric);
@@ -114,7 +123,7 @@ impl Control for ControlService {
             {
                 return;
             }
-            let first_policy = policy_event(&policy_rx.borrow_and_update());
+            let first_policy = policy_event(&policy_rx.borrow_and_update(), &settings);
             if tx.send(Ok(first_policy)).await.is_err() {
                 return;
             }
@@ -135,7 +144,7 @@ impl Control for ControlService {
                         Err(_) => break,
                     },
                     changed = policy_rx.changed() => match changed {
-                        Ok(()) => Some(policy_event(&policy_rx.borrow_and_update())),
+                        Ok(()) => Some(policy_event(&policy_rx.borrow_and_update(), &settings)),
                         Err(_) => break,
                     },
                     update = updates.recv() => match update {

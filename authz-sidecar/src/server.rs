@@ -165,6 +165,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
                 Arc::clone(&metrics),
                 config.control_heartbeat_interval,
                 authenticated,
+                &config.shared_settings(),
             )));
         let stop = wait(stop_rx.clone());
         grpc_servers.push(tokio::spawn(async move {

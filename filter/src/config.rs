@@ -2,14 +2,11 @@
 //!
 //! [`RawConfig`] mirrors the JSON (camelCase, unknown fields refused); [`Settings`] is the
 //! validated form the filter runs with. Any error names the field, and Envoy refuses the plugin.
+//! Only local knobs live here; what every decider shares comes from the sidecar
+//! (`authz_core::settings`, applied by the control stream).
 
 use std::time::Duration;
 
-use authz_core::ClaimsPolicy;
-use authz_core::api_key_format::ApiKeyFormat;
-use authz_core::claims::Scope;
-use authz_core::headers::StripRules;
-use authz_core::routes::RouteTable;
 use serde::Deserialize;
 
 /// The configuration as written.
@@ -26,32 +23,9 @@ pub struct RawConfig {
     /// Deadline of a `Check` callout; past it the request gets 503.
     #[serde(default = "default_timeout")]
     pub sidecar_timeout: String,
-    /// Accepted `iss` values; empty accepts any.
-    #[serde(default)]
-    pub issuers: Vec<String>,
-    /// Accepted `aud` values (one match suffices); empty skips the check.
-    #[serde(default)]
-    pub audiences: Vec<String>,
-    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
-    #[serde(default = "default_skew")]
-    pub clock_skew: String,
     /// Verified tokens remembered per worker.
     #[serde(default = "default_cache")]
     pub cache_capacity: usize,
-    /// Paths (without query) that need no credential.
-    #[serde(default)]
-    pub public_paths: Vec<String>,
-    /// Path prefixes that need no credential.
-    #[serde(default)]
-    pub public_prefixes: Vec<String>,
-    /// Extra header names removed from every request, beyond `x-user-*`, `x-internal-service`
-    /// and `x-quota-lease`.
-    #[serde(default)]
-    pub strip_headers: Vec<String>,
-    /// Method and URL override headers removed from every request (`X-HTTP-Method-Override`,
-    /// `X-Original-URL`, ...); absent: the built-in list (`authz_core::headers`).
-    #[serde(default)]
-    pub override_headers: Option<Vec<String>>,
     /// Keep a control stream to the sidecar for keys (off: every token whose key is not
     /// known goes to the sidecar).
     #[serde(default = "yes")]
@@ -78,21 +52,11 @@ pub struct RawConfig {
     /// the sidecar's access-log service). Off only for measurements.
     #[serde(default = "yes")]
     pub audit: bool,
-    /// The claim naming the caller's lab or tenant (audit events; quota is the sidecar's).
-    #[serde(default = "default_tenant_claim")]
-    pub tenant_claim: String,
     /// Largest request body buffered on a compute route (a `quota` rule); larger gets 413.
     #[serde(default = "default_max_compute_body")]
     pub max_compute_body_bytes: usize,
-    /// The shape of the platform's API keys (prefix, length, alphabet); a key without it is
-    /// refused here (401 `api_key_malformed`) instead of costing a callout. Empty: any key.
-    #[serde(default)]
-    pub api_key_format: ApiKeyFormat,
 }
 
-fn default_tenant_claim() -> String {
-    "tenant".into()
-}
 fn default_max_compute_body() -> usize {
     1 << 20
 }
@@ -118,9 +82,6 @@ fn default_on_stale() -> OnStale {
 fn default_timeout() -> String {
     "250ms".into()
 }
-fn default_skew() -> String {
-    "60s".into()
-}
 fn default_cache() -> usize {
     10_000
 }
@@ -138,7 +99,25 @@ pub enum ConfigError {
     Json { path: String, reason: String },
     #[error("filter configuration field `{field}`: {reason}")]
     Field { field: &'static str, reason: String },
+    #[error(
+        "filter configuration field `{field}` has moved: set `{sidecar}` in the sidecar's configuration, which \
+         pushes it to every filter with the route policy (so the filter and the sidecar cannot decide differently)"
+    )]
+    Moved { field: &'static str, sidecar: &'static str },
 }
+
+/// Keys the filter's JSON no longer takes, and where each lives now (the sidecar's YAML).
+pub const MOVED: [(&str, &str); 9] = [
+    ("issuers", "jwt.issuers"),
+    ("audiences", "jwt.audiences"),
+    ("clockSkew", "jwt.clockSkew"),
+    ("publicPaths", "publicPaths"),
+    ("publicPrefixes", "a policy rule with `prefix` and `public: true`"),
+    ("stripHeaders", "stripHeaders"),
+    ("overrideHeaders", "overrideHeaders"),
+    ("tenantClaim", "tenantClaim"),
+    ("apiKeyFormat", "apiKeys.format"),
+];
 
 /// The largest `cacheCapacity` accepted. A cached identity takes about 1.3 KB of the worker's
 /// VM memory (claims included, since policy may read any claim); measured in the benchmark's
@@ -168,24 +147,14 @@ pub struct Settings {
     /// `authorization` metadata for every call to the sidecar (empty without a token).
     pub sidecar_metadata: SidecarMetadata,
     pub sidecar_timeout: Duration,
-    pub claims: ClaimsPolicy,
     pub cache_capacity: usize,
-    /// The always-public paths, usable before the sidecar has pushed the route policy.
-    pub bootstrap_routes: RouteTable,
-    pub public_paths: Vec<String>,
-    pub public_prefixes: Vec<String>,
-    /// Default issuers and audiences (routes may override them).
-    pub scope: Scope,
-    pub strip: StripRules,
     pub control_stream: bool,
     pub reconnect_interval: Duration,
     pub control_idle_timeout: Duration,
     pub revocation_stale_after: Duration,
     pub on_stale: OnStale,
     pub audit: bool,
-    pub tenant_claim: String,
     pub max_compute_body_bytes: usize,
-    pub api_key_format: ApiKeyFormat,
 }
 
 /// The largest `maxComputeBodyBytes`: the sidecar's gRPC messages are bounded at 4 MiB.
@@ -193,6 +162,12 @@ pub const MAX_COMPUTE_BODY: usize = 4 << 20;
 
 impl Settings {
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        // A configuration written for an older filter: say where the key went.
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(bytes)
+            && let Some((field, sidecar)) = MOVED.iter().find(|(k, _)| fields.contains_key(*k))
+        {
+            return Err(ConfigError::Moved { field, sidecar });
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let raw: RawConfig = serde_path_to_error::deserialize(&mut de)
             .map_err(|e| ConfigError::Json { path: e.path().to_string(), reason: e.inner().to_string() })?;
@@ -215,7 +190,6 @@ impl TryFrom<RawConfig> for Settings {
         if sidecar_timeout.is_zero() {
             return Err(ConfigError::Field { field: "sidecarTimeout", reason: "must be greater than zero".into() });
         }
-        let skew = duration("clockSkew", &raw.clock_skew)?;
         if raw.cache_capacity > MAX_CACHE_CAPACITY {
             return Err(ConfigError::Field {
                 field: "cacheCapacity",
@@ -224,11 +198,6 @@ impl TryFrom<RawConfig> for Settings {
                     raw.cache_capacity
                 ),
             });
-        }
-        for p in raw.public_paths.iter().chain(&raw.public_prefixes) {
-            if !p.starts_with('/') {
-                return Err(ConfigError::Field { field: "publicPaths", reason: format!("{p:?} must start with '/'") });
-            }
         }
         if raw.max_compute_body_bytes > MAX_COMPUTE_BODY {
             return Err(ConfigError::Field {
@@ -244,9 +213,6 @@ impl TryFrom<RawConfig> for Settings {
         if control_idle_timeout.is_zero() {
             return Err(ConfigError::Field { field: "controlIdleTimeout", reason: "must be greater than zero".into() });
         }
-        let bootstrap_routes = RouteTable::new(raw.public_paths.clone(), raw.public_prefixes.clone(), Vec::new())
-            .map_err(|e| ConfigError::Field { field: "publicPaths", reason: e.to_string() })?;
-        let claims = ClaimsPolicy { issuers: raw.issuers, audiences: raw.audiences, clock_skew_secs: skew.as_secs() };
         let sidecar_metadata = match raw.sidecar_token {
             Some(t) if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) => {
                 return Err(ConfigError::Field {
@@ -261,25 +227,14 @@ impl TryFrom<RawConfig> for Settings {
             sidecar_cluster: raw.sidecar_cluster,
             sidecar_metadata,
             sidecar_timeout,
-            scope: claims.scope(),
-            claims,
             cache_capacity: raw.cache_capacity,
-            bootstrap_routes,
-            public_paths: raw.public_paths,
-            public_prefixes: raw.public_prefixes,
-            strip: StripRules::configured(raw.strip_headers, raw.override_headers),
             control_stream: raw.control_stream,
             reconnect_interval,
             control_idle_timeout,
             revocation_stale_after: duration("revocationStaleAfter", &raw.revocation_stale_after)?,
             on_stale: raw.on_stale,
             audit: raw.audit,
-            tenant_claim: raw.tenant_claim,
             max_compute_body_bytes: raw.max_compute_body_bytes,
-            api_key_format: {
-                raw.api_key_format.validate().map_err(|reason| ConfigError::Field { field: "apiKeyFormat", reason })?;
-                raw.api_key_format
-            },
         })
     }
 }
@@ -292,7 +247,6 @@ mod tests {
     fn minimal_config_gets_defaults() {
         let s = Settings::from_json(br#"{"sidecarCluster": "authz_sidecar"}"#).unwrap();
         assert_eq!(s.sidecar_timeout, Duration::from_millis(250));
-        assert_eq!(s.claims.clock_skew_secs, 60);
         assert!(s.control_stream);
     }
 
@@ -303,8 +257,6 @@ mod tests {
             (r#"{"sidecarCluster": "c", "bogus": 1}"#, "bogus"),
             (r#"{"sidecarCluster": "c", "sidecarTimeout": "fast"}"#, "sidecarTimeout"),
             (r#"{"sidecarCluster": "c", "sidecarTimeout": "0ms"}"#, "sidecarTimeout"),
-            (r#"{"sidecarCluster": "c", "clockSkew": "1 minute"}"#, "clockSkew"),
-            (r#"{"sidecarCluster": "c", "publicPaths": ["health"]}"#, "publicPaths"),
             (r#"{"sidecarCluster": "c", "cacheCapacity": -1}"#, "cacheCapacity"),
             (r#"{"sidecarCluster": "c", "cacheCapacity": 200001}"#, "cacheCapacity"),
             (r#"{"sidecarCluster": ""}"#, "sidecarCluster"),
@@ -318,6 +270,15 @@ mod tests {
         for (json, field) in cases {
             let err = Settings::from_json(json.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(field), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_moved_key_names_where_it_lives_now() {
+        for (field, sidecar) in MOVED {
+            let json = format!(r#"{{"sidecarCluster": "c", "{field}": []}}"#);
+            let err = Settings::from_json(json.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains(sidecar) && err.contains("sidecar's configuration"), "{err}");
         }
     }
 }

@@ -2,7 +2,6 @@
 
 use authz_core::denial::codes;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
 
 use authz_core::Denial;
 use authz_core::audit::{self as audit_record, Subject};
@@ -12,20 +11,22 @@ use authz_core::pipeline::{Pipeline, Request, Table};
 use authz_core::request::{ClientTrace, Sanitized, sanitize};
 use authz_proto::audit;
 use authz_proto::ext_authz;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType};
+use proxy_wasm::types::Action;
 
 use crate::callout::{CalloutVerdict, build_check_request, interpret};
 use crate::gate::{Gate, Step};
-use crate::root::log;
+use crate::host::{Envoy, Host};
 use crate::worker::Shared;
 
 mod decide;
+#[cfg(test)]
+mod tests;
 
 use decide::{Local, WorkerFacts, denial_code, header, local};
 
-pub struct Http {
+pub struct Http<H: Host = Envoy> {
+    host: H,
     shared: Option<Shared>,
     trace_id: String,
     /// The client chose the trace id (audit records say so).
@@ -50,9 +51,10 @@ const BODY_TOO_LARGE: Denial = Denial {
     message: "the request body is larger than a compute route accepts",
 };
 
-impl Http {
-    pub fn new(shared: Option<Shared>) -> Self {
+impl<H: Host> Http<H> {
+    pub fn new(host: H, shared: Option<Shared>) -> Self {
         Self {
+            host,
             shared,
             trace_id: String::new(),
             client_trace_chosen: false,
@@ -81,7 +83,7 @@ impl Http {
             client_trace_chosen: self.client_trace_chosen,
             decision_id: &decision_id,
             policy_version: &w.policy_version,
-            tenant_claim: &w.settings.tenant_claim,
+            tenant_claim: &w.pushed.settings.tenant_claim,
             decider: "filter",
         };
         let subject = Subject { rule: &self.rule, credential: self.credential, credential_text: credential };
@@ -89,11 +91,11 @@ impl Http {
         drop(w);
         // Through `hostcalls`: the trait method panics on a host error, and an audit record
         // must never take a request down (audit fails open).
-        let _ = hostcalls::set_property(vec![audit::FILTER_STATE], Some(&bytes));
+        self.host.set_property(&[audit::FILTER_STATE], &bytes);
     }
 
     fn now(&self) -> u64 {
-        self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+        self.host.now()
     }
 
     fn deny(&mut self, d: &Denial, verified: Option<&Verified>, credential: Option<&str>) -> Action {
@@ -112,7 +114,7 @@ impl Http {
         if let Some(c) = &challenge {
             headers.push(("www-authenticate", c.as_str()));
         }
-        self.send_http_response(u32::from(d.status), headers, Some(body.as_bytes()));
+        self.host.send_response(u32::from(d.status), headers, body.as_bytes());
         self.gate = Gate::Closed;
         Action::Pause
     }
@@ -124,18 +126,18 @@ impl Http {
     fn write_headers(&self, removed: &[String], client_trace: ClientTrace, identity: &[(String, String)]) {
         for name in removed {
             // Removes every value of the name.
-            self.set_http_request_header(name, None);
+            self.host.set_request_header(name, None);
         }
         match client_trace {
             ClientTrace::Kept => {}
-            ClientTrace::Absent => self.add_http_request_header(X_TRACE_ID, &self.trace_id),
+            ClientTrace::Absent => self.host.add_request_header(X_TRACE_ID, &self.trace_id),
             ClientTrace::Replaced => {
-                self.set_http_request_header(X_TRACE_ID, None);
-                self.add_http_request_header(X_TRACE_ID, &self.trace_id);
+                self.host.set_request_header(X_TRACE_ID, None);
+                self.host.add_request_header(X_TRACE_ID, &self.trace_id);
             }
         }
         for (name, value) in identity {
-            self.add_http_request_header(name, value);
+            self.host.add_request_header(name, value);
         }
     }
 
@@ -168,12 +170,10 @@ impl Http {
         metrics.callouts.inc();
         // Envoy's downstream remote address, as its own ext_authz sends it (one hostcall, on
         // callouts only).
-        // Through `hostcalls`: the trait method panics on a host error.
-        let client =
-            hostcalls::get_property(vec!["source", "address"]).ok().flatten().and_then(|b| String::from_utf8(b).ok());
+        let client = self.host.property(&["source", "address"]).and_then(|b| String::from_utf8(b).ok());
         let msg = build_check_request(headers, &self.trace_id, body, client.as_deref());
         let metadata = settings.sidecar_metadata.pairs();
-        match self.dispatch_grpc_call(cluster, ext_authz::SERVICE, ext_authz::METHOD, metadata, Some(&msg), timeout) {
+        match self.host.dispatch_grpc(cluster, ext_authz::SERVICE, ext_authz::METHOD, metadata, &msg, timeout) {
             Ok(token) => {
                 self.pending = Some(token);
                 self.gate = Gate::Pending;
@@ -181,7 +181,7 @@ impl Http {
             }
             Err(status) => {
                 metrics.callout_errors.inc();
-                log::warn(&format!("ext_authz callout to {cluster} could not be dispatched: {status:?}"));
+                self.host.warn(&format!("ext_authz callout to {cluster} could not be dispatched: {status:?}"));
                 self.deny(
                     &Denial::unavailable(codes::AUTHZ_UNAVAILABLE, "the authorization service is unavailable"),
                     None,
@@ -192,13 +192,14 @@ impl Http {
     }
 }
 
-impl Context for Http {
-    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+impl<H: Host> Http<H> {
+    /// The sidecar's answer to the callout `token_id`.
+    pub fn on_callout_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
         if self.pending != Some(token_id) {
             return;
         }
         self.pending = None;
-        let body = if response_size > 0 { self.get_grpc_call_response_body(0, response_size) } else { None };
+        let body = if response_size > 0 { self.host.grpc_response(response_size) } else { None };
         let Some(shared) = self.shared.clone() else { return };
         let metrics = shared.borrow().metrics;
         let verdict = interpret(status_code, body.as_deref());
@@ -206,7 +207,7 @@ impl Context for Http {
         let forwarded = match &verdict {
             CalloutVerdict::Allow { record, .. } | CalloutVerdict::Deny { record, .. } if !record.is_empty() => {
                 let audit_on = shared.borrow().settings.audit;
-                audit_on && hostcalls::set_property(vec![audit::FILTER_STATE], Some(record)).is_ok()
+                audit_on && self.host.set_property(&[audit::FILTER_STATE], record)
             }
             _ => false,
         };
@@ -216,14 +217,14 @@ impl Context for Http {
                     self.record("allow", "ok", None, None);
                 }
                 for name in &remove {
-                    self.set_http_request_header(name, None);
+                    self.host.set_request_header(name, None);
                 }
                 for (name, value) in &set {
-                    self.set_http_request_header(name, Some(value));
+                    self.host.set_request_header(name, Some(value));
                 }
                 metrics.allowed.inc();
                 self.gate.on_verdict(true);
-                self.resume_http_request();
+                self.host.resume();
             }
             CalloutVerdict::Deny { status, mut headers, body, .. } => {
                 self.gate.on_verdict(false);
@@ -240,11 +241,11 @@ impl Context for Http {
                 // Envoy's echo of the request's (rewritten) x-trace-id sets it on this reply.
                 headers.retain(|(k, _)| k != X_TRACE_ID);
                 let refs = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                self.send_http_response(u32::from(status), refs, Some(body.as_bytes()));
+                self.host.send_response(u32::from(status), refs, body.as_bytes());
             }
             CalloutVerdict::Unavailable => {
                 metrics.callout_errors.inc();
-                log::warn(&format!("ext_authz callout failed (grpc status {status_code})"));
+                self.host.warn(&format!("ext_authz callout failed (grpc status {status_code})"));
                 self.deny(
                     &Denial::unavailable(codes::AUTHZ_UNAVAILABLE, "the authorization service is unavailable"),
                     None,
@@ -253,10 +254,9 @@ impl Context for Http {
             }
         }
     }
-}
 
-impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    /// The request's headers: decided here, sent to the sidecar, or held for the body.
+    pub fn on_headers(&mut self, end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
             // Only reachable if Envoy ran a filter whose configuration failed: fail closed.
             return self.deny(
@@ -265,21 +265,24 @@ impl HttpContext for Http {
                 None,
             );
         };
-        let headers = self.get_http_request_headers_bytes();
-        let (settings, metrics) = {
+        let headers = self.host.request_headers();
+        let (settings, pushed, metrics) = {
             let w = shared.borrow();
-            (Rc::clone(&w.settings), w.metrics)
+            (Rc::clone(&w.settings), Rc::clone(&w.pushed), w.metrics)
         };
-        let mut req = sanitize(headers, &settings.strip, || shared.borrow_mut().random16());
+        let mut req = sanitize(headers, &pushed.strip, || shared.borrow_mut().random16());
         self.trace_id = std::mem::take(&mut req.trace_id);
         self.client_trace_chosen = req.client_chosen;
         let method = header(&req.headers, ":method").unwrap_or("GET");
         let path = header(&req.headers, ":path").unwrap_or("/");
-        let policy = shared.borrow().policy.clone();
+        let (policy, bootstrap) = {
+            let w = shared.borrow();
+            (w.policy.clone(), Rc::clone(&w.bootstrap))
+        };
         let table = match policy.as_deref() {
             Some(t) => Table::Policy(t),
-            // No policy yet: only the always-public paths are decided here.
-            None => Table::Bootstrap(&settings.bootstrap_routes),
+            // No policy yet: everything goes to the sidecar.
+            None => Table::Bootstrap(&bootstrap),
         };
         let mut pipeline = Pipeline::new(table, Request { method, path, headers: &req.headers });
         let step = {
@@ -323,7 +326,7 @@ impl HttpContext for Http {
         }
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let max = self.shared.as_ref().map_or(0, |s| s.borrow().settings.max_compute_body_bytes);
         let step = self.gate.on_body(body_size, end_of_stream, max);
         self.take_step(step)
@@ -331,16 +334,14 @@ impl HttpContext for Http {
 
     /// Trailers (HTTP/2 trailers, HTTP/1.1 chunked trailers) end the body: without this
     /// callback the SDK's default `Continue` released a paused request before its verdict.
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+    pub fn on_trailers(&mut self) -> Action {
         // Trailers reach an HTTP/2 or gRPC upstream as headers do: no identity name there either.
         if let Some(shared) = &self.shared {
-            let settings = Rc::clone(&shared.borrow().settings);
-            // Through `hostcalls` with bytes: a trailer value need not be UTF-8, and the trait
-            // methods panic on a host error.
-            let trailers = hostcalls::get_map_bytes(MapType::HttpRequestTrailers).unwrap_or_default();
-            for (name, _) in trailers {
-                if settings.strip.is_identity_header(&name) {
-                    let _ = hostcalls::set_map_value(MapType::HttpRequestTrailers, &name, None);
+            let pushed = Rc::clone(&shared.borrow().pushed);
+            // As bytes: a trailer value need not be UTF-8.
+            for (name, _) in self.host.request_trailers() {
+                if pushed.strip.is_identity_header(&name) {
+                    self.host.remove_request_trailer(&name);
                 }
             }
         }
@@ -349,7 +350,7 @@ impl HttpContext for Http {
     }
 }
 
-impl Http {
+impl<H: Host> Http<H> {
     /// Turns the gate's answer for a body or trailers phase into hostcalls.
     fn take_step(&mut self, step: Step) -> Action {
         match step {
@@ -369,11 +370,30 @@ impl Http {
                         None,
                     );
                 };
-                let body =
-                    if body_len > 0 { self.get_http_request_body(0, body_len).unwrap_or_default() } else { Vec::new() };
+                let body = if body_len > 0 { self.host.request_body(body_len) } else { Vec::new() };
                 let headers = self.held.take().unwrap_or_default();
                 self.send_check(&shared, &headers, &body)
             }
         }
+    }
+}
+
+impl Context for Http<Envoy> {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        self.on_callout_response(token_id, status_code, response_size);
+    }
+}
+
+impl HttpContext for Http<Envoy> {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.on_headers(end_of_stream)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.on_body(body_size, end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.on_trailers()
     }
 }

@@ -8,12 +8,14 @@
 
 pub mod callout;
 pub mod config;
+pub mod control;
 mod gate;
-mod http;
-mod metrics;
+pub mod host;
+pub mod http;
+pub mod metrics;
 mod native;
 mod root;
-mod worker;
+pub mod worker;
 
 use proxy_wasm::types::LogLevel;
 

@@ -6,15 +6,37 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use authz_core::authenticator::Authenticator;
+use authz_core::claims::Scope;
+use authz_core::headers::StripRules;
 use authz_core::revocation::RevocationSet;
 use authz_core::routes::RouteTable;
+use authz_core::settings::SharedSettings;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::native::EnvoyVerifier;
 
+/// The settings the sidecar pushes with the policy (`authz_core::settings`), in the form the
+/// request path uses them.
+#[derive(Debug)]
+pub struct Pushed {
+    pub settings: SharedSettings,
+    /// Default issuers and audiences (routes may name their own).
+    pub scope: Scope,
+    pub strip: StripRules,
+}
+
+impl Pushed {
+    pub fn new(settings: SharedSettings) -> Self {
+        Self { scope: settings.claims().scope(), strip: settings.strip_rules(), settings }
+    }
+}
+
 pub struct Worker {
     pub settings: Rc<Settings>,
+    /// Until the first policy arrives: the defaults (built-in stripped headers), and every
+    /// request that is not decided by them goes to the sidecar.
+    pub pushed: Rc<Pushed>,
     pub auth: Authenticator,
     pub metrics: Metrics,
     pub rng: fastrand::Rng,
@@ -22,9 +44,11 @@ pub struct Worker {
     /// False until the first full revocation snapshot, and again once the control stream has
     /// been down longer than `revocationStaleAfter` (the root context decides).
     pub revocations_fresh: bool,
-    /// The route policy pushed by the sidecar (`None` until the first one arrives: then only
-    /// the always-public paths are decided locally, everything else goes to the sidecar).
+    /// The route policy pushed by the sidecar (`None` until the first one arrives: then every
+    /// request goes to the sidecar).
     pub policy: Option<Rc<RouteTable>>,
+    /// The table used before the first policy: nothing public is known yet.
+    pub bootstrap: Rc<RouteTable>,
     pub policy_version: String,
 }
 
@@ -32,18 +56,26 @@ pub type Shared = Rc<RefCell<Worker>>;
 
 impl Worker {
     pub fn new(settings: Settings, metrics: Metrics) -> Self {
-        let mut auth = Authenticator::new(settings.claims.clone(), settings.cache_capacity);
-        auth.set_native_verifier(Box::new(EnvoyVerifier { verifications: metrics.native_verifications }));
+        let pushed = Pushed::new(SharedSettings::default());
+        let auth = Authenticator::new(pushed.settings.claims(), settings.cache_capacity);
         Self {
             settings: Rc::new(settings),
+            pushed: Rc::new(pushed),
             auth,
             metrics,
             rng: fastrand::Rng::new(),
             revocations: RevocationSet::new(),
             revocations_fresh: false,
             policy: None,
+            bootstrap: Rc::new(RouteTable::public_only(Vec::new())),
             policy_version: String::new(),
         }
+    }
+
+    /// Verifies RSA and ECDSA signatures with Envoy's own crypto (inside Envoy only).
+    pub fn use_envoy_crypto(&mut self) {
+        let verifier = EnvoyVerifier { verifications: self.metrics.native_verifications };
+        self.auth.set_native_verifier(Box::new(verifier));
     }
 
     /// 16 random bytes for a new trace id (non-cryptographic: trace ids are not secrets).

@@ -1,11 +1,15 @@
-//! What the filter decodes from the sidecar: control-stream events (keys, revocations, policy)
-//! through the same parsers the filter applies them with, a `Check` answer, and an audit record.
+//! What the filter decodes from the sidecar: control-stream events applied by the filter's own
+//! handler (`authz_filter::control`, on a worker of its own), a `Check` answer, and an audit
+//! record.
 #![no_main]
 
-use authz_core::KeySet;
-use authz_core::revocation::{Revocation, RevocationSet};
-use authz_core::routes::{PolicyDocument, RouteTable};
-use authz_proto::authz::v1::{ControlEvent, control_event};
+use std::time::{Duration, UNIX_EPOCH};
+
+use authz_filter::config::Settings;
+use authz_filter::control::ControlState;
+use authz_filter::metrics::Metrics;
+use authz_filter::worker::Worker;
+use authz_proto::authz::v1::ControlEvent;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
@@ -13,24 +17,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = authz_filter::callout::interpret(0, Some(data));
     let _ = authz_proto::audit::decode(data);
     let Ok(event) = ControlEvent::decode(data) else { return };
-    match event.event {
-        Some(control_event::Event::Keys(k)) => {
-            let _ = KeySet::new().extend_from_jwks_json(&k.jwks_json);
-        }
-        Some(control_event::Event::Revocations(r)) => {
-            let mut set = RevocationSet::new();
-            for json in &r.revocations_json {
-                if let Ok(rev) = serde_json::from_str::<Revocation>(json) {
-                    set.insert(&rev);
-                }
-            }
-            set.prune(1_800_000_000);
-        }
-        Some(control_event::Event::Policy(p)) => {
-            if let Ok(doc) = serde_json::from_str::<PolicyDocument>(&p.policy_json) {
-                let _ = RouteTable::from_document(vec![], vec![], doc);
-            }
-        }
-        Some(control_event::Event::Heartbeat(_)) | None => {}
-    }
+    let Ok(settings) = Settings::from_json(br#"{"sidecarCluster": "fuzz"}"#) else { return };
+    let mut worker = Worker::new(settings, Metrics::default());
+    let mut state = ControlState::default();
+    let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let _ = state.apply(&mut worker, event, now);
 });

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authz_core::revocation::RevocationSet;
+use authz_proto::authz::v1::{ControlEvent, KeySnapshot, PolicySnapshot, RevocationUpdate, control_event};
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
 
 use super::{AuthzService, Backends, Decider, Shared};
@@ -29,6 +30,7 @@ pub struct InMemorySidecar {
     pub decider: Arc<Decider>,
     pub revocations: Arc<RevocationHub>,
     service: AuthzService,
+    settings_json: String,
 }
 
 impl InMemorySidecar {
@@ -53,7 +55,8 @@ impl InMemorySidecar {
         revocations.replace(RevocationSet::new());
         let shared = Shared { keys, policy, revocations: Arc::clone(&revocations), metrics };
         let decider = Arc::new(Decider::new(&config, shared, Backends::in_memory(auth)));
-        Ok(Self { service: AuthzService::new(Arc::clone(&decider)), decider, revocations })
+        let settings_json = serde_json::to_string(&config.shared_settings())?;
+        Ok(Self { service: AuthzService::new(Arc::clone(&decider)), decider, revocations, settings_json })
     }
 
     /// A sidecar deciding by `policy` (the policy file's YAML); `settings` is more of the
@@ -70,6 +73,31 @@ impl InMemorySidecar {
         let sidecar = Self::new(&config, secret, auth);
         let _ = std::fs::remove_file(&file);
         sidecar
+    }
+
+    /// What a control stream sends a filter first: the keys (with the HMAC secret, as to an
+    /// authenticated subscriber), the policy with the shared settings, the revocation set.
+    pub fn control_events(&self) -> Vec<ControlEvent> {
+        let keys = self.decider.keys.current();
+        let policy = self.decider.policy.current();
+        let revocations = self.revocations.current();
+        let facts = revocations.set.to_vec().iter().filter_map(|r| serde_json::to_string(r).ok()).collect();
+        [
+            control_event::Event::Keys(KeySnapshot { version: keys.version, jwks_json: keys.jwks_json.clone() }),
+            control_event::Event::Policy(PolicySnapshot {
+                version: policy.version.clone(),
+                policy_json: policy.json.clone(),
+                settings_json: self.settings_json.clone(),
+            }),
+            control_event::Event::Revocations(RevocationUpdate {
+                version: revocations.version,
+                full: true,
+                revocations_json: facts,
+            }),
+        ]
+        .into_iter()
+        .map(|e| ControlEvent { event: Some(e) })
+        .collect()
     }
 
     /// One `Check`: `Err` is the gRPC status (`UNAVAILABLE` for an outage).

@@ -42,11 +42,11 @@ impl Facts for WorkerFacts<'_> {
     }
 
     fn scope(&self) -> &Scope {
-        &self.worker.settings.scope
+        &self.worker.pushed.scope
     }
 
     fn api_key_format(&self) -> &ApiKeyFormat {
-        &self.worker.settings.api_key_format
+        &self.worker.pushed.settings.api_key_format
     }
 }
 

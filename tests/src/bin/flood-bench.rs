@@ -193,18 +193,16 @@ async fn main() -> anyhow::Result<()> {
     let flood = Arc::new(garbage(200_000)?);
     let format = "{prefix: demo-api-key-, maxLength: 64}";
     let configs = [
-        ("shipped bounds", String::new(), None),
+        ("shipped bounds", String::new()),
         (
             "shipped bounds + apiKeyFormat",
             format!("apiKeys:\n  format: {format}\n"),
-            Some(serde_json::json!({"apiKeyFormat": {"prefix": "demo-api-key-", "maxLength": 64}})),
         ),
         (
             "sidecar bounds lifted",
             "apiKeys:\n  maxConcurrentIntrospections: 100000\n  introspectionRate: 1000000\n  introspectionBurst: 1000000\n\
              failedCredentials:\n  perClient: 0\n"
                 .to_string(),
-            None,
         ),
     ];
     let mut md = String::from(
@@ -216,10 +214,9 @@ async fn main() -> anyhow::Result<()> {
          | sidecar | phase | legit req/s | legit p50 ms | legit p99 ms | legit non-200 | flood req/s | flood answers | introspections/s at the auth service |\n\
          |---|---|---|---|---|---|---|---|---|\n",
     );
-    for (name, extra, filter) in configs {
+    for (name, extra) in configs {
         let mut opts = Options::test(Mode::Wasm)?;
         opts.sidecar_extra = extra;
-        opts.filter_config_override = filter;
         let stack = Stack::start(opts).await?;
         // Warm: every legitimate credential once (the API keys are then cached).
         for (h, v) in legit.iter() {

@@ -19,8 +19,6 @@ async fn bounds(mode: Mode) {
     opts.sidecar_extra =
         "apiKeys:\n  format: {prefix: demo-api-key-, maxLength: 64}\nfailedCredentials:\n  perClient: 5\n  window: 60s\n"
             .into();
-    opts.filter_config_override =
-        Some(serde_json::json!({"apiKeyFormat": {"prefix": "demo-api-key-", "maxLength": 64}}));
     let stack = Stack::start(opts).await.unwrap();
     let key = |k: &str| vec![("x-api-key", k.to_string())];
     let send = |h: Vec<(&'static str, String)>| {

@@ -19,7 +19,6 @@ use super::client::{Reply, bearer, get, is_uuid, post, send};
 /// TES task submission is the compute route; limits: 8 GPUs per user, 12 per lab.
 pub fn options(mode: Mode) -> Options {
     let mut opts = Options::test(mode).unwrap();
-    opts.filter_config_override = Some(json!({"tenantClaim": "lab"}));
     opts.routes = json!([
         {"id": "tes-submit", "prefix": "/api/tes/v1/tasks", "methods": ["POST"], "quota": {"resources": "tes"}},
         {"id": "lims-admin", "prefix": "/api/lims/admin", "rolesAnyOf": ["admin"]},

@@ -1,0 +1,74 @@
+//! The settings every decider of a request must share, configured once (in the sidecar) and
+//! pushed to each filter with the route policy (`authz.v1.PolicySnapshot.settings_json`), so
+//! the filter and the sidecar cannot be configured to decide differently.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api_key_format::ApiKeyFormat;
+use crate::claims::ClaimsPolicy;
+use crate::headers::StripRules;
+
+/// Issuers, audiences, clock skew, public paths, stripped headers, the tenant claim and the
+/// API-key shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SharedSettings {
+    /// Accepted `iss` values; empty accepts any.
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values (one match suffices); empty skips the check.
+    pub audiences: Vec<String>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+    pub clock_skew_secs: u64,
+    /// Paths (without query) that need no credential.
+    pub public_paths: Vec<String>,
+    /// Extra header names removed from every request.
+    pub strip_headers: Vec<String>,
+    /// Method, URL and foreign identity override headers removed; `None`: the built-in list.
+    pub override_headers: Option<Vec<String>>,
+    /// The claim naming the caller's lab or tenant.
+    pub tenant_claim: String,
+    /// The shape of the platform's API keys.
+    pub api_key_format: ApiKeyFormat,
+}
+
+impl Default for SharedSettings {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            clock_skew_secs: 60,
+            public_paths: Vec::new(),
+            strip_headers: Vec::new(),
+            override_headers: None,
+            tenant_claim: "tenant".into(),
+            api_key_format: ApiKeyFormat::default(),
+        }
+    }
+}
+
+impl SharedSettings {
+    pub fn claims(&self) -> ClaimsPolicy {
+        ClaimsPolicy {
+            issuers: self.issuers.clone(),
+            audiences: self.audiences.clone(),
+            clock_skew_secs: self.clock_skew_secs,
+        }
+    }
+
+    pub fn strip_rules(&self) -> StripRules {
+        StripRules::configured(self.strip_headers.clone(), self.override_headers.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_as_json() {
+        let s = SharedSettings { issuers: vec!["https://a".into()], clock_skew_secs: 5, ..Default::default() };
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<SharedSettings>(&json).unwrap(), s);
+        assert!(serde_json::from_str::<SharedSettings>(r#"{"issuers": []}"#).is_err(), "every field is sent");
+    }
+}

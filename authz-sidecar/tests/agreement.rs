@@ -1,0 +1,423 @@
+//! Property: a request gets the same verdict and the same audit record whichever mode decides
+//! it: the wasm filter (its own request code on a recording host, calling out to a sidecar
+//! when it must) or the sidecar alone (as Envoy's native ext_authz asks it). Both sidecars run
+//! the real `Check` on the in-memory backends; the filter's worker gets exactly what a control
+//! stream would push. Generated: credentials of every kind (bearer tokens valid, expired,
+//! tampered, from a foreign issuer, API keys known, unknown and malformed, two at once),
+//! revocations, action tokens, routes of every kind, hostile paths, and sequences of requests
+//! (single-use action tokens and quota leases have state). Records are compared field by
+//! field; only `decider` and the random `decision_id` may differ.
+
+// Test fixtures may fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use authz_core::revocation::{Revocation, RevocationSet};
+use authz_filter::config::Settings;
+use authz_filter::control::ControlState;
+use authz_filter::host::fake::FakeHost;
+use authz_filter::http::Http;
+use authz_filter::metrics::Metrics;
+use authz_filter::worker::Worker;
+use authz_sidecar::backend::memory::MemoryAuth;
+use authz_sidecar::check::testing::InMemorySidecar;
+use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request as AttrRequest};
+use envoy_types::pb::google::protobuf::value::Kind;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use proptest::prelude::*;
+use prost::Message;
+use proxy_wasm::types::Action;
+use serde_json::json;
+
+const SECRET: &str = "agreement-test-secret-0123456789abcdef";
+const ISSUER: &str = "https://auth.test";
+const TRACE: &str = "0b7a6c3e-2d4f-4e1a-9c8b-7f6e5d4c3b2a";
+const POLICY: &str = r#"
+defaultAction: deny
+routes:
+  - {id: open, path: /open, public: true}
+  - {id: tools, prefix: /api/tools}
+  - {id: admin, prefix: /api/admin, rolesAnyOf: [admin]}
+  - {id: lab, template: "/api/labs/{lab}/**", bind: {lab: labs}}
+  - {id: session, prefix: /api/session, requireSession: true}
+  - {id: delete, prefix: /api/delete, methods: [DELETE], action: delete}
+  - {id: rego, prefix: /api/rego, rego: data.gw.allow}
+  - {id: tes, prefix: /ga4gh/tes, methods: [POST], quota: {resources: headers}}
+regoModules:
+  gw.rego: |
+    package gw
+    default allow := false
+    allow if input.identity.user_id == "alice"
+"#;
+const SETTINGS: &str = "publicPaths: [/health]\njwt:\n  issuers: [\"https://auth.test\"]\n  audiences: [gateway]\n\
+                        apiKeys:\n  format: {prefix: ak-}\ntenantClaim: lab\nquota:\n  perUser: {gpus: 1}\n";
+/// Requests as clients make them (the method a route expects), and some that no route expects.
+const TARGETS: &[(&str, &str)] = &[
+    ("GET", "/health"),
+    ("GET", "/open"),
+    ("GET", "/api/tools/x"),
+    ("POST", "/api/tools/x"),
+    ("GET", "/api/TOOLS/x"),
+    ("GET", "/api/admin/users"),
+    ("GET", "/api/labs/l1/data"),
+    ("GET", "/api/labs/l2/data"),
+    ("GET", "/api/session/me"),
+    ("DELETE", "/api/delete/7"),
+    ("DELETE", "/api/delete/7"),
+    ("GET", "/api/delete/7"),
+    ("GET", "/api/rego/q"),
+    ("POST", "/ga4gh/tes/v1/tasks"),
+    ("POST", "/ga4gh/tes/v1/tasks"),
+    ("GET", "/elsewhere"),
+    ("GET", "/api/tools/..;/admin"),
+    ("GET", "/api/tools/%2e%2e/admin"),
+    ("POST", "/api/delete/7?_method=DELETE"),
+];
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn sign(claims: &serde_json::Value, secret: &str) -> String {
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+}
+
+/// A user token: who, roles, labs, and what is wrong with it (0: nothing).
+#[derive(Debug, Clone)]
+struct UserToken {
+    sub: &'static str,
+    roles: Vec<&'static str>,
+    labs: Vec<&'static str>,
+    flaw: u8,
+}
+
+impl UserToken {
+    fn sign(&self, now: u64) -> String {
+        let mut c = json!({
+            "sub": self.sub, "roles": self.roles, "labs": self.labs, "lab": self.labs.first(),
+            "iss": ISSUER, "aud": "gateway", "exp": now + 600, "iat": now - 10,
+            "sid": format!("s-{}", self.sub), "jti": format!("j-{}", self.sub),
+        });
+        match self.flaw {
+            1 => c["exp"] = json!(now - 600),
+            2 => c["iss"] = json!("https://evil.test"),
+            3 => c["aud"] = json!("elsewhere"),
+            _ => {}
+        }
+        let t = sign(&c, SECRET);
+        if self.flaw == 4 { format!("{t}x") } else { t }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Credential {
+    None,
+    Bearer(UserToken),
+    ApiKey(&'static str),
+    Basic,
+    Both(UserToken),
+    Garbage,
+}
+
+/// `X-Action-Token`: none, right, for another action, for another user, expired.
+type ActionKind = u8;
+
+#[derive(Debug, Clone)]
+struct Req {
+    method: &'static str,
+    path: &'static str,
+    credential: Credential,
+    action: ActionKind,
+}
+
+fn user_token() -> impl Strategy<Value = UserToken> {
+    (
+        prop::sample::select(&["alice", "bob"][..]),
+        prop::sample::subsequence(&["admin", "user"][..], 0..=2),
+        prop::sample::subsequence(&["l1", "l2"][..], 0..=2),
+        prop::sample::select(&[0u8, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4][..]),
+    )
+        .prop_map(|(sub, roles, labs, flaw)| UserToken { sub, roles, labs, flaw })
+}
+
+fn credential() -> impl Strategy<Value = Credential> {
+    prop_oneof![
+        1 => Just(Credential::None),
+        6 => user_token().prop_map(Credential::Bearer),
+        2 => prop::sample::select(&["ak-known", "ak-unknown", "junk"][..]).prop_map(Credential::ApiKey),
+        1 => Just(Credential::Basic),
+        1 => user_token().prop_map(Credential::Both),
+        1 => Just(Credential::Garbage),
+    ]
+}
+
+fn req() -> impl Strategy<Value = Req> {
+    (prop::sample::select(TARGETS), credential(), prop::sample::select(&[0u8, 1, 1, 1, 2, 3, 4][..]))
+        .prop_map(|((method, path), credential, action)| Req { method, path, credential, action })
+}
+
+/// The request's headers as the client sends them (the same for both modes).
+fn headers(r: &Req, now: u64) -> Vec<(String, String)> {
+    let mut h = vec![
+        (":method".to_string(), r.method.to_string()),
+        (":path".to_string(), r.path.to_string()),
+        (":authority".to_string(), "gateway.test".to_string()),
+        ("x-trace-id".to_string(), TRACE.to_string()),
+        ("x-user-id".to_string(), "mallory".to_string()),
+        ("x-compute-gpus".to_string(), "1".to_string()),
+    ];
+    let user = match &r.credential {
+        Credential::None => None,
+        Credential::Bearer(t) => {
+            h.push(("authorization".into(), format!("Bearer {}", t.sign(now))));
+            Some(t.sub)
+        }
+        Credential::ApiKey(k) => {
+            h.push(("x-api-key".into(), k.to_string()));
+            None
+        }
+        Credential::Basic => {
+            h.push(("authorization".into(), "Basic YWxpY2U6cHc=".into()));
+            None
+        }
+        Credential::Both(t) => {
+            h.push(("authorization".into(), format!("Bearer {}", t.sign(now))));
+            h.push(("x-api-key".into(), "ak-known".into()));
+            Some(t.sub)
+        }
+        Credential::Garbage => {
+            h.push(("authorization".into(), "Bearer e30.e30.".into()));
+            None
+        }
+    };
+    let sub = user.unwrap_or("alice");
+    let action = |name: &str, sub: &str, exp: u64, jti: &str| {
+        sign(&json!({"sub": sub, "action": name, "iss": ISSUER, "aud": "gateway", "exp": exp, "jti": jti}), SECRET)
+    };
+    let token = match r.action {
+        1 => Some(action("delete", sub, now + 60, "a-1")),
+        2 => Some(action("rename", sub, now + 60, "a-2")),
+        3 => Some(action("delete", "someone-else", now + 60, "a-3")),
+        4 => Some(action("delete", sub, now - 600, "a-4")),
+        _ => None,
+    };
+    if let Some(t) = token {
+        h.push(("x-action-token".into(), t));
+    }
+    h
+}
+
+/// A verdict: status, code (or `x-user-id` on 200), and the audit record.
+#[derive(Debug, PartialEq)]
+struct Verdict {
+    status: u32,
+    detail: String,
+    record: Option<BTreeMap<String, String>>,
+}
+
+fn record_of(fields: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    // Who decided and the random decision id are the only fields allowed to differ; a lease
+    // id is random too (its presence is compared).
+    fields
+        .into_iter()
+        .filter(|(k, _)| k != "decider" && k != "decision_id")
+        .map(|(k, v)| if k == "quota_lease" { (k, "<lease id>".into()) } else { (k, v) })
+        .collect()
+}
+
+fn error_code(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    v["error"].as_str().unwrap_or("").to_string()
+}
+
+fn envoy_check_request(h: &[(String, String)]) -> CheckRequest {
+    let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+    let headers: HashMap<String, String> = h.iter().cloned().collect();
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(AttrRequest {
+                http: Some(HttpRequest { method: get(":method"), path: get(":path"), headers, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn verdict_of(r: Result<CheckResponse, tonic::Status>) -> Verdict {
+    let r = match r {
+        Ok(r) => r,
+        Err(_) => return Verdict { status: 503, detail: String::new(), record: None },
+    };
+    let record = r.dynamic_metadata.map(|s| {
+        record_of(
+            s.fields
+                .into_iter()
+                .filter_map(|(k, v)| match v.kind {
+                    Some(Kind::StringValue(s)) => Some((k, s)),
+                    _ => None,
+                })
+                .collect(),
+        )
+    });
+    match r.http_response {
+        Some(HttpResponse::OkResponse(ok)) => {
+            let user = ok.headers.iter().filter_map(|h| h.header.as_ref()).find(|h| h.key == "x-user-id");
+            Verdict { status: 200, detail: user.map_or(String::new(), |h| h.value.clone()), record }
+        }
+        Some(HttpResponse::DeniedResponse(d)) => Verdict {
+            status: d.status.map_or(403, |s| u32::try_from(s.code).unwrap_or(0)),
+            detail: error_code(d.body.as_bytes()),
+            record,
+        },
+        _ => Verdict { status: 0, detail: "no answer".into(), record },
+    }
+}
+
+/// The filter deciding, asking `sidecar` when it must.
+async fn through_filter(worker: &Rc<RefCell<Worker>>, sidecar: &InMemorySidecar, h: &[(String, String)]) -> Verdict {
+    let host = FakeHost::default();
+    {
+        let mut s = host.state();
+        s.now = now();
+        s.headers = h.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect();
+    }
+    let mut http = Http::new(host.clone(), Some(Rc::clone(worker)));
+    let action = http.on_headers(true);
+    let call = host.state().calls.last().cloned();
+    let replied = host.state().reply.is_some();
+    if let (Action::Pause, Some(call), false) = (action, call, replied) {
+        let request = CheckRequest::decode(call.message.as_slice()).unwrap();
+        let token = u32::try_from(host.state().calls.len()).unwrap();
+        match sidecar.check(request).await {
+            Ok(resp) => {
+                let bytes = resp.encode_to_vec();
+                let len = bytes.len();
+                host.state().grpc_response = Some(bytes);
+                http.on_callout_response(token, 0, len);
+            }
+            Err(status) => http.on_callout_response(token, u32::try_from(i32::from(status.code())).unwrap(), 0),
+        }
+    }
+    let s = host.state();
+    let record =
+        s.properties.get(&vec!["authz_audit".to_string()]).map(|b| record_of(authz_proto::audit::decode(b).unwrap()));
+    match &s.reply {
+        Some(reply) => Verdict { status: reply.status, detail: error_code(&reply.body), record },
+        None => {
+            assert!(action == Action::Continue || s.resumed, "neither answered nor released");
+            let user =
+                s.headers.iter().find(|(k, _)| k == "x-user-id").map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+            Verdict { status: 200, detail: user.unwrap_or_default(), record }
+        }
+    }
+}
+
+fn sidecar(revoked: &[Revocation], alive: &[String]) -> InMemorySidecar {
+    let known = authz_core::Identity::from_claims(
+        serde_json::from_value(json!({"sub": "key-owner", "roles": ["user"], "exp": now() + 600})).unwrap(),
+    )
+    .unwrap();
+    let mut auth = MemoryAuth::default().with_api_key("ak-known", known);
+    for t in alive {
+        auth = auth.with_session(t);
+    }
+    let s = InMemorySidecar::with_policy(POLICY, SETTINGS, SECRET, auth).unwrap();
+    let mut set = RevocationSet::new();
+    for r in revoked {
+        set.insert(r);
+    }
+    s.revocations.replace(set);
+    s
+}
+
+fn worker_for(sidecar: &InMemorySidecar) -> Rc<RefCell<Worker>> {
+    let settings = Settings::from_json(br#"{"sidecarCluster": "authz_sidecar"}"#).unwrap();
+    let mut w = Worker::new(settings, Metrics::default());
+    let mut c = ControlState::default();
+    let at = UNIX_EPOCH + Duration::from_secs(now());
+    for e in sidecar.control_events() {
+        assert_eq!(c.apply(&mut w, e, at), Vec::<String>::new());
+    }
+    Rc::new(RefCell::new(w))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn the_filter_and_the_sidecar_decide_and_audit_alike(
+        requests in prop::collection::vec(req(), 1..5),
+        revoke_alice_session in prop::bool::weighted(0.2),
+        revoke_bob in prop::bool::weighted(0.2),
+        alice_session_alive in any::<bool>(),
+    ) {
+        let now = now();
+        let mut revoked = Vec::new();
+        if revoke_alice_session {
+            revoked.push(Revocation::Session { sid: "s-alice".into(), expires_at: now + 600 });
+        }
+        if revoke_bob {
+            revoked.push(Revocation::User { sub: "bob".into(), before: now + 1, expires_at: now + 600 });
+        }
+        let all: Vec<Vec<(String, String)>> = requests.iter().map(|r| headers(r, now)).collect();
+        // Sessions are alive per token: alice's bearer tokens in this case, when chosen.
+        let alive: Vec<String> = if alice_session_alive {
+            all.iter().flatten().filter(|(k, v)| k == "authorization" && v.starts_with("Bearer ")).map(|(_, v)| v[7..].to_string()).collect()
+        } else {
+            Vec::new()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (for_filter, native) = (sidecar(&revoked, &alive), sidecar(&revoked, &alive));
+            let worker = worker_for(&for_filter);
+            for (r, h) in requests.iter().zip(&all) {
+                let filter = through_filter(&worker, &for_filter, h).await;
+                let alone = verdict_of(native.check(envoy_check_request(h)).await);
+                // An outage is Envoy's 503 in the native mode (no body, no decision record).
+                if alone.status == 503 {
+                    prop_assert_eq!(filter.status, 503, "{:?}", r);
+                } else {
+                    prop_assert_eq!((filter.status, &filter.detail), (alone.status, &alone.detail), "{:?}", r);
+                    prop_assert_eq!(&filter.record, &alone.record, "{:?}", r);
+                }
+            }
+            Ok(())
+        })?;
+    }
+}
+
+/// The drift test: a filter that decides with one rule changed (here its issuer check, by
+/// pushing it settings that differ from the sidecar's) is caught by the comparison above.
+#[test]
+fn a_filter_that_drifts_from_the_sidecar_is_caught() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (for_filter, native) = (sidecar(&[], &[]), sidecar(&[], &[]));
+        let settings = Settings::from_json(br#"{"sidecarCluster": "authz_sidecar"}"#).unwrap();
+        let mut w = Worker::new(settings, Metrics::default());
+        let mut c = ControlState::default();
+        let at = UNIX_EPOCH + Duration::from_secs(now());
+        for mut e in for_filter.control_events() {
+            if let Some(authz_proto::authz::v1::control_event::Event::Policy(p)) = &mut e.event {
+                let mut s: serde_json::Value = serde_json::from_str(&p.settings_json).unwrap();
+                s["issuers"] = json!([]);
+                p.settings_json = s.to_string();
+            }
+            c.apply(&mut w, e, at);
+        }
+        let worker = Rc::new(RefCell::new(w));
+        let foreign = UserToken { sub: "alice", roles: vec![], labs: vec![], flaw: 2 };
+        let r = Req { method: "GET", path: "/api/tools/x", credential: Credential::Bearer(foreign), action: 0 };
+        let h = headers(&r, now());
+        let filter = through_filter(&worker, &for_filter, &h).await;
+        let alone = verdict_of(native.check(envoy_check_request(&h)).await);
+        assert_eq!((alone.status, alone.detail.as_str()), (401, "token_wrong_issuer"));
+        assert_eq!((filter.status, filter.detail.as_str()), (200, "alice"), "the drifted filter lets it in");
+    });
+}
