@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::redis_conn::RedisConn;
+use crate::backend::redis_conn::RedisConn;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 

@@ -16,6 +16,8 @@ use crate::quota::store::{Grant, Unavailable, Usage};
 
 pub mod http_auth;
 pub mod memory;
+pub mod redis_conn;
+pub mod redis_kv;
 
 /// A cache shared by the replicas, and single-use claims. A cache that cannot be reached is a
 /// miss (the caller verifies locally); a claim that cannot be made is an error.

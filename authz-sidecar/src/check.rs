@@ -34,15 +34,15 @@ use tonic::{Request, Response, Status};
 use tracing::{Span, debug, warn};
 
 use crate::backend::SharedKv;
-use crate::failures::FailureLimiter;
-use crate::identity_cache::{IdentityCache, unix_now};
-use crate::introspect::Introspector;
-use crate::keystore::KeyStore;
+use crate::credentials::failures::FailureLimiter;
+use crate::credentials::identity_cache::{IdentityCache, unix_now};
+use crate::credentials::introspect::Introspector;
+use crate::credentials::keystore::KeyStore;
+use crate::credentials::revocations::RevocationHub;
+use crate::credentials::session::SessionChecker;
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyStore};
 use crate::quota::{Outcome as Reservation, Quota};
-use crate::revocations::RevocationHub;
-use crate::session::SessionChecker;
 
 mod build;
 mod credentials;

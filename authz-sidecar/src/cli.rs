@@ -95,7 +95,7 @@ pub fn check(config: &Config, offline: &Offline, request: &CheckRequest) -> anyh
             RevocationSet::new()
         }
     };
-    let now = crate::identity_cache::unix_now();
+    let now = crate::credentials::identity_cache::unix_now();
     let mut facts = CliFacts { auth, revocations, scope, api_key_format: config.api_keys.format.clone(), now };
     let mut headers: Vec<(String, String)> = Vec::new();
     if let Some(t) = request.token {
@@ -204,7 +204,7 @@ mod tests {
         config.jwt_secret = Some("0123456789abcdef0123".into());
         let token = jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-            &json!({"sub": "u1", "roles": ["user"], "exp": crate::identity_cache::unix_now() + 60}),
+            &json!({"sub": "u1", "roles": ["user"], "exp": crate::credentials::identity_cache::unix_now() + 60}),
             &jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123"),
         )
         .unwrap();

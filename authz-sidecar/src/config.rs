@@ -17,8 +17,8 @@ pub use credentials::{ActionTokenConfig, ApiKeyConfig, FailedCredentialsConfig};
 pub use env::{Env, ProcessEnv};
 pub use quota::{Limits, QuotaConfig};
 
-use crate::listen::{self as listen, Listeners};
 use crate::policy::{self, Policy, PolicyError};
+use crate::serve::listen::{self as listen, Listeners};
 use authz_core::duration::serde_str;
 use authz_core::headers::StripRules;
 use serde::Deserialize;
@@ -324,7 +324,7 @@ impl Config {
         if self.redis_url.is_empty() {
             return invalid("redisUrl", "required (or set REDIS_URL)");
         }
-        let seeds = crate::redis_conn::seeds(&self.redis_url);
+        let seeds = crate::backend::redis_conn::seeds(&self.redis_url);
         if !self.redis_cluster && seeds.len() > 1 {
             return invalid("redisUrl", "names several nodes: set redisCluster: true for a Redis Cluster");
         }
@@ -433,11 +433,11 @@ impl Config {
     /// The Redis URL without its password, for logs.
     /// The first seed node (pub/sub and the revocation resync start there).
     pub fn first_redis_url(&self) -> &str {
-        crate::redis_conn::seeds(&self.redis_url).first().copied().unwrap_or(&self.redis_url)
+        crate::backend::redis_conn::seeds(&self.redis_url).first().copied().unwrap_or(&self.redis_url)
     }
 
     pub fn redacted_redis_url(&self) -> String {
-        crate::redis_conn::seeds(&self.redis_url).into_iter().map(redact_url).collect::<Vec<_>>().join(",")
+        crate::backend::redis_conn::seeds(&self.redis_url).into_iter().map(redact_url).collect::<Vec<_>>().join(",")
     }
 }
 

@@ -6,27 +6,15 @@
 //! replicas lives in Redis; the platform's auth service is the source of keys and API-key
 //! answers.
 
-pub mod access_log;
-pub mod admin;
 pub mod audit;
 pub mod backend;
 pub mod check;
 pub mod cli;
 pub mod config;
-pub mod control;
-pub mod failures;
-pub mod identity_cache;
-pub mod introspect;
-pub mod keystore;
-pub mod listen;
+pub mod credentials;
 pub mod metrics;
 pub mod ops;
 pub mod policy;
 pub mod quota;
-pub mod quota_api;
-pub mod redis_conn;
-pub mod redis_kv;
-pub mod revocations;
-pub mod server;
-pub mod session;
+pub mod serve;
 pub mod yaml;

@@ -197,7 +197,7 @@ async fn main() -> ExitCode {
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
     };
-    match authz_sidecar::server::run(config, shutdown).await {
+    match authz_sidecar::serve::server::run(config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "authz-sidecar failed");

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 
+use crate::backend::redis_conn::RedisConn;
 use crate::config::{Config, Limits};
 use crate::quota::store::{QuotaStore, now_ms};
-use crate::redis_conn::RedisConn;
 
 async fn connect(config: &Config) -> anyhow::Result<RedisConn> {
     let mut conn =

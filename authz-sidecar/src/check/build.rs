@@ -9,15 +9,15 @@ use super::Decider;
 use crate::backend::memory::{MemoryAuth, MemoryKv, MemoryLeases};
 use crate::backend::{AuthService, LeaseStore, SharedKv};
 use crate::config::Config;
-use crate::failures::FailureLimiter;
-use crate::identity_cache::IdentityCache;
-use crate::introspect::{IntrospectionBudget, Introspector};
-use crate::keystore::KeyStore;
+use crate::credentials::failures::FailureLimiter;
+use crate::credentials::identity_cache::IdentityCache;
+use crate::credentials::introspect::{IntrospectionBudget, Introspector};
+use crate::credentials::keystore::KeyStore;
+use crate::credentials::revocations::RevocationHub;
+use crate::credentials::session::SessionChecker;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
 use crate::quota::Quota;
-use crate::revocations::RevocationHub;
-use crate::session::SessionChecker;
 
 /// What `Check` keeps outside the process.
 pub struct Backends {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::Decider;
-use crate::identity_cache::remaining;
+use crate::credentials::identity_cache::remaining;
 
 impl Decider {
     /// The identity of an API key whose shape and revocation the pipeline checked.

@@ -12,10 +12,10 @@ use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse}
 use super::{AuthzService, Backends, Decider, Shared};
 use crate::backend::memory::MemoryAuth;
 use crate::config::{Config, Env};
-use crate::keystore::KeyStore;
+use crate::credentials::keystore::KeyStore;
+use crate::credentials::revocations::RevocationHub;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
-use crate::revocations::RevocationHub;
 
 struct NoEnv;
 

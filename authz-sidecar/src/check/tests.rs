@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::testing::InMemorySidecar;
 use crate::backend::memory::MemoryAuth;
-use crate::identity_cache::unix_now;
+use crate::credentials::identity_cache::unix_now;
 
 const SECRET: &str = "check-table-secret-0123456789";
 const POLICY: &str = r#"

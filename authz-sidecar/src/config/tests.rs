@@ -79,7 +79,7 @@ fn the_documented_example_parses() {
     let text = include_str!("../../config.example.yaml");
     let cfg = Config::from_yaml(text, "config.example.yaml", &env(&[])).unwrap();
     assert!(cfg.policy_file.is_some());
-    assert_eq!(cfg.grpc_listen.0[0], crate::listen::Listen::Unix("/run/authz/sidecar.sock".into()));
+    assert_eq!(cfg.grpc_listen.0[0], crate::serve::listen::Listen::Unix("/run/authz/sidecar.sock".into()));
     assert_eq!(cfg.grpc_listen.0[1].port(), Some(9191));
     assert_eq!(cfg.admin_listen.port(), 9192);
     assert_eq!(cfg.jwks.min_refresh_interval, Duration::from_secs(10));

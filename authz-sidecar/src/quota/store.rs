@@ -11,7 +11,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::redis_conn::RedisConn;
+use crate::backend::redis_conn::RedisConn;
 use redis::{Script, Value};
 
 use super::resources::Resources;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::redis_conn::RedisConn;
+use crate::backend::redis_conn::RedisConn;
 use redis::AsyncCommands;
 use tracing::debug;
 

@@ -14,7 +14,7 @@ use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{AuthService, SharedKv};
-use crate::identity_cache::{remaining, unix_now};
+use crate::credentials::identity_cache::{remaining, unix_now};
 use crate::metrics::Metrics;
 
 /// What is cached for a key: its identity, or the fact that it was refused.

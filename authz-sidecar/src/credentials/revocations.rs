@@ -17,9 +17,9 @@ use redis::AsyncCommands;
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
-use crate::identity_cache::unix_now;
+use crate::backend::redis_conn::RedisConn;
+use crate::credentials::identity_cache::unix_now;
 use crate::metrics::Metrics;
-use crate::redis_conn::RedisConn;
 
 /// The set in force and its version.
 #[derive(Debug, Default)]
@@ -141,7 +141,7 @@ impl RevocationHub {
         let mut stored = if cluster {
             // Stored facts are spread over the cluster's slots: read every master.
             let mut set = RevocationSet::new();
-            for node in crate::redis_conn::cluster_masters(seed).await? {
+            for node in crate::backend::redis_conn::cluster_masters(seed).await? {
                 load_stored(&node, key_prefix, &mut set).await?;
             }
             set

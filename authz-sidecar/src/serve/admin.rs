@@ -5,17 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::redis_conn::RedisConn;
+use crate::backend::redis_conn::RedisConn;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
-use crate::keystore::KeyStore;
+use crate::credentials::keystore::KeyStore;
+use crate::credentials::revocations::RevocationHub;
 use crate::metrics::Metrics;
-use crate::quota_api::{self, QuotaApi};
-use crate::revocations::RevocationHub;
+use crate::serve::quota_api::{self, QuotaApi};
 
 pub struct AdminState {
     pub keys: Arc<KeyStore>,

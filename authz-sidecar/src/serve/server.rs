@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::redis_conn::RedisConn;
+use crate::backend::redis_conn::RedisConn;
 use anyhow::Context as _;
 use authz_proto::authz::v1::control_server::ControlServer;
 use authz_proto::authz::v1::quota_server::QuotaServer;
@@ -15,23 +15,23 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tracing::{info, warn};
 
-use crate::listen::{self, Listen};
+use crate::serve::listen::{self, Listen};
 
-use crate::access_log::AccessLogs;
-use crate::admin::{self, AdminState};
 use crate::audit::AuditSink;
 use crate::backend::http_auth::HttpAuthService;
+use crate::backend::redis_kv::RedisKv;
 use crate::check::{AuthzService, Decider};
 use crate::check::{Backends, Shared};
 use crate::config::Config;
-use crate::control::ControlService;
-use crate::keystore::KeyStore;
+use crate::credentials::keystore::KeyStore;
+use crate::credentials::revocations::RevocationHub;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
 use crate::quota::store::QuotaStore;
-use crate::quota_api::{QuotaApi, QuotaGrpc};
-use crate::redis_kv::RedisKv;
-use crate::revocations::RevocationHub;
+use crate::serve::access_log::AccessLogs;
+use crate::serve::admin::{self, AdminState};
+use crate::serve::control::ControlService;
+use crate::serve::quota_api::{QuotaApi, QuotaGrpc};
 
 /// Runs the sidecar until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -71,7 +71,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         RedisConn::open(&config.redis_url, config.redis_cluster, config.cache.redis_timeout).context("redisUrl")?;
     let revocations = Arc::new(RevocationHub::new(Arc::clone(&metrics)));
     revocations.spawn_subscriber(
-        crate::redis_conn::seeds(&config.redis_url).into_iter().map(String::from).collect(),
+        crate::backend::redis_conn::seeds(&config.redis_url).into_iter().map(String::from).collect(),
         config.redis_cluster,
         config.revocation.channel.clone(),
         config.revocation.key_prefix.clone(),

@@ -18,10 +18,10 @@ use tracing::info;
 
 use authz_core::settings::SharedSettings;
 
-use crate::keystore::{KeyState, KeyStore};
+use crate::credentials::keystore::{KeyState, KeyStore};
+use crate::credentials::revocations::{RevocationHub, Update};
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyStore};
-use crate::revocations::{RevocationHub, Update};
 
 pub struct ControlService {
     keys: Arc<KeyStore>,
