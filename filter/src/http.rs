@@ -1,4 +1,5 @@
-//! The per-request context: the hot path.
+//! The per-request context (the hot path): the request's state machine around the pipeline,
+//! over any [`Host`] (Envoy in production, a recording double in tests).
 
 use authz_core::denial::codes;
 use std::rc::Rc;
@@ -89,8 +90,8 @@ impl<H: Host> Http<H> {
         let subject = Subject { rule: &self.rule, credential: self.credential, credential_text: credential };
         let bytes = audit_record::record_decision(&ctx, &subject, decision, reason, verified, None);
         drop(w);
-        // Through `hostcalls`: the trait method panics on a host error, and an audit record
-        // must never take a request down (audit fails open).
+        // A refused property is ignored: an audit record must never take a request down
+        // (audit fails open).
         self.host.set_property(&[audit::FILTER_STATE], &bytes);
     }
 

@@ -1,10 +1,11 @@
 //! The gateway's proxy-wasm HTTP filter, loaded by Envoy's V8 runtime in every worker.
 //!
-//! This crate is glue: it translates proxy-wasm hostcalls to and from `authz-core`, which
-//! holds every decision. Per request it reads all headers in one hostcall, strips client-sent
-//! identity headers, fixes the trace id, authenticates the bearer token from a per-worker
-//! cache or with locally held keys, and writes all headers back in one hostcall. Only when it
-//! cannot decide (a key it does not hold, an opaque API key) does it call the sidecar.
+//! This crate is a host of `authz-core`'s decision pipeline, which holds every decision. Per
+//! request it reads all headers in one hostcall, strips client-sent identity headers, fixes
+//! the trace id, runs the pipeline (the bearer token from a per-worker cache or with locally
+//! held keys), and edits the headers in place. Whatever the pipeline cannot decide here (a key
+//! it does not hold, an API key, anything that needs shared state) goes to the sidecar, which
+//! runs the same pipeline. Hostcalls sit behind `host::Host`, so the rest runs in native tests.
 
 pub mod callout;
 pub mod config;
