@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 
+use crate::backend::LeaseStore;
 use crate::backend::redis_conn::RedisConn;
 use crate::config::{Config, Limits};
 use crate::quota::store::{QuotaStore, now_ms};

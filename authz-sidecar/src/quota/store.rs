@@ -15,6 +15,7 @@ use crate::backend::redis_conn::RedisConn;
 use redis::{Script, Value};
 
 use super::resources::Resources;
+use crate::backend::LeaseStore;
 use crate::config::Limits;
 
 /// A refusal: which limit, and the numbers behind it.
@@ -189,9 +190,23 @@ impl QuotaStore {
         }
     }
 
+    async fn lease_keys(&self, lease_id: &str) -> Result<Option<(String, String, String, String)>, Unavailable> {
+        let key = self.lease_key(lease_id);
+        let mut conn = self.conn.clone();
+        let fields: std::collections::HashMap<String, String> =
+            self.within(redis::cmd("HGETALL").arg(&key).query_async(&mut conn)).await?;
+        let (Some(member), Some(user_set)) = (fields.get("member"), fields.get("user_set")) else {
+            return Ok(None);
+        };
+        let lab_set = fields.get("lab_set").filter(|s| !s.is_empty()).unwrap_or(user_set);
+        Ok(Some((key, user_set.clone(), lab_set.clone(), member.clone())))
+    }
+}
+
+#[tonic::async_trait]
+impl LeaseStore for QuotaStore {
     /// Reserves `req` for `user` (and `lab`, if any) for `ttl`, or says which limit refuses.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn acquire(
+    async fn acquire(
         &self,
         user: &str,
         user_limits: &Limits,
@@ -232,20 +247,8 @@ impl QuotaStore {
         parse_acquire(&reply, lease_id, expires)
     }
 
-    async fn lease_keys(&self, lease_id: &str) -> Result<Option<(String, String, String, String)>, Unavailable> {
-        let key = self.lease_key(lease_id);
-        let mut conn = self.conn.clone();
-        let fields: std::collections::HashMap<String, String> =
-            self.within(redis::cmd("HGETALL").arg(&key).query_async(&mut conn)).await?;
-        let (Some(member), Some(user_set)) = (fields.get("member"), fields.get("user_set")) else {
-            return Ok(None);
-        };
-        let lab_set = fields.get("lab_set").filter(|s| !s.is_empty()).unwrap_or(user_set);
-        Ok(Some((key, user_set.clone(), lab_set.clone(), member.clone())))
-    }
-
     /// Ends a lease. `Ok(false)`: no such lease (already ended).
-    pub async fn release(&self, lease_id: &str) -> Result<bool, Unavailable> {
+    async fn release(&self, lease_id: &str) -> Result<bool, Unavailable> {
         let Some((key, user_set, lab_set, member)) = self.lease_keys(lease_id).await? else { return Ok(false) };
         let mut conn = self.conn.clone();
         let done: i64 = self
@@ -255,7 +258,7 @@ impl QuotaStore {
     }
 
     /// Extends a live lease to end `ttl` from now. `Ok(None)`: no such lease.
-    pub async fn renew(&self, lease_id: &str, ttl: Duration) -> Result<Option<u64>, Unavailable> {
+    async fn renew(&self, lease_id: &str, ttl: Duration) -> Result<Option<u64>, Unavailable> {
         let Some((key, user_set, lab_set, member)) = self.lease_keys(lease_id).await? else { return Ok(None) };
         let now = now_ms();
         let expires = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
@@ -276,7 +279,7 @@ impl QuotaStore {
     }
 
     /// Current use and live leases of a user (`scope` = `user`) or lab (`lab`).
-    pub async fn usage(&self, scope: &str, id: &str) -> Result<Usage, Unavailable> {
+    async fn usage(&self, scope: &str, id: &str) -> Result<Usage, Unavailable> {
         let now = now_ms();
         let mut conn = self.conn.clone();
         let members: Vec<(String, f64)> = self
@@ -319,32 +322,6 @@ impl QuotaStore {
             usage.leases.push(lease);
         }
         Ok(usage)
-    }
-}
-
-#[tonic::async_trait]
-impl crate::backend::LeaseStore for QuotaStore {
-    async fn acquire(
-        &self,
-        user: &str,
-        user_limits: &Limits,
-        lab: Option<(&str, &Limits)>,
-        req: Resources,
-        ttl: Duration,
-    ) -> Result<Grant, Unavailable> {
-        QuotaStore::acquire(self, user, user_limits, lab, req, ttl).await
-    }
-
-    async fn release(&self, lease_id: &str) -> Result<bool, Unavailable> {
-        QuotaStore::release(self, lease_id).await
-    }
-
-    async fn renew(&self, lease_id: &str, ttl: Duration) -> Result<Option<u64>, Unavailable> {
-        QuotaStore::renew(self, lease_id, ttl).await
-    }
-
-    async fn usage(&self, scope: &str, id: &str) -> Result<Usage, Unavailable> {
-        QuotaStore::usage(self, scope, id).await
     }
 }
 
