@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 /// A key set could not be built.
@@ -16,8 +16,55 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 pub enum KeyError {
     #[error("key set is not valid JWKS JSON: {0}")]
     BadJson(String),
-    #[error("key {kid:?}: {reason}")]
-    BadKey { kid: String, reason: String },
+    /// Keys were offered and none can be used: the caller keeps its last good set.
+    #[error("no usable key in the key set ({})", summary(.0))]
+    NoUsableKey(Vec<Skipped>),
+}
+
+fn summary(skipped: &[Skipped]) -> String {
+    skipped.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// Where a key set comes from. Symmetric (`oct`) keys are taken only from local sources: a
+/// JWKS endpoint that serves a secret lets anyone who can read it forge tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A URL (the identity provider's JWKS endpoint).
+    Remote,
+    /// A file, inline configuration, the configured secret, or the sidecar's push.
+    Local,
+}
+
+/// A key of a JWKS that is not used, and why (RFC 7517 §5: ignore keys you cannot use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Its position in the document (for keys without `kid`).
+    pub position: usize,
+    pub kid: Option<String>,
+    pub kty: Option<String>,
+    pub crv: Option<String>,
+    pub alg: Option<String>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "key #{}", self.position)?;
+        for (name, value) in [("kid", &self.kid), ("kty", &self.kty), ("crv", &self.crv), ("alg", &self.alg)] {
+            if let Some(v) = value {
+                write!(f, " {name}={v:?}")?;
+            }
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// What a JWKS document gave.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// Positions of the keys taken.
+    pub used: Vec<usize>,
+    pub skipped: Vec<Skipped>,
 }
 
 /// One usable verification key.
@@ -38,11 +85,18 @@ impl std::fmt::Debug for VerifyKey {
     }
 }
 
+/// At most this many keys are tried for a token without `kid` (Envoy's `jwt_authn` and
+/// google/jwt_verify_lib try every key that fits; the bound keeps a large set from turning one
+/// forged token into many verifications).
+pub const MAX_KIDLESS_CANDIDATES: usize = 8;
+
 /// The keys a verifier holds.
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
     by_kid: HashMap<String, VerifyKey>,
-    /// Keys for tokens without a `kid` (the platform's HS256 `JWT_SECRET` tokens).
+    /// The `kid`s in the order their keys arrived (tokens without `kid` try them in order).
+    kid_order: Vec<String>,
+    /// Keys without a `kid` (the platform's HS256 `JWT_SECRET` tokens).
     kidless: Vec<VerifyKey>,
 }
 
@@ -52,26 +106,58 @@ impl KeySet {
         Self::default()
     }
 
-    /// Adds a key; a key without `kid` serves tokens without `kid`.
+    /// Adds a key; a key with a `kid` already held replaces it.
     pub fn insert(&mut self, key: VerifyKey) {
         match key.kid.clone() {
             Some(kid) => {
-                self.by_kid.insert(kid, key);
+                if self.by_kid.insert(kid.clone(), key).is_none() {
+                    self.kid_order.push(kid);
+                }
             }
             None => self.kidless.push(key),
         }
     }
 
-    /// Adds every signing key of a JWKS document. Keys marked `"use": "enc"` are skipped; a key
-    /// that cannot be parsed fails the whole set, so a half-understood JWKS is never trusted.
-    pub fn extend_from_jwks_json(&mut self, json: &str) -> Result<(), KeyError> {
-        let set: JwkSet = serde_json::from_str(json).map_err(|e| KeyError::BadJson(e.to_string()))?;
-        for jwk in &set.keys {
-            if let Some(key) = verify_key_from_jwk(jwk)? {
-                self.insert(key);
+    /// Adds every usable signing key of a JWKS document and reports the others (unknown `kty`,
+    /// curve or `alg`, a bad encoding, a `use` other than `sig`, a symmetric key from a URL):
+    /// one key we cannot use must not take the usable ones down. A document that offers keys
+    /// and none usable is [`KeyError::NoUsableKey`], so the caller keeps its last good set.
+    pub fn extend_from_jwks_json(&mut self, json: &str, source: Source) -> Result<Loaded, KeyError> {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            keys: Vec<serde_json::Value>,
+        }
+        let doc: Doc = serde_json::from_str(json).map_err(|e| KeyError::BadJson(e.to_string()))?;
+        let mut loaded = Loaded::default();
+        let mut keys = Vec::new();
+        for (position, value) in doc.keys.iter().enumerate() {
+            let text = |name: &str| value.get(name).and_then(serde_json::Value::as_str).map(str::to_string);
+            let skip = |reason: String| Skipped {
+                position,
+                kid: text("kid"),
+                kty: text("kty"),
+                crv: text("crv"),
+                alg: text("alg"),
+                reason,
+            };
+            let usable = serde_json::from_value::<Jwk>(value.clone())
+                .map_err(|e| format!("unreadable: {e}"))
+                .and_then(|jwk| usable_key(&jwk, source));
+            match usable {
+                Ok(key) => {
+                    loaded.used.push(position);
+                    keys.push(key);
+                }
+                Err(reason) => loaded.skipped.push(skip(reason)),
             }
         }
-        Ok(())
+        if keys.is_empty() && !doc.keys.is_empty() {
+            return Err(KeyError::NoUsableKey(loaded.skipped));
+        }
+        for key in keys {
+            self.insert(key);
+        }
+        Ok(loaded)
     }
 
     /// Adds an HMAC secret for tokens without `kid` (HS256, the platform's `JWT_SECRET`).
@@ -82,9 +168,22 @@ impl KeySet {
     /// The key for a token header, if we hold it. `None` means "unknown key": the caller may
     /// refresh its keys or ask the sidecar.
     pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&VerifyKey> {
+        self.candidates(kid, alg).next()
+    }
+
+    /// The keys to try for a token header: the one with its `kid`; for a token without `kid`,
+    /// the keys without `kid` and then those with one, whose algorithm is the token's, in
+    /// order, at most [`MAX_KIDLESS_CANDIDATES`].
+    pub fn candidates<'a>(&'a self, kid: Option<&str>, alg: Algorithm) -> Box<dyn Iterator<Item = &'a VerifyKey> + 'a> {
         match kid {
-            Some(kid) => self.by_kid.get(kid),
-            None => self.kidless.iter().find(|k| k.alg == alg),
+            Some(kid) => Box::new(self.by_kid.get(kid).into_iter()),
+            None => Box::new(
+                self.kidless
+                    .iter()
+                    .chain(self.kid_order.iter().filter_map(|k| self.by_kid.get(k)))
+                    .filter(move |k| k.alg == alg)
+                    .take(MAX_KIDLESS_CANDIDATES),
+            ),
         }
     }
 
@@ -103,31 +202,34 @@ impl KeySet {
 
     /// The `kid`s held, for logs and metrics.
     pub fn kids(&self) -> impl Iterator<Item = &str> {
-        self.by_kid.keys().map(String::as_str)
+        self.kid_order.iter().map(String::as_str)
     }
 }
 
-/// Converts a JWK into a verification key, or `None` for an encryption key.
-pub fn verify_key_from_jwk(jwk: &Jwk) -> Result<Option<VerifyKey>, KeyError> {
-    let kid = jwk.common.key_id.clone();
-    let bad = |reason: &str| KeyError::BadKey { kid: kid.clone().unwrap_or_default(), reason: reason.to_string() };
-    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
-        return Ok(None);
+/// A JWK as a verification key, or why it cannot be one.
+fn usable_key(jwk: &Jwk, source: Source) -> Result<VerifyKey, String> {
+    match &jwk.common.public_key_use {
+        None | Some(PublicKeyUse::Signature) => {}
+        Some(PublicKeyUse::Encryption) => return Err("an encryption key (use \"enc\")".into()),
+        Some(PublicKeyUse::Other(u)) => return Err(format!("use {u:?} is not \"sig\"")),
     }
-    let inferred = infer_algorithm(&jwk.algorithm).ok_or_else(|| bad("unsupported key type"))?;
+    if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) && source == Source::Remote {
+        return Err("a symmetric (oct) key served by a URL: refused, anyone who can read it could sign tokens".into());
+    }
+    let inferred = infer_algorithm(&jwk.algorithm).ok_or("unsupported key type or curve")?;
     let alg = match jwk.common.key_algorithm {
         Some(ka) => {
-            let alg = Algorithm::from_str(&ka.to_string()).map_err(|_| bad("unsupported alg"))?;
+            let alg = Algorithm::from_str(&ka.to_string()).map_err(|_| "unsupported alg".to_string())?;
             if alg.family() != inferred.family() {
-                return Err(bad("alg does not match the key type"));
+                return Err("alg does not match the key type".into());
             }
             alg
         }
         None => inferred,
     };
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(&e.to_string()))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("bad key material: {e}"))?;
     let spki = crate::spki::from_jwk(jwk).map(std::sync::Arc::from);
-    Ok(Some(VerifyKey { kid, alg, key, spki }))
+    Ok(VerifyKey { kid: jwk.common.key_id.clone(), alg, key, spki })
 }
 
 /// The algorithm a key type implies when the JWK does not name one.
@@ -157,20 +259,64 @@ mod tests {
     #[test]
     fn jwks_loads_signing_keys_and_skips_encryption_keys() {
         let mut ks = KeySet::new();
-        ks.extend_from_jwks_json(RSA_JWK).unwrap();
+        let loaded = ks.extend_from_jwks_json(RSA_JWK, Source::Remote).unwrap();
+        assert_eq!((loaded.used, loaded.skipped.len()), (vec![0], 1));
         assert_eq!(ks.len(), 1);
         let k = ks.find(Some("k1"), Algorithm::RS256).unwrap();
         assert_eq!(k.alg, Algorithm::RS256);
         assert!(ks.find(Some("enc"), Algorithm::RS256).is_none());
-        assert!(ks.find(None, Algorithm::RS256).is_none());
+        // A token without `kid` is tried against the keys of its algorithm.
+        assert_eq!(ks.find(None, Algorithm::RS256).and_then(|k| k.kid.as_deref()), Some("k1"));
     }
 
     #[test]
     fn bad_documents_are_refused() {
         let mut ks = KeySet::new();
-        assert!(matches!(ks.extend_from_jwks_json("{"), Err(KeyError::BadJson(_))));
+        assert!(matches!(ks.extend_from_jwks_json("{", Source::Local), Err(KeyError::BadJson(_))));
         let mismatched = r#"{"keys":[{"kty":"oct","kid":"h","alg":"RS256","k":"c2VjcmV0"}]}"#;
-        assert!(matches!(ks.extend_from_jwks_json(mismatched), Err(KeyError::BadKey { .. })));
+        assert!(matches!(ks.extend_from_jwks_json(mismatched, Source::Local), Err(KeyError::NoUsableKey(_))));
+        assert!(ks.extend_from_jwks_json(r#"{"keys": []}"#, Source::Remote).is_ok(), "an empty set offers nothing");
+    }
+
+    /// Keys of the shapes identity providers publish (generated with Python's `cryptography`):
+    /// RSA with `x5c`, EC P-256/384/521, OKP Ed25519 and X25519, `oct`, RSA without `kid`, an
+    /// encryption key, a bad encoding, an unknown `kty`.
+    const MIXED: &str = include_str!("../testdata/jwks_mixed.json");
+
+    #[test]
+    fn a_mixed_key_set_uses_what_it_can_and_names_the_rest() {
+        let mut ks = KeySet::new();
+        let loaded = ks.extend_from_jwks_json(MIXED, Source::Remote).unwrap();
+        assert_eq!(loaded.used, [0, 1, 2, 4, 7], "{:#?}", loaded.skipped);
+        let reason =
+            |kid: &str| loaded.skipped.iter().find(|s| s.kid.as_deref() == Some(kid)).map(|s| s.reason.clone());
+        assert!(reason("ec-P-521").is_some_and(|r| r.contains("curve")));
+        assert!(reason("x25519").is_some_and(|r| r.contains("curve")));
+        assert!(reason("hmac").is_some_and(|r| r.contains("symmetric")), "no secret from a URL");
+        assert!(reason("rsa-enc").is_some());
+        assert!(reason("bad-x").is_some());
+        assert!(reason("weird").is_some(), "{:?}", reason("weird"));
+        let p521 = loaded.skipped.iter().find(|s| s.kid.as_deref() == Some("ec-P-521")).unwrap().to_string();
+        assert_eq!(
+            p521,
+            "key #3 kid=\"ec-P-521\" kty=\"EC\" crv=\"P-521\" alg=\"ES512\": unsupported key type or curve"
+        );
+        assert_eq!(ks.len(), 5);
+        assert_eq!(ks.find(Some("ed"), Algorithm::EdDSA).map(|k| k.alg), Some(Algorithm::EdDSA));
+        // From a local source (a file, the sidecar's push) the secret is taken.
+        let loaded = KeySet::new().extend_from_jwks_json(MIXED, Source::Local).unwrap();
+        assert!(loaded.used.contains(&6));
+    }
+
+    #[test]
+    fn kidless_tokens_try_every_key_of_their_algorithm_in_order() {
+        let mut ks = KeySet::new();
+        ks.extend_from_jwks_json(MIXED, Source::Remote).unwrap();
+        let kids: Vec<_> = ks.candidates(None, Algorithm::RS256).map(|k| k.kid.clone()).collect();
+        assert_eq!(kids, [None, Some("rsa-x5c".to_string())], "the kid-less key first, then by arrival");
+        assert_eq!(ks.candidates(None, Algorithm::ES384).count(), 1);
+        assert_eq!(ks.candidates(Some("ec-P-256"), Algorithm::ES256).count(), 1);
+        assert_eq!(ks.candidates(Some("nope"), Algorithm::ES256).count(), 0);
     }
 
     #[test]

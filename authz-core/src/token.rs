@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, Validation};
 
 use crate::claims::{Claims, ClaimsPolicy};
 use crate::crypto;
-use crate::keys::KeySet;
+use crate::keys::{KeySet, VerifyKey};
 
 /// Tokens longer than this are refused before any parsing (a header is bounded anyway; this
 /// keeps a hostile client from making us base64-decode megabytes).
@@ -135,11 +135,39 @@ pub fn verify_token_time_with(
         return Err(TokenError::UnknownCritical);
     }
     // `jku`, `x5u` and an embedded `jwk` are ignored on purpose: keys come only from our key set.
-    let key = keys.find(header.kid.as_deref(), header.alg).ok_or(TokenError::UnknownKey)?;
-    if key.alg != header.alg {
+    // A token without `kid` is tried against each key of its algorithm (`KeySet::candidates`);
+    // only a signature that does not verify lets the next key try.
+    let mut result = Err(TokenError::UnknownKey);
+    let mut tried_kidless_key = false;
+    for key in keys.candidates(header.kid.as_deref(), header.alg) {
+        tried_kidless_key |= key.kid.is_none();
+        result = verify_with_key(token, header.alg, key, policy, now, native);
+        if !matches!(result, Err(TokenError::BadSignature)) {
+            break;
+        }
+    }
+    // A token without `kid` that no key with a `kid` verifies is "unknown key", as before
+    // those keys were tried: the sidecar may refresh its keys for it (bounded, see
+    // `Authenticator`). Only a key without `kid` that fails makes it a bad signature.
+    if header.kid.is_none() && !tried_kidless_key && matches!(result, Err(TokenError::BadSignature)) {
+        return Err(TokenError::UnknownKey);
+    }
+    result
+}
+
+/// The signature with one key, then the route-independent claims.
+fn verify_with_key(
+    token: &str,
+    alg: Algorithm,
+    key: &VerifyKey,
+    policy: &ClaimsPolicy,
+    now: u64,
+    native: Option<&dyn NativeVerifier>,
+) -> Result<Claims, TokenError> {
+    if key.alg != alg {
         return Err(TokenError::AlgorithmMismatch);
     }
-    if let (Some(native), Some(spki), Some((hash, ecdsa_width))) = (native, &key.spki, native_params(header.alg)) {
+    if let (Some(native), Some(spki), Some((hash, ecdsa_width))) = (native, &key.spki, native_params(alg)) {
         use base64::Engine as _;
         let (message, sig_b64) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
         let raw =
@@ -162,7 +190,7 @@ pub fn verify_token_time_with(
         }
     }
     crypto::ensure_provider();
-    let data = jsonwebtoken::decode::<Claims>(token, &key.key, &signature_only(header.alg)).map_err(|e| {
+    let data = jsonwebtoken::decode::<Claims>(token, &key.key, &signature_only(alg)).map_err(|e| {
         use jsonwebtoken::errors::ErrorKind;
         match e.kind() {
             ErrorKind::InvalidSignature => TokenError::BadSignature,

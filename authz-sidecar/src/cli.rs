@@ -72,11 +72,11 @@ pub fn check(config: &Config, offline: &Offline, request: &CheckRequest) -> anyh
     let policy = config.initial_policy()?;
     let mut keys = KeySet::new();
     if let Some(file) = offline.jwks {
-        keys.extend_from_jwks_json(&std::fs::read_to_string(file)?)?;
+        keys.extend_from_jwks_json(&std::fs::read_to_string(file)?, authz_core::keys::Source::Local)?;
     }
     if let Some(secret) = &config.jwt_secret {
         for alg in config.hmac_algorithms()? {
-            keys.add_hmac_secret(secret.as_bytes(), alg);
+            keys.add_hmac_secret(secret, alg);
         }
     }
     let claims = authz_core::ClaimsPolicy {
@@ -201,7 +201,7 @@ mod tests {
         std::fs::write(&policy, "routes:\n  - id: admin\n    prefix: /api/admin\n    rolesAnyOf: [admin]\n").unwrap();
         let yaml = format!("iamUrl: http://a\nredisUrl: redis://r\npolicyFile: {}\n", policy.display());
         let mut config = Config::from_yaml(&yaml, "t", &NoEnv).unwrap();
-        config.jwt_secret = Some("0123456789abcdef0123".into());
+        config.jwt_secret = Some(b"0123456789abcdef0123".to_vec());
         let token = jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
             &json!({"sub": "u1", "roles": ["user"], "exp": crate::credentials::identity_cache::unix_now() + 60}),

@@ -99,7 +99,7 @@ pub struct Config {
     /// HMAC secret for the platform's kid-less HS256 tokens. Environment only (`JWT_SECRET`,
     /// or `JWT_SECRET_FILE` naming a file that holds it).
     #[serde(skip)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Vec<u8>>,
     /// The token every gRPC call over TCP must carry (`authorization: Bearer <token>`).
     /// Environment only (`SIDECAR_GRPC_TOKEN`, or `SIDECAR_GRPC_TOKEN_FILE`).
     #[serde(skip)]

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub redis_errors: Counter,
     /// JWKS fetches by `result` (ok, error) and `reason` (startup, interval, unknown_kid).
     pub jwks_fetches: Family<Labels, Counter>,
+    /// Keys of the current JWKS that cannot be used (skipped, each logged with its `kid`).
+    pub jwks_keys_skipped: Gauge,
     /// API-key introspection calls to the auth service by `result`.
     pub introspections: Family<Labels, Counter>,
     /// Session validations at the auth service by `result` (alive, dead, error).
@@ -57,6 +59,7 @@ impl Default for Metrics {
         let redis_errors = Counter::default();
         let jwks_fetches = Family::<Labels, Counter>::default();
         let introspections = Family::<Labels, Counter>::default();
+        let jwks_keys_skipped = Gauge::default();
         let control_subscribers = Gauge::default();
         let session_checks = Family::<Labels, Counter>::default();
         let policy_reloads = Family::<Labels, Counter>::default();
@@ -75,6 +78,11 @@ impl Default for Metrics {
         registry.register("redis_errors", "Redis commands that failed or timed out", redis_errors.clone());
         registry.register("jwks_fetches", "JWKS fetches from the auth service", jwks_fetches.clone());
         registry.register("introspections", "API-key introspection calls", introspections.clone());
+        registry.register(
+            "jwks_keys_skipped",
+            "Keys of the current JWKS that cannot be used and are skipped",
+            jwks_keys_skipped.clone(),
+        );
         registry.register("control_subscribers", "Filter VMs holding a control stream", control_subscribers.clone());
         let quota = Family::<Labels, Counter>::default();
         let leases = Family::<Labels, Counter>::default();
@@ -94,6 +102,7 @@ impl Default for Metrics {
             identity_cache,
             redis_errors,
             jwks_fetches,
+            jwks_keys_skipped,
             introspections,
             session_checks,
             control_subscribers,

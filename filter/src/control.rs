@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authz_core::KeySet;
+use authz_core::keys::Source;
 use authz_core::revocation::Revocation;
 use authz_core::routes::{PolicyDocument, RouteTable};
 use authz_core::settings::SharedSettings;
@@ -141,8 +142,11 @@ impl ControlState {
                     return warnings;
                 }
                 let mut keys = KeySet::new();
-                match keys.extend_from_jwks_json(&snapshot.jwks_json) {
-                    Ok(()) => {
+                // The sidecar's push is a local source (it carries the HMAC secret) and holds only
+                // keys the sidecar took; any it could not use here is named.
+                match keys.extend_from_jwks_json(&snapshot.jwks_json, Source::Local) {
+                    Ok(loaded) => {
+                        warnings.extend(loaded.skipped.iter().map(|s| format!("control stream: {s} skipped")));
                         w.auth.set_keys(keys);
                         w.metrics.key_updates.inc();
                         self.key_version = snapshot.version;

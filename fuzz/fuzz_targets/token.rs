@@ -14,7 +14,7 @@ fn keys() -> &'static KeySet {
     KEYS.get_or_init(|| {
         authz_core::crypto::ensure_provider();
         let mut keys = KeySet::new();
-        let _ = keys.extend_from_jwks_json(JWKS);
+        let _ = keys.extend_from_jwks_json(JWKS, authz_core::keys::Source::Local);
         keys.add_hmac_secret(b"fuzz-only-hmac-secret-0123456789", jsonwebtoken::Algorithm::HS256);
         keys
     })

@@ -70,6 +70,9 @@ pub struct AuthState {
     revoked_sessions: Mutex<HashSet<String>>,
     /// `kid`s in the JWKS document.
     published: Mutex<Vec<String>>,
+    /// More JWKs served as they are, after the published ones (keys a gateway cannot use, as
+    /// real identity providers' documents hold them).
+    extra_keys: Mutex<Vec<serde_json::Value>>,
     /// The `kid` that login signs with.
     active: Mutex<String>,
     /// Milliseconds every answer waits first (tests make the auth service slow with it).
@@ -100,6 +103,7 @@ impl AuthState {
             calls: Calls::default(),
             revoked_sessions: Mutex::default(),
             published: Mutex::new(initial_kids()),
+            extra_keys: Mutex::default(),
             active: Mutex::new(DEV_KID.to_string()),
             delay_ms: std::sync::atomic::AtomicU64::new(0),
             redis,
@@ -177,9 +181,23 @@ impl AuthState {
         }
     }
 
+    /// Serves `keys` in the JWKS document too, after the published ones (empty: none).
+    pub fn serve_extra_keys(&self, keys: Vec<serde_json::Value>) {
+        if let Ok(mut k) = self.extra_keys.lock() {
+            *k = keys;
+        }
+    }
+
+    /// The published `kid`s.
+    pub fn published(&self) -> Vec<String> {
+        self.published.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
     fn jwks(&self) -> serde_json::Value {
-        let kids = self.published.lock().map(|p| p.clone()).unwrap_or_default();
-        let keys: Vec<Jwk> = kids.iter().filter_map(|k| public_jwk(k).ok()).collect();
+        let kids = self.published();
+        let mut keys: Vec<serde_json::Value> =
+            kids.iter().filter_map(|k| public_jwk(k).ok()).filter_map(|k| serde_json::to_value(k).ok()).collect();
+        keys.extend(self.extra_keys.lock().map(|k| k.clone()).unwrap_or_default());
         serde_json::json!({ "keys": keys })
     }
 

@@ -74,6 +74,9 @@ pub struct Options {
     pub redis_cluster: bool,
     /// Keep every request the echo upstreams receive in `Stack::seen`.
     pub record_upstream: bool,
+    /// The HMAC secret as bytes, given to the sidecar in a file (`JWT_SECRET_FILE`); `None`:
+    /// the development secret in `JWT_SECRET`.
+    pub hmac_secret_file: Option<Vec<u8>>,
 }
 
 impl Options {
@@ -92,6 +95,7 @@ impl Options {
             sidecar_extra: String::new(),
             redis_cluster: false,
             record_upstream: false,
+            hmac_secret_file: None,
         })
     }
 }
@@ -247,7 +251,17 @@ impl Stack {
         std::fs::write(&config, self.sidecar_config(name, grpc, admin))?;
         let log = self.dir().join(format!("{name}.log"));
         let mut cmd = Command::new(paths::sidecar()?);
-        cmd.arg("--config").arg(&config).env("JWT_SECRET", DEV_JWT_SECRET).env("RUST_LOG", "info");
+        cmd.arg("--config").arg(&config).env("RUST_LOG", "info");
+        match &self.opts.hmac_secret_file {
+            Some(bytes) => {
+                let file = self.dir().join("jwt-secret");
+                std::fs::write(&file, bytes)?;
+                cmd.env("JWT_SECRET_FILE", &file).env_remove("JWT_SECRET");
+            }
+            None => {
+                cmd.env("JWT_SECRET", DEV_JWT_SECRET).env_remove("JWT_SECRET_FILE");
+            }
+        }
         cmd.env_remove("IAM_URL").env_remove("REDIS_URL");
         let mut child = spawn_logged(cmd, &log)?;
         let url = format!("http://127.0.0.1:{admin}/readyz");

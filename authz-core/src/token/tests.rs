@@ -195,7 +195,7 @@ fn native_verifier_is_used_for_keys_with_spki_and_gives_the_same_verdicts() {
         serde_json::json!({"keys": [jwk]}).to_string()
     };
     let mut ks = KeySet::new();
-    ks.extend_from_jwks_json(&jwks).unwrap();
+    ks.extend_from_jwks_json(&jwks, crate::keys::Source::Local).unwrap();
     let native = Native(std::cell::Cell::new(0));
     let good = rs256(&claims());
     let other = {
@@ -213,4 +213,41 @@ fn native_verifier_is_used_for_keys_with_spki_and_gives_the_same_verdicts() {
         verify_token_time_with(&good, &ks, &p, NOW, Some(&native)).unwrap().verified_kid.as_deref(),
         Some("dev-1")
     );
+}
+
+#[test]
+fn a_token_without_kid_is_verified_by_a_key_with_one() {
+    crate::crypto::ensure_provider();
+    let enc = EncodingKey::from_rsa_pem(PRIV.as_bytes()).unwrap();
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&enc, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some("dev-1".into());
+    let other = {
+        let e = EncodingKey::from_rsa_pem(OTHER_PRIV.as_bytes()).unwrap();
+        let mut j = jsonwebtoken::jwk::Jwk::from_encoding_key(&e, Algorithm::RS256).unwrap();
+        j.common.key_id = Some("other".into());
+        j
+    };
+    // The fitting key comes second: the first does not verify, the next is tried.
+    let jwks = serde_json::json!({"keys": [other, jwk]}).to_string();
+    let mut ks = KeySet::new();
+    ks.extend_from_jwks_json(&jwks, crate::keys::Source::Remote).unwrap();
+    let kidless = encode(&Header::new(Algorithm::RS256), &claims(), &enc).unwrap();
+    let p = policy();
+    for native in [None, Some(&Native(std::cell::Cell::new(0)) as &dyn NativeVerifier)] {
+        let c = verify_token_time_with(&kidless, &ks, &p, NOW, native).unwrap();
+        assert_eq!(c.verified_kid.as_deref(), Some("dev-1"), "the key that verified is remembered");
+    }
+    // Signed by a key we do not hold: unknown (the sidecar may refresh), not a bad signature.
+    let stranger =
+        encode(&Header::new(Algorithm::RS256), &claims(), &EncodingKey::from_rsa_pem(OTHER_PRIV.as_bytes()).unwrap())
+            .unwrap();
+    let mut only_dev = KeySet::new();
+    only_dev
+        .extend_from_jwks_json(
+            &serde_json::json!({"keys": [serde_json::from_str::<serde_json::Value>(&jwks).unwrap()["keys"][1]]})
+                .to_string(),
+            crate::keys::Source::Remote,
+        )
+        .unwrap();
+    assert_eq!(verify_token_time_with(&stranger, &only_dev, &p, NOW, None).map(|_| ()), Err(TokenError::UnknownKey));
 }

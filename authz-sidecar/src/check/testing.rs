@@ -39,7 +39,7 @@ impl InMemorySidecar {
     pub fn new(config: &str, secret: &str, auth: MemoryAuth) -> anyhow::Result<Self> {
         authz_core::crypto::ensure_provider();
         let mut config = Config::from_yaml(config, "in-memory", &NoEnv)?;
-        config.jwt_secret = Some(secret.to_string());
+        config.jwt_secret = Some(secret.as_bytes().to_vec());
         let metrics = Arc::new(Metrics::default());
         // Nothing listens there: a token no local key fits finds no JWKS either.
         let keys = Arc::new(KeyStore::new(

@@ -17,9 +17,52 @@ fn secret_from_env(env: &dyn Env, name: &str, file_var: &'static str) -> Result<
     Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
 }
 
+/// The HMAC secret as bytes: from `JWT_SECRET_FILE` the file's bytes (a text file's trailing
+/// newline dropped), from `JWT_SECRET` the value's bytes; either may be written
+/// `base64:<standard base64>` for a secret that is not text. A value that cannot be used is an
+/// error naming the variable, never ignored.
+fn hmac_secret(env: &dyn Env) -> Result<Option<Vec<u8>>, ConfigError> {
+    let direct = env.var_raw("JWT_SECRET");
+    let (field, raw) = match (direct, env.var("JWT_SECRET_FILE")) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                field: "JWT_SECRET_FILE",
+                reason: "JWT_SECRET is set too; use one".into(),
+            });
+        }
+        (Some(v), None) => ("JWT_SECRET", v),
+        (None, Some(path)) => {
+            let bytes = std::fs::read(&path).map_err(|e| ConfigError::Invalid {
+                field: "JWT_SECRET_FILE",
+                reason: format!("cannot read {path}: {e}"),
+            })?;
+            // Text (a secret written with `echo`) loses its line end; other bytes are kept exactly.
+            let bytes = match std::str::from_utf8(&bytes) {
+                Ok(text) => text.trim_end_matches(['\n', '\r']).as_bytes().to_vec(),
+                Err(_) => bytes,
+            };
+            ("JWT_SECRET_FILE", bytes)
+        }
+        (None, None) => return Ok(None),
+    };
+    let Some(encoded) = raw.strip_prefix(b"base64:") else { return Ok(Some(raw)) };
+    use base64::Engine as _;
+    let text = std::str::from_utf8(encoded)
+        .map_err(|_| ConfigError::Invalid { field, reason: "the base64: value is not text".into() })?;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map(Some)
+        .map_err(|e| ConfigError::Invalid { field, reason: format!("the base64: value does not decode ({e})") })
+}
+
 /// Environment variables read on top of the file. Passed in (not read here) so tests are pure.
 pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
+
+    /// The value's bytes, also when it is not UTF-8 (a secret); empty is unset.
+    fn var_raw(&self, name: &str) -> Option<Vec<u8>> {
+        self.var(name).map(String::into_bytes)
+    }
 }
 
 /// The process environment.
@@ -28,6 +71,10 @@ pub struct ProcessEnv;
 impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+
+    fn var_raw(&self, name: &str) -> Option<Vec<u8>> {
+        std::env::var_os(name).map(std::ffi::OsString::into_encoded_bytes).filter(|v| !v.is_empty())
     }
 }
 
@@ -52,7 +99,7 @@ impl Config {
             };
         }
         // HMAC secret and gRPC token, each from the environment or a file it names.
-        if let Some(v) = secret_from_env(env, "JWT_SECRET", "JWT_SECRET_FILE")? {
+        if let Some(v) = hmac_secret(env)? {
             self.jwt_secret = Some(v);
         }
         self.grpc_token = secret_from_env(env, "SIDECAR_GRPC_TOKEN", "SIDECAR_GRPC_TOKEN_FILE")?;

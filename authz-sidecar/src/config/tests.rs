@@ -66,12 +66,42 @@ fn secret_from_a_file() {
     std::fs::write(&file, "0123456789abcdef-from-file\n").unwrap();
     let path: &'static str = Box::leak(file.display().to_string().into_boxed_str());
     let cfg = Config::from_yaml(base, "t", &env(&[("JWT_SECRET_FILE", path)])).unwrap();
-    assert_eq!(cfg.jwt_secret.as_deref(), Some("0123456789abcdef-from-file"));
+    assert_eq!(cfg.jwt_secret.as_deref(), Some(&b"0123456789abcdef-from-file"[..]));
     let both = &env(&[("JWT_SECRET_FILE", path), ("JWT_SECRET", "0123456789abcdef-env")]);
     assert!(Config::from_yaml(base, "t", both).unwrap_err().to_string().contains("JWT_SECRET_FILE"));
     let missing = Config::from_yaml(base, "t", &env(&[("JWT_SECRET_FILE", "/nonexistent/secret")]));
     assert!(missing.unwrap_err().to_string().contains("JWT_SECRET_FILE"));
+    // Random bytes: kept exactly, a trailing 0x0a included.
+    let raw: Vec<u8> = (0u8..31).map(|i| i.wrapping_mul(151) ^ 0x80).chain([b'\n']).collect();
+    std::fs::write(&file, &raw).unwrap();
+    let cfg = Config::from_yaml(base, "t", &env(&[("JWT_SECRET_FILE", path)])).unwrap();
+    assert_eq!(cfg.jwt_secret.as_deref(), Some(raw.as_slice()));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn secrets_as_bytes_from_the_environment() {
+    let base = "iamUrl: http://i\nredisUrl: redis://r:6379\n";
+    // `base64:` for a secret that is not text (here 32 bytes 0x00..0x1f).
+    let b64 = "base64:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let cfg = Config::from_yaml(base, "t", &env(&[("JWT_SECRET", b64)])).unwrap();
+    assert_eq!(cfg.jwt_secret, Some((0u8..32).collect::<Vec<_>>()));
+    let err = Config::from_yaml(base, "t", &env(&[("JWT_SECRET", "base64:not base64!")])).unwrap_err().to_string();
+    assert!(err.contains("JWT_SECRET") && err.contains("base64"), "{err}");
+    let short = Config::from_yaml(base, "t", &env(&[("JWT_SECRET", "base64:AAEC")])).unwrap_err().to_string();
+    assert!(short.contains("at least 16 bytes"), "{short}");
+    // Bytes that are not UTF-8 in the variable itself are used, not dropped.
+    struct Raw;
+    impl Env for Raw {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn var_raw(&self, name: &str) -> Option<Vec<u8>> {
+            (name == "JWT_SECRET").then(|| vec![0xff; 24])
+        }
+    }
+    let cfg = Config::from_yaml(base, "t", &Raw).unwrap();
+    assert_eq!(cfg.jwt_secret, Some(vec![0xff; 24]));
 }
 
 #[test]

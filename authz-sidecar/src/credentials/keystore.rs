@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authz_core::KeySet;
+use authz_core::keys::Source;
 use base64::Engine as _;
 use jsonwebtoken::Algorithm;
 use tokio::sync::{Mutex, watch};
@@ -49,7 +50,7 @@ pub struct KeyStore {
     tx: watch::Sender<Arc<KeyState>>,
     http: reqwest::Client,
     url: String,
-    hmac_secret: Option<String>,
+    hmac_secret: Option<Vec<u8>>,
     hmac_algorithms: Vec<Algorithm>,
     min_refresh: Duration,
     /// Held while fetching (single flight); remembers when the last fetch for an unknown
@@ -63,7 +64,7 @@ impl KeyStore {
     pub fn new(
         http: reqwest::Client,
         url: String,
-        hmac_secret: Option<String>,
+        hmac_secret: Option<Vec<u8>>,
         hmac_algorithms: Vec<Algorithm>,
         min_refresh: Duration,
         metrics: Arc<Metrics>,
@@ -71,7 +72,7 @@ impl KeyStore {
         let mut initial = KeyState::default();
         if let Some(secret) = &hmac_secret {
             for alg in &hmac_algorithms {
-                initial.keys.add_hmac_secret(secret.as_bytes(), *alg);
+                initial.keys.add_hmac_secret(secret, *alg);
             }
             initial.jwks_json = combined_jwks(&[], Some(secret), &hmac_algorithms);
             initial.public_jwks_json = combined_jwks(&[], None, &[]);
@@ -128,12 +129,15 @@ impl KeyStore {
         }
         let body = resp.text().await?;
         let mut keys = KeySet::new();
-        keys.extend_from_jwks_json(&body)?;
+        // Keys we cannot use are skipped (and named below); none usable keeps the last good set.
+        let loaded = keys.extend_from_jwks_json(&body, Source::Remote)?;
         let doc: serde_json::Value = serde_json::from_str(&body)?;
-        let public: Vec<serde_json::Value> = doc.get("keys").and_then(|k| k.as_array()).cloned().unwrap_or_default();
+        let served = doc.get("keys").and_then(|k| k.as_array()).cloned().unwrap_or_default();
+        // Only the keys taken are passed on, so the filters never see one we refused.
+        let public: Vec<serde_json::Value> = loaded.used.iter().filter_map(|i| served.get(*i).cloned()).collect();
         if let Some(secret) = &self.hmac_secret {
             for alg in &self.hmac_algorithms {
-                keys.add_hmac_secret(secret.as_bytes(), *alg);
+                keys.add_hmac_secret(secret, *alg);
             }
         }
         let jwks_json = combined_jwks(&public, self.hmac_secret.as_deref(), &self.hmac_algorithms);
@@ -151,6 +155,11 @@ impl KeyStore {
         if changed {
             let state = self.current();
             info!(version = state.version, kids = ?state.keys.kids().collect::<Vec<_>>(), "keys updated");
+            // Once per new document: a refresh of the same document logs nothing.
+            for s in &loaded.skipped {
+                warn!(key = %s, "JWKS key skipped");
+            }
+            self.metrics.jwks_keys_skipped.set(i64::try_from(loaded.skipped.len()).unwrap_or(i64::MAX));
         }
         Ok(())
     }
@@ -183,10 +192,10 @@ impl KeyStore {
 
 /// A JWKS holding `public` keys and, if given, the HMAC secret as kid-less `oct` keys (one
 /// per accepted algorithm, since a JWK names one).
-fn combined_jwks(public: &[serde_json::Value], hmac_secret: Option<&str>, algs: &[Algorithm]) -> String {
+fn combined_jwks(public: &[serde_json::Value], hmac_secret: Option<&[u8]>, algs: &[Algorithm]) -> String {
     let mut keys = public.to_vec();
     if let Some(secret) = hmac_secret {
-        let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.as_bytes());
+        let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
         for alg in algs {
             keys.push(serde_json::json!({"kty": "oct", "alg": format!("{alg:?}"), "use": "sig", "k": k}));
         }
@@ -200,9 +209,9 @@ mod tests {
 
     #[test]
     fn combined_jwks_round_trips_through_the_filter_parser() {
-        let json = combined_jwks(&[], Some("0123456789abcdef"), &[Algorithm::HS256, Algorithm::HS512]);
+        let json = combined_jwks(&[], Some(b"0123456789abcdef\xff\x00"), &[Algorithm::HS256, Algorithm::HS512]);
         let mut ks = KeySet::new();
-        ks.extend_from_jwks_json(&json).unwrap();
+        ks.extend_from_jwks_json(&json, Source::Local).unwrap();
         assert!(ks.find(None, Algorithm::HS256).is_some());
         assert!(ks.find(None, Algorithm::HS512).is_some());
         assert!(ks.find(None, Algorithm::HS384).is_none());

@@ -177,6 +177,51 @@ pub async fn key_rotation(stack: &Stack) {
     state.activate("dev-1");
 }
 
+/// Key sets as identity providers serve them: keys we cannot use are skipped (named in the
+/// log, counted), the rest used; a document with no usable key keeps the last good set; a
+/// token without `kid` is tried against the keys of its algorithm (as Envoy's `jwt_authn`).
+pub async fn key_sets(stack: &Stack) {
+    let state = &stack.auth.state;
+    let fresh = |sub: &str| sign_kid(&claims(sub), "dev-1").unwrap();
+    let mixed: Value = serde_json::from_str(include_str!("../../../authz-core/testdata/jwks_mixed.json")).unwrap();
+    // Only the unusable ones (positions 3, 5, 6, 8, 9, 10 of the fixture): P-521, X25519, a
+    // secret from a URL, an encryption key, a bad encoding, an unknown `kty`.
+    let unusable: Vec<Value> = [3, 5, 6, 8, 9, 10].iter().map(|i| mixed["keys"][*i].clone()).collect();
+    state.serve_extra_keys(unusable.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = stack.sidecar_metrics().await.unwrap_or_default();
+        if metrics.lines().any(|l| l == "authz_jwks_keys_skipped 6") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "skipped keys not counted:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = stack.sidecar_log();
+    assert!(log.contains("JWKS key skipped") && log.contains("ec-P-521"), "the log names the key");
+    assert!(log.contains("symmetric (oct) key served by a URL"), "a secret from a URL is refused with a warning");
+    assert_eq!(get(stack, "/api/tools/k", &[("authorization", &bearer(&fresh("u-mixed")))]).await.status, 200);
+    // Without `kid`, against the published keys (which all have one).
+    let kidless = tokens::sign_rs256(&claims("u-kidless"), None).unwrap();
+    let r = get(stack, "/api/tools/k", &[("authorization", &bearer(&kidless))]).await;
+    assert_eq!((r.status, r.upstream("x-user-id").as_str()), (200, Some("u-kidless")), "{}", r.json);
+    // No usable key at all: the last good set stays (fresh tokens, so no cache answers).
+    let published = state.published();
+    for kid in &published {
+        state.retire(kid);
+    }
+    let before = state.calls.jwks.load(Ordering::Relaxed);
+    while state.calls.jwks.load(Ordering::Relaxed) < before + 2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = get(stack, "/api/tools/k", &[("authorization", &bearer(&fresh("u-after-empty")))]).await;
+    assert_eq!(r.status, 200, "the last good keys are kept: {}", r.json);
+    for kid in &published {
+        state.publish(kid);
+    }
+    state.serve_extra_keys(Vec::new());
+}
+
 /// A flood of random kids makes a bounded number of JWKS fetches (one per
 /// `minRefreshInterval`, 1 s here, plus the background refresh).
 pub async fn unknown_kid_flood(stack: &Stack) {
@@ -353,9 +398,33 @@ pub async fn all(mut stack: Stack) {
     audience_per_route(&stack).await;
     session_routes(&stack).await;
     key_rotation(&stack).await;
+    key_sets(&stack).await;
     unknown_kid_flood(&stack).await;
     api_key_caching(&mut stack).await;
     auth_service_outage(&mut stack).await;
+}
+
+/// A random 32-byte HMAC secret (not text) in `JWT_SECRET_FILE`: tokens signed with those bytes
+/// pass, in the filter (which receives the secret over the control stream) and in the sidecar.
+async fn binary_hmac_secret(mode: Mode) {
+    let secret: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(97).wrapping_add(0x81)).collect();
+    assert!(std::str::from_utf8(&secret).is_err(), "not text");
+    let mut opts = Options::test(mode).unwrap();
+    opts.hmac_secret_file = Some(secret.clone());
+    let stack = Stack::start(opts).await.unwrap();
+    let sign = |key: &[u8]| {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims("u-bin"), &EncodingKey::from_secret(key)).unwrap()
+    };
+    let r = get(&stack, "/api/tools/b", &[("authorization", &bearer(&sign(&secret)))]).await;
+    assert_eq!((r.status, r.upstream("x-user-id").as_str()), (200, Some("u-bin")), "{}", r.json);
+    let r = get(&stack, "/api/tools/b", &[("authorization", &bearer(&sign(DEV_JWT_SECRET.as_bytes())))]).await;
+    assert_eq!((r.status, r.error()), (401, "token_bad_signature"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_hmac_secret_in_both_modes() {
+    binary_hmac_secret(Mode::Wasm).await;
+    binary_hmac_secret(Mode::ExtAuthz).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
