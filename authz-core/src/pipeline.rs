@@ -25,7 +25,7 @@ use crate::cache::digest;
 use crate::claims::Scope;
 use crate::credential::{self, Credential};
 use crate::denial::{Denial, codes};
-use crate::headers::X_ACTION_TOKEN;
+use crate::headers::{AUTHORIZATION, X_ACTION_TOKEN, X_API_KEY};
 use crate::identity::Identity;
 use crate::path_guard;
 use crate::revocation::RevocationSet;
@@ -48,6 +48,28 @@ pub trait Facts {
     fn scope(&self) -> &Scope;
     /// The shape an API key must have before anyone is asked about it.
     fn api_key_format(&self) -> &ApiKeyFormat;
+    /// Whether verified bearer tokens go on to upstreams (`forwardCredential`).
+    fn forward_credential(&self) -> bool {
+        false
+    }
+}
+
+/// The credential headers an allowed request loses before its upstream: the bearer token
+/// unless forwarding is on, an API key always, an action token always (it was spent here).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Consumed {
+    pub authorization: bool,
+    pub api_key: bool,
+    pub action_token: bool,
+}
+
+impl Consumed {
+    /// The header names to remove.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        [(self.authorization, AUTHORIZATION), (self.api_key, X_API_KEY), (self.action_token, X_ACTION_TOKEN)]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+    }
 }
 
 /// Which route table decides.
@@ -113,8 +135,9 @@ pub enum Answer {
 /// The pipeline's result.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Allowed: `caller` is `None` on public paths; `lease` on compute routes.
-    Allow { caller: Option<Arc<Verified>>, lease: Option<String> },
+    /// Allowed: `caller` is `None` on public paths; `lease` on compute routes; `consumed`, the
+    /// credential headers to remove before the upstream.
+    Allow { caller: Option<Arc<Verified>>, lease: Option<String>, consumed: Consumed },
     /// Refused; `detail` is merged into the denial's JSON body (or `Null`); `caller` when the
     /// credential was verified before the refusal (the audit record names it).
     Deny { denial: Denial, detail: Value, caller: Option<Arc<Verified>> },
@@ -330,7 +353,9 @@ impl<'a, V: AsRef<[u8]>> Pipeline<'a, V> {
         }
         let route = match &self.matching {
             Matching::Decided(d) => return Step::Done(Outcome::deny(d.clone(), None)),
-            Matching::Public => return Step::Done(Outcome::Allow { caller: None, lease: None }),
+            Matching::Public => {
+                return Step::Done(Outcome::Allow { caller: None, lease: None, consumed: Consumed::default() });
+            }
             Matching::NeedPolicy => return Step::Need(Need::Policy),
             Matching::Protected(r) => *r,
         };
@@ -358,7 +383,25 @@ impl<'a, V: AsRef<[u8]>> Pipeline<'a, V> {
         {
             return Step::Need(Need::Quota(spec));
         }
-        Step::Done(Outcome::Allow { caller: Some(caller), lease: self.lease.clone() })
+        let consumed = self.consumed(route, facts.forward_credential());
+        Step::Done(Outcome::Allow { caller: Some(caller), lease: self.lease.clone(), consumed })
+    }
+
+    /// What the upstream must not see of the credentials this request was allowed with.
+    fn consumed(&self, route: Option<&Route>, forward: bool) -> Consumed {
+        let has = |name: &str| self.req.headers.iter().any(|(k, _)| k == name);
+        match self.credential {
+            Credential::Bearer(_) => Consumed {
+                authorization: !(forward || route.is_some_and(|r| r.forward_credential)),
+                api_key: false,
+                action_token: has(X_ACTION_TOKEN),
+            },
+            // From `x-api-key` or `Authorization: ApiKey ...`: neither goes on.
+            Credential::ApiKey(_) => {
+                Consumed { authorization: has(AUTHORIZATION), api_key: true, action_token: has(X_ACTION_TOKEN) }
+            }
+            Credential::None | Credential::Invalid(_) => Consumed::default(),
+        }
     }
 
     /// An opaque API key: its shape and revocation here, its identity from the host, then the

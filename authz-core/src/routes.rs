@@ -84,6 +84,11 @@ pub struct RouteSpec {
     /// (checked by the sidecar, which the filter sends these routes to with their body).
     #[serde(default)]
     pub quota: Option<QuotaSpec>,
+    /// Keep the bearer token on the request to the upstream (a service that calls others with
+    /// the caller's token). Off: it is removed once verified, as Envoy's `jwt_authn` does
+    /// without `forward: true`. API keys are never forwarded.
+    #[serde(default)]
+    pub forward_credential: bool,
 }
 
 /// Where a compute route's requested resources are read from.
@@ -132,6 +137,8 @@ pub struct Route {
     pub rego: Option<String>,
     /// Set on compute routes (quota checked by the sidecar).
     pub quota: Option<QuotaSpec>,
+    /// The bearer token goes on to the upstream.
+    pub forward_credential: bool,
 }
 
 impl TryFrom<RouteSpec> for Route {
@@ -206,6 +213,7 @@ impl TryFrom<RouteSpec> for Route {
             requirements,
             rego: s.rego,
             quota: s.quota,
+            forward_credential: s.forward_credential,
         })
     }
 }

@@ -29,6 +29,9 @@ pub struct SharedSettings {
     pub tenant_claim: String,
     /// The shape of the platform's API keys.
     pub api_key_format: ApiKeyFormat,
+    /// Keep verified bearer tokens on requests to upstreams (routes may ask for it alone).
+    #[serde(default)]
+    pub forward_credential: bool,
 }
 
 impl Default for SharedSettings {
@@ -42,6 +45,7 @@ impl Default for SharedSettings {
             override_headers: None,
             tenant_claim: "tenant".into(),
             api_key_format: ApiKeyFormat::default(),
+            forward_credential: false,
         }
     }
 }

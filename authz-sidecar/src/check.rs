@@ -75,6 +75,8 @@ pub struct Decider {
     pub api_key_format: ApiKeyFormat,
     /// Failed credentials per client (`failedCredentials`).
     pub failures: FailureLimiter,
+    /// Verified bearer tokens go on to upstreams (`jwt.forwardCredential`).
+    pub forward_credential: bool,
 }
 
 /// A refusal of [`Decider::service_identity`].
@@ -98,6 +100,7 @@ struct SidecarFacts<'a> {
     revocations: Option<&'a RevocationSet>,
     scope: &'a Scope,
     api_key_format: &'a ApiKeyFormat,
+    forward_credential: bool,
 }
 
 impl Facts for SidecarFacts<'_> {
@@ -119,6 +122,10 @@ impl Facts for SidecarFacts<'_> {
 
     fn api_key_format(&self) -> &ApiKeyFormat {
         self.api_key_format
+    }
+
+    fn forward_credential(&self) -> bool {
+        self.forward_credential
     }
 }
 
@@ -143,6 +150,7 @@ impl Decider {
                 revocations: revocations.synced.then_some(&revocations.set),
                 scope: &scope,
                 api_key_format: &self.api_key_format,
+                forward_credential: self.forward_credential,
             };
             let need = match pipeline.eval(&mut facts) {
                 Step::Done(outcome) => {
@@ -342,10 +350,10 @@ impl AuthzService {
         };
         let record = audit::record(&ctx, &Subject::of(&pipeline), &outcome).map(|bytes| record_struct(&bytes));
         match outcome {
-            Outcome::Allow { caller, lease } => {
+            Outcome::Allow { caller, lease, consumed } => {
                 span.record("result", "allow");
                 metrics.checks.get_or_create(&vec![("result", "allow"), ("code", "ok")]).inc();
-                Ok(Response::new(allow(&req, caller.as_deref(), lease.as_deref(), record)))
+                Ok(Response::new(allow(&req, caller.as_deref(), lease.as_deref(), consumed, record)))
             }
             Outcome::Deny { denial: d, detail, .. } => {
                 span.record("result", d.code);

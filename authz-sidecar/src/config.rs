@@ -120,6 +120,10 @@ pub struct JwtConfig {
     /// Algorithms accepted for kid-less tokens signed with `JWT_SECRET`.
     #[serde(default = "default_hmac")]
     pub hmac_algorithms: Vec<String>,
+    /// Keep verified bearer tokens on requests to upstreams (off: removed, as Envoy's
+    /// `jwt_authn` does without `forward: true`); a route may ask for it alone.
+    #[serde(default)]
+    pub forward_credential: bool,
 }
 
 /// Where the auth service publishes and stores revocations (the README's contract).
@@ -137,9 +141,22 @@ pub struct RevocationConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JwksConfig {
-    /// Path of the JWKS document under `iamUrl`.
+    /// Path of the JWKS document under `iamUrl` (when no other source is named).
     #[serde(default = "default_jwks_path")]
     pub path: String,
+    /// The JWKS at this absolute URL instead.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// OpenID Connect discovery: the issuer whose `/.well-known/openid-configuration` names
+    /// the JWKS (`jwks_uri`); its `issuer` must be this value exactly.
+    #[serde(default)]
+    pub discovery: Option<String>,
+    /// A JWKS file, re-read when it changes (checked every `refreshInterval`).
+    #[serde(default)]
+    pub file: Option<std::path::PathBuf>,
+    /// The JWKS document itself (`{keys: [...]}`).
+    #[serde(default)]
+    pub inline: Option<serde_json::Value>,
     /// Background refresh period.
     #[serde(default = "default_refresh", with = "serde_str")]
     pub refresh_interval: Duration,
@@ -246,7 +263,13 @@ fn default_level() -> String {
 
 impl Default for JwtConfig {
     fn default() -> Self {
-        Self { issuers: Vec::new(), audiences: Vec::new(), clock_skew: default_skew(), hmac_algorithms: default_hmac() }
+        Self {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            clock_skew: default_skew(),
+            hmac_algorithms: default_hmac(),
+            forward_credential: false,
+        }
     }
 }
 impl Default for RevocationConfig {
@@ -258,6 +281,10 @@ impl Default for JwksConfig {
     fn default() -> Self {
         Self {
             path: default_jwks_path(),
+            url: None,
+            discovery: None,
+            file: None,
+            inline: None,
             refresh_interval: default_refresh(),
             min_refresh_interval: default_min_refresh(),
         }
@@ -334,6 +361,21 @@ impl Config {
         if !self.jwks.path.starts_with('/') {
             return invalid("jwks.path", "must start with '/'");
         }
+        let j = &self.jwks;
+        let named = [j.url.is_some(), j.discovery.is_some(), j.file.is_some(), j.inline.is_some()];
+        if named.iter().filter(|n| **n).count() > 1 {
+            return invalid("jwks", "name at most one of url, discovery, file, inline");
+        }
+        for (field, url) in [("jwks.url", &j.url), ("jwks.discovery", &j.discovery)] {
+            if url.as_deref().is_some_and(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
+                return invalid(field, "must be an http(s) URL");
+            }
+        }
+        if let Some(doc) = &j.inline {
+            let mut keys = authz_core::KeySet::new();
+            keys.extend_from_jwks_json(&doc.to_string(), authz_core::keys::Source::Local)
+                .map_err(|e| ConfigError::Invalid { field: "jwks.inline", reason: e.to_string() })?;
+        }
         if self.jwks.refresh_interval.is_zero() {
             return invalid("jwks.refreshInterval", "must be greater than zero");
         }
@@ -395,6 +437,23 @@ impl Config {
     }
 
     /// Which client-sent headers every request loses.
+    /// Where the keys come from (`jwks`).
+    pub fn key_source(&self) -> crate::credentials::keystore::KeySource {
+        use crate::credentials::keystore::KeySource;
+        let j = &self.jwks;
+        if let Some(u) = &j.url {
+            KeySource::Url(u.clone())
+        } else if let Some(issuer) = &j.discovery {
+            KeySource::Discovery(issuer.clone())
+        } else if let Some(f) = &j.file {
+            KeySource::File(f.clone())
+        } else if let Some(doc) = &j.inline {
+            KeySource::Inline(doc.to_string())
+        } else {
+            KeySource::Url(format!("{}{}", self.iam_url.trim_end_matches('/'), j.path))
+        }
+    }
+
     /// What the filters must decide with too (pushed with the policy).
     pub fn shared_settings(&self) -> authz_core::settings::SharedSettings {
         authz_core::settings::SharedSettings {
@@ -406,6 +465,7 @@ impl Config {
             override_headers: self.override_headers.clone(),
             tenant_claim: self.tenant_claim.clone(),
             api_key_format: self.api_keys.format.clone(),
+            forward_credential: self.jwt.forward_credential,
         }
     }
 

@@ -219,7 +219,11 @@ struct Verdict {
     status: u32,
     detail: String,
     record: Option<BTreeMap<String, String>>,
+    /// Credential headers the upstream would see (allowed requests only).
+    forwarded: Vec<String>,
 }
+
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "x-action-token"];
 
 fn record_of(fields: BTreeMap<String, String>) -> BTreeMap<String, String> {
     // Who decided and the random decision id are the only fields allowed to differ; a lease
@@ -250,10 +254,11 @@ fn envoy_check_request(h: &[(String, String)]) -> CheckRequest {
     }
 }
 
-fn verdict_of(r: Result<CheckResponse, tonic::Status>) -> Verdict {
+/// `h` are the request's headers (what the upstream would get unless removed).
+fn verdict_of(r: Result<CheckResponse, tonic::Status>, h: &[(String, String)]) -> Verdict {
     let r = match r {
         Ok(r) => r,
-        Err(_) => return Verdict { status: 503, detail: String::new(), record: None },
+        Err(_) => return Verdict { status: 503, detail: String::new(), record: None, forwarded: vec![] },
     };
     let record = r.dynamic_metadata.map(|s| {
         record_of(
@@ -269,14 +274,20 @@ fn verdict_of(r: Result<CheckResponse, tonic::Status>) -> Verdict {
     match r.http_response {
         Some(HttpResponse::OkResponse(ok)) => {
             let user = ok.headers.iter().filter_map(|h| h.header.as_ref()).find(|h| h.key == "x-user-id");
-            Verdict { status: 200, detail: user.map_or(String::new(), |h| h.value.clone()), record }
+            let forwarded = CREDENTIAL_HEADERS
+                .iter()
+                .filter(|c| h.iter().any(|(k, _)| k == *c) && !ok.headers_to_remove.iter().any(|r| r == *c))
+                .map(|c| c.to_string())
+                .collect();
+            Verdict { status: 200, detail: user.map_or(String::new(), |h| h.value.clone()), record, forwarded }
         }
         Some(HttpResponse::DeniedResponse(d)) => Verdict {
             status: d.status.map_or(403, |s| u32::try_from(s.code).unwrap_or(0)),
             detail: error_code(d.body.as_bytes()),
             record,
+            forwarded: vec![],
         },
-        _ => Verdict { status: 0, detail: "no answer".into(), record },
+        _ => Verdict { status: 0, detail: "no answer".into(), record, forwarded: vec![] },
     }
 }
 
@@ -309,12 +320,17 @@ async fn through_filter(worker: &Rc<RefCell<Worker>>, sidecar: &InMemorySidecar,
     let record =
         s.properties.get(&vec!["authz_audit".to_string()]).map(|b| record_of(authz_proto::audit::decode(b).unwrap()));
     match &s.reply {
-        Some(reply) => Verdict { status: reply.status, detail: error_code(&reply.body), record },
+        Some(reply) => Verdict { status: reply.status, detail: error_code(&reply.body), record, forwarded: vec![] },
         None => {
             assert!(action == Action::Continue || s.resumed, "neither answered nor released");
             let user =
                 s.headers.iter().find(|(k, _)| k == "x-user-id").map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-            Verdict { status: 200, detail: user.unwrap_or_default(), record }
+            let forwarded = CREDENTIAL_HEADERS
+                .iter()
+                .filter(|c| s.headers.iter().any(|(k, _)| k == *c))
+                .map(|c| c.to_string())
+                .collect();
+            Verdict { status: 200, detail: user.unwrap_or_default(), record, forwarded }
         }
     }
 }
@@ -378,12 +394,18 @@ proptest! {
             let worker = worker_for(&for_filter);
             for (r, h) in requests.iter().zip(&all) {
                 let filter = through_filter(&worker, &for_filter, h).await;
-                let alone = verdict_of(native.check(envoy_check_request(h)).await);
+                let alone = verdict_of(native.check(envoy_check_request(h)).await, h);
                 // An outage is Envoy's 503 in the native mode (no body, no decision record).
                 if alone.status == 503 {
                     prop_assert_eq!(filter.status, 503, "{:?}", r);
                 } else {
                     prop_assert_eq!((filter.status, &filter.detail), (alone.status, &alone.detail), "{:?}", r);
+                    prop_assert_eq!(&filter.forwarded, &alone.forwarded, "{:?}", r);
+                    // No credential reaches an upstream once verified (nothing here forwards);
+                    // on public paths it is not read, so it is the client's own header.
+                    if alone.status == 200 && !matches!(r.path, "/health" | "/open") {
+                        prop_assert!(alone.forwarded.is_empty(), "{:?} forwarded {:?}", r, alone.forwarded);
+                    }
                     prop_assert_eq!(&filter.record, &alone.record, "{:?}", r);
                 }
             }
@@ -416,7 +438,7 @@ fn a_filter_that_drifts_from_the_sidecar_is_caught() {
         let r = Req { method: "GET", path: "/api/tools/x", credential: Credential::Bearer(foreign), action: 0 };
         let h = headers(&r, now());
         let filter = through_filter(&worker, &for_filter, &h).await;
-        let alone = verdict_of(native.check(envoy_check_request(&h)).await);
+        let alone = verdict_of(native.check(envoy_check_request(&h)).await, &h);
         assert_eq!((alone.status, alone.detail.as_str()), (401, "token_wrong_issuer"));
         assert_eq!((filter.status, filter.detail.as_str()), (200, "alice"), "the drifted filter lets it in");
     });

@@ -304,9 +304,12 @@ impl<H: Host> Http<H> {
         self.unknown_key_token = unknown_key.map(str::to_string);
         let credential = pipeline.credential_text();
         match local {
-            Local::Allow(verified) => {
+            Local::Allow(verified, consumed) => {
                 let identity = verified.as_ref().map_or(&[][..], |v| v.headers.as_slice());
                 self.write_headers(&req.removed, req.client_trace, identity);
+                for name in consumed.names() {
+                    self.host.set_request_header(name, None);
+                }
                 self.gate = Gate::Open;
                 metrics.allowed.inc();
                 let reason = if verified.is_some() { "ok" } else { "public" };

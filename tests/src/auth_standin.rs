@@ -264,6 +264,7 @@ async fn serve(addr: SocketAddr, state: Arc<AuthState>) -> anyhow::Result<(Socke
     let app = Router::new()
         .route("/auth/login", post(login))
         .route("/.well-known/jwks.json", get(jwks_handler))
+        .route("/.well-known/openid-configuration", get(discovery_handler))
         .route("/auth/validate", get(validate))
         .route("/auth/introspect", post(introspect))
         .route("/auth/logout", post(logout))
@@ -341,6 +342,22 @@ async fn login(State(s): State<Arc<AuthState>>, Json(body): Json<Login>) -> Resp
         .into_response(),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "signing_failed"),
     }
+}
+
+/// OpenID Connect discovery, of the usual shape: the issuer is this server's own URL (as the
+/// `Host` it was asked at), `jwks_uri` its JWKS.
+async fn discovery_handler(headers: axum::http::HeaderMap) -> Json<serde_json::Value> {
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let issuer = format!("http://{host}");
+    Json(serde_json::json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/auth/authorize"),
+        "token_endpoint": format!("{issuer}/auth/token"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+    }))
 }
 
 async fn jwks_handler(State(s): State<Arc<AuthState>>) -> Json<serde_json::Value> {

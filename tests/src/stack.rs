@@ -77,6 +77,9 @@ pub struct Options {
     /// The HMAC secret as bytes, given to the sidecar in a file (`JWT_SECRET_FILE`); `None`:
     /// the development secret in `JWT_SECRET`.
     pub hmac_secret_file: Option<Vec<u8>>,
+    /// The sidecar finds its keys by OpenID Connect discovery at the auth stand-in
+    /// (`jwks.discovery`) instead of its JWKS path.
+    pub jwks_discovery: bool,
 }
 
 impl Options {
@@ -96,6 +99,7 @@ impl Options {
             redis_cluster: false,
             record_upstream: false,
             hmac_secret_file: None,
+            jwks_discovery: false,
         })
     }
 }
@@ -217,11 +221,13 @@ impl Stack {
             "grpcListen: [\"unix:{socket}\", 127.0.0.1:{grpc}]\nadminListen: 127.0.0.1:{admin}\niamUrl: {iam}\nredisUrl: \"{redis}\"\n\
              redisCluster: {cluster}\n\
              jwt:\n  issuers: [\"{ISSUER}\"]\n  audiences: [\"{AUDIENCE}\"]\n  hmacAlgorithms: [HS256, HS384, HS512]\n\
-             jwks:\n  minRefreshInterval: 1s\n  refreshInterval: {refresh}s\n\
+             jwks:\n  minRefreshInterval: 1s\n  refreshInterval: {refresh}s\n{discovery}\
              sessionCacheTtl: 1s\n\
              publicPaths: [/health]\nstripHeaders: [x-quota-lease]\n\
              policyFile: {policy}\npolicyReloadInterval: 1s\n",
             refresh = self.opts.jwks_refresh.as_secs().max(1),
+            discovery =
+                if self.opts.jwks_discovery { format!("  discovery: {}\n", self.auth.url()) } else { String::new() },
             socket = self.sidecar_socket(name).display(),
             policy = self.policy_path().display(),
             iam = self.auth.url(),

@@ -130,7 +130,7 @@ fn run(f: &mut TestFacts, table: Table, method: &str, path: &str, headers: &[(&s
     let user = |c: &Option<Arc<Verified>>| c.as_ref().map_or(String::new(), |c| format!(":{}", c.identity.user_id));
     match &outcome {
         Outcome::Allow { caller: None, .. } => "allow:public".into(),
-        Outcome::Allow { caller, lease } => {
+        Outcome::Allow { caller, lease, .. } => {
             format!("allow{}{}", user(caller), lease.as_ref().map_or(String::new(), |l| format!(":{l}")))
         }
         Outcome::Deny { denial, caller, .. } => format!("deny:{}{}", denial.code, user(caller)),

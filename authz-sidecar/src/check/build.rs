@@ -85,6 +85,7 @@ impl Decider {
             action_jtis: config.action_tokens.single_use.then_some(kv),
             api_key_format: config.api_keys.format.clone(),
             failures: FailureLimiter::new(config.failed_credentials.per_client, config.failed_credentials.window),
+            forward_credential: config.jwt.forward_credential,
             metrics,
         }
     }

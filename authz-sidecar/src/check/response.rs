@@ -4,6 +4,7 @@
 use authz_core::Denial;
 use authz_core::authenticator::Verified;
 use authz_core::headers::{X_QUOTA_LEASE, X_TRACE_ID};
+use authz_core::pipeline::Consumed;
 use authz_core::request::Sanitized;
 use envoy_types::ext_authz::v3::pb::{
     CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus,
@@ -29,6 +30,7 @@ pub(super) fn allow(
     req: &Sanitized<String>,
     caller: Option<&Verified>,
     lease: Option<&str>,
+    consumed: Consumed,
     record: Option<Struct>,
 ) -> CheckResponse {
     let mut headers = vec![header(X_TRACE_ID, &req.trace_id)];
@@ -42,8 +44,9 @@ pub(super) fn allow(
     let headers_to_remove = req
         .removed
         .iter()
-        .filter(|name| !headers.iter().any(|h| h.header.as_ref().is_some_and(|h| h.key.eq_ignore_ascii_case(name))))
         .cloned()
+        .chain(consumed.names().map(String::from))
+        .filter(|name| !headers.iter().any(|h| h.header.as_ref().is_some_and(|h| h.key.eq_ignore_ascii_case(name))))
         .collect();
     CheckResponse {
         status: Some(rpc::Status { code: OK, ..Default::default() }),

@@ -44,7 +44,7 @@ impl InMemorySidecar {
         // Nothing listens there: a token no local key fits finds no JWKS either.
         let keys = Arc::new(KeyStore::new(
             reqwest::Client::new(),
-            "http://127.0.0.1:9/jwks".into(),
+            crate::credentials::keystore::KeySource::Url("http://127.0.0.1:9/jwks".into()),
             config.jwt_secret.clone(),
             config.hmac_algorithms()?,
             Duration::from_secs(3600),

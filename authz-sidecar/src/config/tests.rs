@@ -138,3 +138,19 @@ fn redacts_urls() {
     assert_eq!(redact_url("redis://u:pw@host"), "redis://u:***@host");
     assert_eq!(redact_url("redis://host"), "redis://host");
 }
+
+#[test]
+fn one_key_source_at_most() {
+    let base = "iamUrl: http://i\nredisUrl: redis://r:6379\n";
+    let cfg = Config::from_yaml(base, "t", &env(&[])).unwrap();
+    assert_eq!(cfg.key_source(), crate::credentials::keystore::KeySource::Url("http://i/.well-known/jwks.json".into()));
+    let two = format!("{base}jwks:\n  url: https://a/keys\n  file: /k.json\n");
+    assert!(Config::from_yaml(&two, "t", &env(&[])).unwrap_err().to_string().contains("at most one"));
+    let bad = format!("{base}jwks:\n  discovery: idp.example\n");
+    assert!(Config::from_yaml(&bad, "t", &env(&[])).unwrap_err().to_string().contains("jwks.discovery"));
+    let broken = format!("{base}jwks:\n  inline: {{keys: [{{kty: oct, alg: RS256, k: c2VjcmV0}}]}}\n");
+    assert!(Config::from_yaml(&broken, "t", &env(&[])).unwrap_err().to_string().contains("jwks.inline"));
+    let discovery = format!("{base}jwks:\n  discovery: https://idp.example\n");
+    let cfg = Config::from_yaml(&discovery, "t", &env(&[])).unwrap();
+    assert_eq!(cfg.key_source(), crate::credentials::keystore::KeySource::Discovery("https://idp.example".into()));
+}

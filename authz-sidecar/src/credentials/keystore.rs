@@ -1,8 +1,9 @@
 //! The keys the sidecar verifies with, and pushes to the filters.
 //!
-//! Public keys come from the auth service's JWKS (fetched at start, on an interval, and on an
-//! unknown `kid` — single-flight and rate-limited so a flood of random `kid`s makes at most
-//! one fetch per `minRefreshInterval`). A failed fetch keeps the last good set. The platform's
+//! Public keys come from a JWKS ([`KeySource`]: the auth service's, another URL, OpenID
+//! Connect discovery, a file or inline), read at start, on an interval, and on an unknown
+//! `kid` (single-flight and rate-limited so a flood of random `kid`s makes at most one fetch
+//! per `minRefreshInterval`). A failed fetch keeps the last good set. The platform's
 //! HMAC secret (`JWT_SECRET`), if set, is added as a kid-less HS256 key. Every change is
 //! published on a `watch` channel that the control streams follow.
 
@@ -44,12 +45,44 @@ pub enum FetchError {
     Keys(#[from] authz_core::keys::KeyError),
     #[error("JWKS document is not JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("JWKS source: {0}")]
+    Discovery(String),
+}
+
+/// Where the JWKS comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A JWKS URL (the auth service's, or `jwks.url`).
+    Url(String),
+    /// OpenID Connect discovery: `{issuer}/.well-known/openid-configuration`, then its `jwks_uri`.
+    Discovery(String),
+    /// A file, re-read when it changes.
+    File(std::path::PathBuf),
+    /// The document itself.
+    Inline(String),
+}
+
+impl KeySource {
+    /// Symmetric keys are taken only from local sources (see `authz_core::keys::Source`).
+    fn trust(&self) -> Source {
+        match self {
+            KeySource::Url(_) | KeySource::Discovery(_) => Source::Remote,
+            KeySource::File(_) | KeySource::Inline(_) => Source::Local,
+        }
+    }
+}
+
+/// The part of an OpenID Connect discovery document we use (OpenID Connect Discovery 1.0 §3).
+#[derive(serde::Deserialize)]
+struct Discovered {
+    issuer: String,
+    jwks_uri: String,
 }
 
 pub struct KeyStore {
     tx: watch::Sender<Arc<KeyState>>,
     http: reqwest::Client,
-    url: String,
+    source: KeySource,
     hmac_secret: Option<Vec<u8>>,
     hmac_algorithms: Vec<Algorithm>,
     min_refresh: Duration,
@@ -63,7 +96,7 @@ pub struct KeyStore {
 impl KeyStore {
     pub fn new(
         http: reqwest::Client,
-        url: String,
+        source: KeySource,
         hmac_secret: Option<Vec<u8>>,
         hmac_algorithms: Vec<Algorithm>,
         min_refresh: Duration,
@@ -79,7 +112,7 @@ impl KeyStore {
             initial.version = 1;
         }
         let (tx, _) = watch::channel(Arc::new(initial));
-        Self { tx, http, url, hmac_secret, hmac_algorithms, min_refresh, fetch: Mutex::new(None), metrics }
+        Self { tx, http, source, hmac_secret, hmac_algorithms, min_refresh, fetch: Mutex::new(None), metrics }
     }
 
     pub fn current(&self) -> Arc<KeyState> {
@@ -122,15 +155,50 @@ impl KeyStore {
         result.is_ok()
     }
 
-    async fn fetch_and_publish(&self) -> Result<(), FetchError> {
-        let resp = self.http.get(&self.url).send().await?;
+    async fn get(&self, url: &str) -> Result<String, FetchError> {
+        let resp = self.http.get(url).send().await?;
         if !resp.status().is_success() {
             return Err(FetchError::Status(resp.status().as_u16()));
         }
-        let body = resp.text().await?;
+        Ok(resp.text().await?)
+    }
+
+    /// The JWKS document from the configured source.
+    async fn document(&self) -> Result<String, FetchError> {
+        match &self.source {
+            KeySource::Url(url) => self.get(url).await,
+            KeySource::Discovery(issuer) => {
+                let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+                let found: Discovered = serde_json::from_str(&self.get(&url).await?)?;
+                // OpenID Connect Discovery §4.3: the issuer must be exactly the one asked for,
+                // or another party's keys could be taken for this issuer's.
+                if found.issuer != *issuer {
+                    return Err(FetchError::Discovery(format!(
+                        "the document names issuer {:?}, not {issuer:?}",
+                        found.issuer
+                    )));
+                }
+                if !found.jwks_uri.starts_with("https://") && !found.jwks_uri.starts_with("http://") {
+                    return Err(FetchError::Discovery("jwks_uri is not an http(s) URL".into()));
+                }
+                self.get(&found.jwks_uri).await
+            }
+            KeySource::File(path) => {
+                let p = path.clone();
+                tokio::task::spawn_blocking(move || std::fs::read_to_string(p))
+                    .await
+                    .map_err(|e| FetchError::Discovery(e.to_string()))?
+                    .map_err(|e| FetchError::Discovery(format!("cannot read {}: {e}", path.display())))
+            }
+            KeySource::Inline(doc) => Ok(doc.clone()),
+        }
+    }
+
+    async fn fetch_and_publish(&self) -> Result<(), FetchError> {
+        let body = self.document().await?;
         let mut keys = KeySet::new();
         // Keys we cannot use are skipped (and named below); none usable keeps the last good set.
-        let loaded = keys.extend_from_jwks_json(&body, Source::Remote)?;
+        let loaded = keys.extend_from_jwks_json(&body, self.source.trust())?;
         let doc: serde_json::Value = serde_json::from_str(&body)?;
         let served = doc.get("keys").and_then(|k| k.as_array()).cloned().unwrap_or_default();
         // Only the keys taken are passed on, so the filters never see one we refused.
@@ -206,6 +274,71 @@ fn combined_jwks(public: &[serde_json::Value], hmac_secret: Option<&[u8]>, algs:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const JWKS: &str = r#"{"keys": [{"kty": "OKP", "kid": "ed-1", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+
+    fn store(source: KeySource) -> KeyStore {
+        KeyStore::new(
+            reqwest::Client::new(),
+            source,
+            None,
+            vec![],
+            Duration::from_secs(1),
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_file_is_read_again_when_it_changes_and_inline_keys_load() {
+        let file = std::env::temp_dir().join(format!("authz-jwks-{}.json", std::process::id()));
+        std::fs::write(&file, JWKS).unwrap();
+        let keys = store(KeySource::File(file.clone()));
+        keys.refresh("startup").await.unwrap();
+        assert!(keys.current().keys.has_kid("ed-1") && keys.current().jwks_loaded);
+        let version = keys.current().version;
+        keys.refresh("interval").await.unwrap();
+        assert_eq!(keys.current().version, version, "an unchanged file changes nothing");
+        std::fs::write(&file, JWKS.replace("ed-1", "ed-2")).unwrap();
+        keys.refresh("interval").await.unwrap();
+        assert!(keys.current().keys.has_kid("ed-2") && !keys.current().keys.has_kid("ed-1"));
+        // A file with a secret in it: local, so taken.
+        std::fs::write(&file, r#"{"keys": [{"kty": "oct", "kid": "s", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQ"}]}"#).unwrap();
+        keys.refresh("interval").await.unwrap();
+        assert!(keys.current().keys.has_kid("s"));
+        std::fs::remove_file(&file).unwrap();
+        assert!(keys.refresh("interval").await.is_err(), "a file gone is a failed fetch");
+        assert!(keys.current().keys.has_kid("s"), "the last good keys stay");
+        let inline = store(KeySource::Inline(JWKS.into()));
+        inline.refresh("startup").await.unwrap();
+        assert!(inline.current().keys.has_kid("ed-1"));
+    }
+
+    #[tokio::test]
+    async fn discovery_takes_the_jwks_uri_of_the_named_issuer_only() {
+        use axum::routing::get;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (b1, b2) = (base.clone(), base.clone());
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || async move { format!(r#"{{"issuer": "{b1}", "jwks_uri": "{b1}/keys"}}"#) }),
+            )
+            .route(
+                "/other/.well-known/openid-configuration",
+                get(move || async move { format!(r#"{{"issuer": "{b2}", "jwks_uri": "{b2}/keys"}}"#) }),
+            )
+            .route("/keys", get(|| async { JWKS }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let keys = store(KeySource::Discovery(base.clone()));
+        keys.refresh("startup").await.unwrap();
+        assert!(keys.current().keys.has_kid("ed-1"));
+        // A document naming another issuer than the one asked for is refused.
+        let other = store(KeySource::Discovery(format!("{base}/other")));
+        let err = other.refresh("startup").await.unwrap_err().to_string();
+        assert!(err.contains("names issuer"), "{err}");
+        assert!(!other.current().jwks_loaded);
+    }
 
     #[test]
     fn combined_jwks_round_trips_through_the_filter_parser() {

@@ -51,10 +51,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .build()
         .context("building the HTTP client")?;
 
-    let jwks_url = format!("{}{}", config.iam_url.trim_end_matches('/'), config.jwks.path);
     let keys = Arc::new(KeyStore::new(
         http.clone(),
-        jwks_url,
+        config.key_source(),
         config.jwt_secret.clone(),
         config.hmac_algorithms()?,
         config.jwks.min_refresh_interval,

@@ -9,7 +9,7 @@ use authz_core::api_key_format::ApiKeyFormat;
 use authz_core::authenticator::{LocalVerdict, Verified};
 use authz_core::claims::Scope;
 use authz_core::denial::codes;
-use authz_core::pipeline::{Facts, Need, Outcome, Step};
+use authz_core::pipeline::{Consumed, Facts, Need, Outcome, Step};
 use authz_core::revocation::RevocationSet;
 
 use crate::config::OnStale;
@@ -48,11 +48,16 @@ impl Facts for WorkerFacts<'_> {
     fn api_key_format(&self) -> &ApiKeyFormat {
         &self.worker.pushed.settings.api_key_format
     }
+
+    fn forward_credential(&self) -> bool {
+        self.worker.pushed.settings.forward_credential
+    }
 }
 
 /// What the filter does with the pipeline's step.
 pub(super) enum Local {
-    Allow(Option<Arc<Verified>>),
+    /// Allowed; the credential headers to remove before the upstream.
+    Allow(Option<Arc<Verified>>, Consumed),
     /// Refused; with the caller's identity when it was established (for the audit record).
     Deny(Denial, Option<Arc<Verified>>),
     AskSidecar,
@@ -69,7 +74,7 @@ pub(super) fn local<'a>(
     unknown_key: &mut Option<&'a str>,
 ) -> Local {
     match step {
-        Step::Done(Outcome::Allow { caller, .. }) => Local::Allow(caller),
+        Step::Done(Outcome::Allow { caller, consumed, .. }) => Local::Allow(caller, consumed),
         Step::Done(Outcome::Deny { denial, caller, .. }) => {
             if denial.code == codes::TOKEN_REVOKED {
                 metrics.revoked.inc();

@@ -17,7 +17,8 @@ pub fn routes() -> Value {
         {"id": "billing", "prefix": "/api/models/billing", "audiences": ["billing-api"]},
         {"id": "secure", "prefix": "/api/workbench/secure", "requireSession": true},
         {"id": "fresh", "prefix": "/api/lims/admin", "maxAuthAge": "5m"},
-        {"id": "delete-sample", "prefix": "/api/lims/samples", "methods": ["DELETE"], "action": "delete-sample"}
+        {"id": "delete-sample", "prefix": "/api/lims/samples", "methods": ["DELETE"], "action": "delete-sample"},
+        {"id": "forwarding", "prefix": "/api/rag/forward", "forwardCredential": true}
     ])
 }
 
@@ -222,6 +223,24 @@ pub async fn key_sets(stack: &Stack) {
     state.serve_extra_keys(Vec::new());
 }
 
+/// A verified credential stops at the gateway: the bearer token and the API key are removed
+/// before the upstream (Envoy's `jwt_authn` without `forward: true`), unless the route asks
+/// for the token (`forwardCredential`); an API key never goes on.
+pub async fn credentials_not_forwarded(stack: &Stack) {
+    let t = bearer(&sign_kid(&claims("u-fwd"), "dev-1").unwrap());
+    let r = get(stack, "/api/tools/f", &[("authorization", &t)]).await;
+    assert_eq!((r.status, r.upstream("x-user-id").as_str()), (200, Some("u-fwd")));
+    assert!(r.upstream("authorization").is_null(), "token forwarded: {}", r.json);
+    let r = get(stack, "/api/tools/f", &[("x-api-key", "demo-api-key-alice")]).await;
+    assert_eq!((r.status, r.upstream("x-user-id").as_str()), (200, Some("u-alice")), "{}", r.json);
+    assert!(r.upstream("x-api-key").is_null(), "API key forwarded: {}", r.json);
+    let r = get(stack, "/api/rag/forward/q", &[("authorization", &t)]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream("authorization").as_str(), Some(t.as_str()), "forwardCredential keeps it");
+    let r = get(stack, "/api/rag/forward/q", &[("x-api-key", "demo-api-key-alice")]).await;
+    assert!(r.upstream("x-api-key").is_null(), "never an API key: {}", r.json);
+}
+
 /// A flood of random kids makes a bounded number of JWKS fetches (one per
 /// `minRefreshInterval`, 1 s here, plus the background refresh).
 pub async fn unknown_kid_flood(stack: &Stack) {
@@ -401,6 +420,7 @@ pub async fn all(mut stack: Stack) {
     key_sets(&stack).await;
     unknown_kid_flood(&stack).await;
     api_key_caching(&mut stack).await;
+    credentials_not_forwarded(&stack).await;
     auth_service_outage(&mut stack).await;
 }
 
@@ -419,6 +439,21 @@ async fn binary_hmac_secret(mode: Mode) {
     assert_eq!((r.status, r.upstream("x-user-id").as_str()), (200, Some("u-bin")), "{}", r.json);
     let r = get(&stack, "/api/tools/b", &[("authorization", &bearer(&sign(DEV_JWT_SECRET.as_bytes())))]).await;
     assert_eq!((r.status, r.error()), (401, "token_bad_signature"));
+}
+
+/// Keys found by OpenID Connect discovery (the stand-in serves a discovery document of the
+/// usual shape naming its JWKS): tokens verify in both modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_by_openid_connect_discovery() {
+    for mode in [Mode::Wasm, Mode::ExtAuthz] {
+        let mut opts = Options::test(mode).unwrap();
+        opts.jwks_discovery = true;
+        let stack = Stack::start(opts).await.unwrap();
+        let t = sign_kid(&claims("u-oidc"), "dev-1").unwrap();
+        let r = get(&stack, "/api/tools/o", &[("authorization", &bearer(&t))]).await;
+        assert_eq!((r.status, r.upstream("x-user-id").as_str()), (200, Some("u-oidc")), "{mode:?}: {}", r.json);
+        assert!(stack.auth.state.calls.jwks.load(Ordering::Relaxed) > 0, "the jwks_uri was fetched");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
