@@ -29,7 +29,12 @@ impl Verified {
 
     /// `token` is the credential (a bearer token or an API key) the identity was found for.
     pub fn shared(identity: Arc<Identity>, token: &str) -> Self {
-        let headers = identity.headers();
+        Self::mapped(identity, token, &[])
+    }
+
+    /// With the claims of `mapped` projected onto their headers too.
+    pub fn mapped(identity: Arc<Identity>, token: &str, mapped: &[crate::identity::ClaimHeader]) -> Self {
+        let headers = identity.headers_with(mapped);
         Self { identity, headers, fingerprint: crate::cache::fingerprint(token) }
     }
 }
@@ -56,6 +61,8 @@ pub struct Authenticator {
     /// when: refused here until the keys change or [`REFUSED_KID_SECS`] pass, so a flood of
     /// them costs no callout each, while a key published later is still asked for.
     refused_kids: std::collections::HashMap<String, u64>,
+    /// `claimToHeaders`: projected into each cached identity's headers once.
+    claim_headers: Vec<crate::identity::ClaimHeader>,
 }
 
 /// How long a refused `kid` is refused locally without asking the sidecar again (the
@@ -80,6 +87,7 @@ impl Authenticator {
             cache: TokenCache::new(cache_capacity),
             native: None,
             refused_kids: std::collections::HashMap::new(),
+            claim_headers: Vec::new(),
         }
     }
 
@@ -99,6 +107,15 @@ impl Authenticator {
     /// each expires at its token's `exp`.
     pub fn set_policy(&mut self, policy: ClaimsPolicy) {
         self.policy = policy;
+    }
+
+    /// Replaces the claim-to-header mappings. Cached identities carry their headers, so a change
+    /// empties the cache.
+    pub fn set_claim_headers(&mut self, mapped: Vec<crate::identity::ClaimHeader>) {
+        if mapped != self.claim_headers {
+            self.claim_headers = mapped;
+            self.cache.clear();
+        }
     }
 
     pub fn keys(&self) -> &KeySet {
@@ -151,7 +168,7 @@ impl Authenticator {
         match Identity::from_claims(claims) {
             Ok(identity) => {
                 let exp = identity.expires_at;
-                let verified = Arc::new(Verified::new(identity, token));
+                let verified = Arc::new(Verified::mapped(Arc::new(identity), token, &self.claim_headers));
                 self.cache.insert(key, Arc::clone(&verified), exp, now);
                 LocalVerdict::Valid { verified, cache_hit: false }
             }

@@ -61,14 +61,7 @@ impl ClaimCondition {
 
 /// The value of a claim by name, including the ones the identity keeps in typed fields.
 fn claim_value(id: &Identity, name: &str) -> Option<Value> {
-    match name {
-        "sub" => Some(Value::String(id.user_id.clone())),
-        "email" => id.email.clone().map(Value::String),
-        "roles" => Some(Value::from(id.roles.clone())),
-        "iss" => id.issuer.clone().map(Value::String),
-        "svc" => id.service.clone().map(Value::String),
-        other => id.claims.get(other).cloned(),
-    }
+    id.claim(name)
 }
 
 /// What a route requires of the identity.

@@ -4,6 +4,10 @@ use crate::claims::Claims;
 use crate::headers::{X_INTERNAL_SERVICE, X_USER_EMAIL, X_USER_ID, X_USER_ROLES, is_safe_value};
 use crate::token::TokenError;
 
+pub mod claim_headers;
+
+pub use claim_headers::ClaimHeader;
+
 /// Who the caller is, as established by a verified credential. Serialisable so the sidecar
 /// can share it through Redis.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -81,7 +85,6 @@ impl Identity {
         })
     }
 
-    /// The identity headers set on the upstream request.
     /// The caller's lab or tenant: claim `claim` when it is a string, or the first string of
     /// a list (a member of several labs is charged to the first one its token names).
     pub fn tenant(&self, claim: &str) -> Option<&str> {
@@ -90,6 +93,26 @@ impl Identity {
             serde_json::Value::Array(items) => items.first().and_then(serde_json::Value::as_str),
             _ => None,
         }
+    }
+
+    /// A claim's value by name, including the ones kept in typed fields.
+    pub fn claim(&self, name: &str) -> Option<serde_json::Value> {
+        use serde_json::Value;
+        match name {
+            "sub" => Some(Value::String(self.user_id.clone())),
+            "email" => self.email.clone().map(Value::String),
+            "roles" => Some(Value::from(self.roles.clone())),
+            "iss" => self.issuer.clone().map(Value::String),
+            "svc" => self.service.clone().map(Value::String),
+            other => self.claims.get(other).cloned(),
+        }
+    }
+
+    /// The identity headers plus `mapped` claims (`claimToHeaders`).
+    pub fn headers_with(&self, mapped: &[ClaimHeader]) -> Vec<(String, String)> {
+        let mut h = self.headers();
+        h.extend(mapped.iter().filter_map(|m| m.value(self).map(|v| (m.header.clone(), v))));
+        h
     }
 
     pub fn headers(&self) -> Vec<(String, String)> {

@@ -517,7 +517,8 @@ fn header<'a, V: AsRef<[u8]>>(headers: &'a [(String, V)], name: &str) -> Option<
     headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v.as_ref()).ok())
 }
 
-/// The caller's identity, for hosts that hold an [`Identity`] and need a [`Verified`].
-pub fn verified(identity: Arc<Identity>, credential: &str) -> Arc<Verified> {
-    Arc::new(Verified::shared(identity, credential))
+/// The caller's identity, for hosts that hold an [`Identity`] and need a [`Verified`] (with
+/// the `claimToHeaders` projections).
+pub fn verified(identity: Arc<Identity>, credential: &str, mapped: &[crate::identity::ClaimHeader]) -> Arc<Verified> {
+    Arc::new(Verified::mapped(identity, credential, mapped))
 }

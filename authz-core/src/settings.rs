@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::api_key_format::ApiKeyFormat;
 use crate::claims::ClaimsPolicy;
 use crate::headers::StripRules;
+use crate::identity::ClaimHeader;
 
 /// Issuers, audiences, clock skew, public paths, stripped headers, the tenant claim and the
 /// API-key shape.
@@ -32,6 +33,9 @@ pub struct SharedSettings {
     /// Keep verified bearer tokens on requests to upstreams (routes may ask for it alone).
     #[serde(default)]
     pub forward_credential: bool,
+    /// Claims projected onto request headers (`claimToHeaders`).
+    #[serde(default)]
+    pub claim_to_headers: Vec<ClaimHeader>,
 }
 
 impl Default for SharedSettings {
@@ -46,6 +50,7 @@ impl Default for SharedSettings {
             tenant_claim: "tenant".into(),
             api_key_format: ApiKeyFormat::default(),
             forward_credential: false,
+            claim_to_headers: Vec::new(),
         }
     }
 }
@@ -59,8 +64,12 @@ impl SharedSettings {
         }
     }
 
+    /// The stripped headers: the configured ones and every `claimToHeaders` name (a client
+    /// must not be able to supply a mapped header).
     pub fn strip_rules(&self) -> StripRules {
-        StripRules::configured(self.strip_headers.clone(), self.override_headers.clone())
+        let mut extra = self.strip_headers.clone();
+        extra.extend(self.claim_to_headers.iter().map(|m| m.header.clone()));
+        StripRules::configured(extra, self.override_headers.clone())
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Decider {
     pub failures: FailureLimiter,
     /// Verified bearer tokens go on to upstreams (`jwt.forwardCredential`).
     pub forward_credential: bool,
+    /// Claims projected onto request headers (`jwt.claimToHeaders`).
+    pub claim_headers: Vec<authz_core::identity::ClaimHeader>,
 }
 
 /// A refusal of [`Decider::service_identity`].
@@ -174,7 +176,7 @@ impl Decider {
             Need::Policy => Answer::Unavailable("policy unavailable"),
             Need::Revocations => Answer::Unavailable("revocation state unavailable"),
             Need::Verify { token, .. } => match self.identity(token, now).await {
-                Ok(id) => Answer::Verified(Ok(verified(id, token))),
+                Ok(id) => Answer::Verified(Ok(verified(id, token, &self.claim_headers))),
                 Err(Lookup::Refused(e)) => Answer::Verified(Err(e)),
                 Err(Lookup::Unavailable(reason)) => Answer::Unavailable(reason),
             },

@@ -124,6 +124,10 @@ pub struct JwtConfig {
     /// `jwt_authn` does without `forward: true`); a route may ask for it alone.
     #[serde(default)]
     pub forward_credential: bool,
+    /// Claims projected onto request headers for the upstream (`[{claim, header}]`); every
+    /// mapped name is stripped from client requests.
+    #[serde(default)]
+    pub claim_to_headers: Vec<authz_core::identity::ClaimHeader>,
 }
 
 /// Where the auth service publishes and stores revocations (the README's contract).
@@ -269,6 +273,7 @@ impl Default for JwtConfig {
             clock_skew: default_skew(),
             hmac_algorithms: default_hmac(),
             forward_credential: false,
+            claim_to_headers: Vec::new(),
         }
     }
 }
@@ -360,6 +365,9 @@ impl Config {
         }
         if !self.jwks.path.starts_with('/') {
             return invalid("jwks.path", "must start with '/'");
+        }
+        for m in &self.jwt.claim_to_headers {
+            m.validate().map_err(|reason| ConfigError::Invalid { field: "jwt.claimToHeaders", reason })?;
         }
         let j = &self.jwks;
         let named = [j.url.is_some(), j.discovery.is_some(), j.file.is_some(), j.inline.is_some()];
@@ -466,11 +474,12 @@ impl Config {
             tenant_claim: self.tenant_claim.clone(),
             api_key_format: self.api_keys.format.clone(),
             forward_credential: self.jwt.forward_credential,
+            claim_to_headers: self.jwt.claim_to_headers.clone(),
         }
     }
 
     pub fn strip_rules(&self) -> StripRules {
-        StripRules::configured(self.strip_headers.clone(), self.override_headers.clone())
+        self.shared_settings().strip_rules()
     }
 
     /// The HMAC algorithms for `JWT_SECRET` tokens.

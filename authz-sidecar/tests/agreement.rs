@@ -55,7 +55,8 @@ regoModules:
     default allow := false
     allow if input.identity.user_id == "alice"
 "#;
-const SETTINGS: &str = "publicPaths: [/health]\njwt:\n  issuers: [\"https://auth.test\"]\n  audiences: [gateway]\n\
+const SETTINGS: &str = "publicPaths: [/health]\njwt:\n  issuers: [\"https://auth.test\"]\n  audiences: [gateway]\n  \
+                        claimToHeaders: [{claim: lab, header: x-user-lab}, {claim: labs, header: x-user-labs}]\n\
                         apiKeys:\n  format: {prefix: ak-}\ntenantClaim: lab\nquota:\n  perUser: {gpus: 1}\n";
 /// Requests as clients make them (the method a route expects), and some that no route expects.
 const TARGETS: &[(&str, &str)] = &[
@@ -170,6 +171,7 @@ fn headers(r: &Req, now: u64) -> Vec<(String, String)> {
         (":authority".to_string(), "gateway.test".to_string()),
         ("x-trace-id".to_string(), TRACE.to_string()),
         ("x-user-id".to_string(), "mallory".to_string()),
+        ("x-user-lab".to_string(), "spoofed-lab".to_string()),
         ("x-compute-gpus".to_string(), "1".to_string()),
     ];
     let user = match &r.credential {
@@ -273,13 +275,24 @@ fn verdict_of(r: Result<CheckResponse, tonic::Status>, h: &[(String, String)]) -
     });
     match r.http_response {
         Some(HttpResponse::OkResponse(ok)) => {
-            let user = ok.headers.iter().filter_map(|h| h.header.as_ref()).find(|h| h.key == "x-user-id");
+            let set = |name: &str| {
+                ok.headers.iter().filter_map(|h| h.header.as_ref()).find(|h| h.key == name).map(|h| h.value.clone())
+            };
+            // Identity and mapped claims; a client's own x-user-lab must be removed, not kept.
+            let removed = |name: &str| ok.headers_to_remove.iter().any(|r| r == name);
+            let lab = set("x-user-lab").or_else(|| (!removed("x-user-lab")).then(|| "spoofed-lab".to_string()));
+            let user = format!(
+                "{}|{}|{}",
+                set("x-user-id").unwrap_or_default(),
+                lab.unwrap_or_default(),
+                set("x-user-labs").unwrap_or_default()
+            );
             let forwarded = CREDENTIAL_HEADERS
                 .iter()
                 .filter(|c| h.iter().any(|(k, _)| k == *c) && !ok.headers_to_remove.iter().any(|r| r == *c))
                 .map(|c| c.to_string())
                 .collect();
-            Verdict { status: 200, detail: user.map_or(String::new(), |h| h.value.clone()), record, forwarded }
+            Verdict { status: 200, detail: user, record, forwarded }
         }
         Some(HttpResponse::DeniedResponse(d)) => Verdict {
             status: d.status.map_or(403, |s| u32::try_from(s.code).unwrap_or(0)),
@@ -323,14 +336,21 @@ async fn through_filter(worker: &Rc<RefCell<Worker>>, sidecar: &InMemorySidecar,
         Some(reply) => Verdict { status: reply.status, detail: error_code(&reply.body), record, forwarded: vec![] },
         None => {
             assert!(action == Action::Continue || s.resumed, "neither answered nor released");
-            let user =
-                s.headers.iter().find(|(k, _)| k == "x-user-id").map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+            let get = |name: &str| {
+                s.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            };
+            let user = format!(
+                "{}|{}|{}",
+                get("x-user-id").unwrap_or_default(),
+                get("x-user-lab").unwrap_or_default(),
+                get("x-user-labs").unwrap_or_default()
+            );
             let forwarded = CREDENTIAL_HEADERS
                 .iter()
                 .filter(|c| s.headers.iter().any(|(k, _)| k == *c))
                 .map(|c| c.to_string())
                 .collect();
-            Verdict { status: 200, detail: user.unwrap_or_default(), record, forwarded }
+            Verdict { status: 200, detail: user, record, forwarded }
         }
     }
 }
@@ -440,6 +460,6 @@ fn a_filter_that_drifts_from_the_sidecar_is_caught() {
         let filter = through_filter(&worker, &for_filter, &h).await;
         let alone = verdict_of(native.check(envoy_check_request(&h)).await, &h);
         assert_eq!((alone.status, alone.detail.as_str()), (401, "token_wrong_issuer"));
-        assert_eq!((filter.status, filter.detail.as_str()), (200, "alice"), "the drifted filter lets it in");
+        assert_eq!((filter.status, filter.detail.as_str()), (200, "alice||"), "the drifted filter lets it in");
     });
 }

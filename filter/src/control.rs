@@ -185,6 +185,7 @@ impl ControlState {
                 match policy_with_settings(&snapshot.policy_json, &snapshot.settings_json) {
                     Ok((table, settings)) => {
                         w.auth.set_policy(settings.claims());
+                        w.auth.set_claim_headers(settings.claim_to_headers.clone());
                         w.pushed = Rc::new(Pushed::new(settings));
                         w.policy = Some(Rc::new(table));
                         w.policy_version = snapshot.version;
@@ -216,6 +217,9 @@ fn policy_with_settings(policy_json: &str, settings_json: &str) -> Result<(Route
         return Err(format!("settings: public path {p:?} must start with '/'"));
     }
     settings.api_key_format.validate().map_err(|e| format!("settings: apiKeyFormat: {e}"))?;
+    for m in &settings.claim_to_headers {
+        m.validate().map_err(|e| format!("settings: claimToHeaders: {e}"))?;
+    }
     let doc = serde_json::from_str::<PolicyDocument>(policy_json).map_err(|e| e.to_string())?;
     let table = RouteTable::from_document(settings.public_paths.clone(), Vec::new(), doc).map_err(|e| e.to_string())?;
     Ok((table, settings))

@@ -80,6 +80,8 @@ pub struct Options {
     /// The sidecar finds its keys by OpenID Connect discovery at the auth stand-in
     /// (`jwks.discovery`) instead of its JWKS path.
     pub jwks_discovery: bool,
+    /// More lines of the sidecar's `jwt:` block (indented two spaces), e.g. `claimToHeaders`.
+    pub jwt_extra: String,
 }
 
 impl Options {
@@ -100,6 +102,7 @@ impl Options {
             record_upstream: false,
             hmac_secret_file: None,
             jwks_discovery: false,
+            jwt_extra: String::new(),
         })
     }
 }
@@ -220,12 +223,13 @@ impl Stack {
         let mut text = format!(
             "grpcListen: [\"unix:{socket}\", 127.0.0.1:{grpc}]\nadminListen: 127.0.0.1:{admin}\niamUrl: {iam}\nredisUrl: \"{redis}\"\n\
              redisCluster: {cluster}\n\
-             jwt:\n  issuers: [\"{ISSUER}\"]\n  audiences: [\"{AUDIENCE}\"]\n  hmacAlgorithms: [HS256, HS384, HS512]\n\
+             jwt:\n  issuers: [\"{ISSUER}\"]\n  audiences: [\"{AUDIENCE}\"]\n  hmacAlgorithms: [HS256, HS384, HS512]\n{jwt_extra}\
              jwks:\n  minRefreshInterval: 1s\n  refreshInterval: {refresh}s\n{discovery}\
              sessionCacheTtl: 1s\n\
              publicPaths: [/health]\nstripHeaders: [x-quota-lease]\n\
              policyFile: {policy}\npolicyReloadInterval: 1s\n",
             refresh = self.opts.jwks_refresh.as_secs().max(1),
+            jwt_extra = self.opts.jwt_extra,
             discovery =
                 if self.opts.jwks_discovery { format!("  discovery: {}\n", self.auth.url()) } else { String::new() },
             socket = self.sidecar_socket(name).display(),

@@ -86,6 +86,7 @@ impl Decider {
             api_key_format: config.api_keys.format.clone(),
             failures: FailureLimiter::new(config.failed_credentials.per_client, config.failed_credentials.window),
             forward_credential: config.jwt.forward_credential,
+            claim_headers: config.jwt.claim_to_headers.clone(),
             metrics,
         }
     }

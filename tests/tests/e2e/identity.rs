@@ -441,6 +441,28 @@ async fn binary_hmac_secret(mode: Mode) {
     assert_eq!((r.status, r.error()), (401, "token_bad_signature"));
 }
 
+/// `claimToHeaders`: a claim reaches the upstream as its header, and a client's own copy of
+/// that header never does (in both modes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_to_headers_in_both_modes() {
+    for mode in [Mode::Wasm, Mode::ExtAuthz] {
+        let mut opts = Options::test(mode).unwrap();
+        opts.jwt_extra =
+            "  claimToHeaders: [{claim: lab, header: x-user-lab}, {claim: groups, header: x-user-groups}]\n".into();
+        let stack = Stack::start(opts).await.unwrap();
+        let with_lab = with(with(claims("u-lab"), "lab", json!("l7")), "groups", json!(["bio", "chem"]));
+        let t = bearer(&sign_kid(&with_lab, "dev-1").unwrap());
+        let r = get(&stack, "/api/tools/c", &[("authorization", &t), ("x-user-lab", "l-spoofed")]).await;
+        assert_eq!(r.status, 200, "{mode:?}: {}", r.json);
+        assert_eq!(r.upstream("x-user-lab").as_str(), Some("l7"), "{mode:?}: {}", r.json);
+        assert_eq!(r.upstream("x-user-groups").as_str(), Some("bio,chem"), "{mode:?}");
+        let t = bearer(&sign_kid(&claims("u-nolab"), "dev-1").unwrap());
+        let r = get(&stack, "/api/tools/c", &[("authorization", &t), ("x-user-lab", "l-spoofed")]).await;
+        assert_eq!(r.status, 200);
+        assert!(r.upstream("x-user-lab").is_null(), "{mode:?}: a client's copy is stripped: {}", r.json);
+    }
+}
+
 /// Keys found by OpenID Connect discovery (the stand-in serves a discovery document of the
 /// usual shape naming its JWKS): tokens verify in both modes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
