@@ -23,7 +23,7 @@ use crate::authenticator::{LocalVerdict, Verified};
 use crate::authorize::check_endpoint_permissions;
 use crate::cache::digest;
 use crate::claims::Scope;
-use crate::credential::{self, Credential};
+use crate::credential::{self, Credential, TokenSource};
 use crate::denial::{Denial, codes};
 use crate::headers::{AUTHORIZATION, X_ACTION_TOKEN, X_API_KEY};
 use crate::identity::Identity;
@@ -61,6 +61,9 @@ pub struct Consumed {
     pub authorization: bool,
     pub api_key: bool,
     pub action_token: bool,
+    /// The token came from this entry of the token sources (a cookie or a header), which the
+    /// host removes (a cookie from the `Cookie` header, see `credential::without_cookie`).
+    pub token_source: Option<usize>,
 }
 
 impl Consumed {
@@ -211,6 +214,8 @@ pub struct Pipeline<'a, V> {
     req: Request<'a, V>,
     matching: Matching<'a>,
     credential: Credential<'a>,
+    /// Which of the token sources the bearer token came from (`None`: `Authorization`).
+    token_source: Option<usize>,
     /// Answers so far.
     caller: Option<Arc<Verified>>,
     action: Option<Result<Arc<Verified>, TokenError>>,
@@ -225,15 +230,21 @@ pub struct Pipeline<'a, V> {
 impl<'a, V: AsRef<[u8]>> Pipeline<'a, V> {
     /// Looks the request up (path guard, then the route table); nothing else yet.
     pub fn new(table: Table<'a>, req: Request<'a, V>) -> Self {
+        Self::with_sources(table, req, &[])
+    }
+
+    /// [`Pipeline::new`], also reading bearer tokens from `sources` (cookies, other headers).
+    pub fn with_sources(table: Table<'a>, req: Request<'a, V>, sources: &[TokenSource]) -> Self {
         let matching = Self::match_route(table, req.method, req.path);
-        let credential = match matching {
-            Matching::Protected(_) => credential::extract(req.headers),
-            _ => Credential::None,
+        let (credential, token_source) = match matching {
+            Matching::Protected(_) => credential::extract_from(req.headers, sources),
+            _ => (Credential::None, None),
         };
         Self {
             req,
             matching,
             credential,
+            token_source,
             caller: None,
             action: None,
             session_alive: false,
@@ -391,15 +402,22 @@ impl<'a, V: AsRef<[u8]>> Pipeline<'a, V> {
     fn consumed(&self, route: Option<&Route>, forward: bool) -> Consumed {
         let has = |name: &str| self.req.headers.iter().any(|(k, _)| k == name);
         match self.credential {
-            Credential::Bearer(_) => Consumed {
-                authorization: !(forward || route.is_some_and(|r| r.forward_credential)),
-                api_key: false,
-                action_token: has(X_ACTION_TOKEN),
-            },
-            // From `x-api-key` or `Authorization: ApiKey ...`: neither goes on.
-            Credential::ApiKey(_) => {
-                Consumed { authorization: has(AUTHORIZATION), api_key: true, action_token: has(X_ACTION_TOKEN) }
+            Credential::Bearer(_) => {
+                let remove = !(forward || route.is_some_and(|r| r.forward_credential));
+                Consumed {
+                    authorization: remove && self.token_source.is_none(),
+                    api_key: false,
+                    action_token: has(X_ACTION_TOKEN),
+                    token_source: self.token_source.filter(|_| remove),
+                }
             }
+            // From `x-api-key` or `Authorization: ApiKey ...`: neither goes on.
+            Credential::ApiKey(_) => Consumed {
+                authorization: has(AUTHORIZATION),
+                api_key: true,
+                action_token: has(X_ACTION_TOKEN),
+                token_source: None,
+            },
             Credential::None | Credential::Invalid(_) => Consumed::default(),
         }
     }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api_key_format::ApiKeyFormat;
 use crate::claims::ClaimsPolicy;
+use crate::credential::TokenSource;
 use crate::headers::StripRules;
 use crate::identity::ClaimHeader;
 
@@ -36,6 +37,9 @@ pub struct SharedSettings {
     /// Claims projected onto request headers (`claimToHeaders`).
     #[serde(default)]
     pub claim_to_headers: Vec<ClaimHeader>,
+    /// Where else bearer tokens are read from (`tokenSources`: cookies, other headers).
+    #[serde(default)]
+    pub token_sources: Vec<TokenSource>,
 }
 
 impl Default for SharedSettings {
@@ -51,6 +55,7 @@ impl Default for SharedSettings {
             api_key_format: ApiKeyFormat::default(),
             forward_credential: false,
             claim_to_headers: Vec::new(),
+            token_sources: Vec::new(),
         }
     }
 }

@@ -79,6 +79,8 @@ pub struct Decider {
     pub forward_credential: bool,
     /// Claims projected onto request headers (`jwt.claimToHeaders`).
     pub claim_headers: Vec<authz_core::identity::ClaimHeader>,
+    /// Where else bearer tokens are read from (`jwt.tokenSources`).
+    pub token_sources: Vec<authz_core::credential::TokenSource>,
 }
 
 /// A refusal of [`Decider::service_identity`].
@@ -334,9 +336,10 @@ impl AuthzService {
         span.record("policy_version", policy.version.as_str());
         // Envoy sends the body as bytes (`raw_body`) when `pack_as_bytes` is set, else as text.
         let body = if http.raw_body.is_empty() { http.body.as_bytes() } else { http.raw_body.as_slice() };
-        let mut pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::with_sources(
             Table::Policy(&policy.table),
             Decide { method: &http.method, path: &http.path, headers: &req.headers },
+            &self.decider.token_sources,
         );
         let extras = Extras { policy: &policy, body, client: &client };
         let outcome = self.decider.drive(&mut pipeline, &extras).await;
@@ -355,7 +358,8 @@ impl AuthzService {
             Outcome::Allow { caller, lease, consumed } => {
                 span.record("result", "allow");
                 metrics.checks.get_or_create(&vec![("result", "allow"), ("code", "ok")]).inc();
-                Ok(Response::new(allow(&req, caller.as_deref(), lease.as_deref(), consumed, record)))
+                let source = consumed.token_source.and_then(|i| self.decider.token_sources.get(i));
+                Ok(Response::new(allow(&req, caller.as_deref(), lease.as_deref(), consumed, source, record)))
             }
             Outcome::Deny { denial: d, detail, .. } => {
                 span.record("result", d.code);

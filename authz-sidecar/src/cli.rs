@@ -107,9 +107,10 @@ pub fn check(config: &Config, offline: &Offline, request: &CheckRequest) -> anyh
     if let Some(a) = request.action_token {
         headers.push((X_ACTION_TOKEN.into(), a.to_string()));
     }
-    let mut pipeline = Pipeline::new(
+    let mut pipeline = Pipeline::with_sources(
         Table::Policy(&policy.table),
         Request { method: request.method, path: request.path, headers: &headers },
+        &config.jwt.token_sources,
     );
     let outcome = loop {
         let answer = match pipeline.eval(&mut facts) {

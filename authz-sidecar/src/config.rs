@@ -128,6 +128,10 @@ pub struct JwtConfig {
     /// mapped name is stripped from client requests.
     #[serde(default)]
     pub claim_to_headers: Vec<authz_core::identity::ClaimHeader>,
+    /// Where else bearer tokens are read from, in order, when a request carries neither
+    /// `Authorization` nor `X-API-Key`: `[{cookie: name}]`, `[{header: name, prefix: "Token "}]`.
+    #[serde(default)]
+    pub token_sources: Vec<authz_core::credential::TokenSource>,
 }
 
 /// Where the auth service publishes and stores revocations (the README's contract).
@@ -274,6 +278,7 @@ impl Default for JwtConfig {
             hmac_algorithms: default_hmac(),
             forward_credential: false,
             claim_to_headers: Vec::new(),
+            token_sources: Vec::new(),
         }
     }
 }
@@ -365,6 +370,9 @@ impl Config {
         }
         if !self.jwks.path.starts_with('/') {
             return invalid("jwks.path", "must start with '/'");
+        }
+        for s in &self.jwt.token_sources {
+            s.validate().map_err(|reason| ConfigError::Invalid { field: "jwt.tokenSources", reason })?;
         }
         for m in &self.jwt.claim_to_headers {
             m.validate().map_err(|reason| ConfigError::Invalid { field: "jwt.claimToHeaders", reason })?;
@@ -475,6 +483,7 @@ impl Config {
             api_key_format: self.api_keys.format.clone(),
             forward_credential: self.jwt.forward_credential,
             claim_to_headers: self.jwt.claim_to_headers.clone(),
+            token_sources: self.jwt.token_sources.clone(),
         }
     }
 

@@ -56,7 +56,8 @@ regoModules:
     allow if input.identity.user_id == "alice"
 "#;
 const SETTINGS: &str = "publicPaths: [/health]\njwt:\n  issuers: [\"https://auth.test\"]\n  audiences: [gateway]\n  \
-                        claimToHeaders: [{claim: lab, header: x-user-lab}, {claim: labs, header: x-user-labs}]\n\
+                        claimToHeaders: [{claim: lab, header: x-user-lab}, {claim: labs, header: x-user-labs}]\n  \
+                        tokenSources: [{cookie: access_token}]\n\
                         apiKeys:\n  format: {prefix: ak-}\ntenantClaim: lab\nquota:\n  perUser: {gpus: 1}\n";
 /// Requests as clients make them (the method a route expects), and some that no route expects.
 const TARGETS: &[(&str, &str)] = &[
@@ -124,6 +125,8 @@ enum Credential {
     Basic,
     Both(UserToken),
     Garbage,
+    /// The token in the `access_token` cookie (a `tokenSources` entry), next to another cookie.
+    Cookie(UserToken),
 }
 
 /// `X-Action-Token`: none, right, for another action, for another user, expired.
@@ -155,6 +158,7 @@ fn credential() -> impl Strategy<Value = Credential> {
         1 => Just(Credential::Basic),
         1 => user_token().prop_map(Credential::Both),
         1 => Just(Credential::Garbage),
+        2 => user_token().prop_map(Credential::Cookie),
     ]
 }
 
@@ -196,6 +200,10 @@ fn headers(r: &Req, now: u64) -> Vec<(String, String)> {
         Credential::Garbage => {
             h.push(("authorization".into(), "Bearer e30.e30.".into()));
             None
+        }
+        Credential::Cookie(t) => {
+            h.push(("cookie".into(), format!("theme=dark; access_token={}", t.sign(now))));
+            Some(t.sub)
         }
     };
     let sub = user.unwrap_or("alice");
@@ -287,11 +295,18 @@ fn verdict_of(r: Result<CheckResponse, tonic::Status>, h: &[(String, String)]) -
                 lab.unwrap_or_default(),
                 set("x-user-labs").unwrap_or_default()
             );
-            let forwarded = CREDENTIAL_HEADERS
+            let mut forwarded: Vec<String> = CREDENTIAL_HEADERS
                 .iter()
                 .filter(|c| h.iter().any(|(k, _)| k == *c) && !ok.headers_to_remove.iter().any(|r| r == *c))
                 .map(|c| c.to_string())
                 .collect();
+            // The cookie the upstream gets: as set, else the client's unless removed.
+            let cookie = set("cookie").or_else(|| {
+                (!removed("cookie")).then(|| h.iter().find(|(k, _)| k == "cookie").map(|(_, v)| v.clone())).flatten()
+            });
+            if cookie.is_some_and(|c| c.contains("access_token=")) {
+                forwarded.push("access_token cookie".into());
+            }
             Verdict { status: 200, detail: user, record, forwarded }
         }
         Some(HttpResponse::DeniedResponse(d)) => Verdict {
@@ -345,11 +360,14 @@ async fn through_filter(worker: &Rc<RefCell<Worker>>, sidecar: &InMemorySidecar,
                 get("x-user-lab").unwrap_or_default(),
                 get("x-user-labs").unwrap_or_default()
             );
-            let forwarded = CREDENTIAL_HEADERS
+            let mut forwarded: Vec<String> = CREDENTIAL_HEADERS
                 .iter()
                 .filter(|c| s.headers.iter().any(|(k, _)| k == *c))
                 .map(|c| c.to_string())
                 .collect();
+            if get("cookie").is_some_and(|c| c.contains("access_token=")) {
+                forwarded.push("access_token cookie".into());
+            }
             Verdict { status: 200, detail: user, record, forwarded }
         }
     }

@@ -217,6 +217,9 @@ fn policy_with_settings(policy_json: &str, settings_json: &str) -> Result<(Route
         return Err(format!("settings: public path {p:?} must start with '/'"));
     }
     settings.api_key_format.validate().map_err(|e| format!("settings: apiKeyFormat: {e}"))?;
+    for s in &settings.token_sources {
+        s.validate().map_err(|e| format!("settings: tokenSources: {e}"))?;
+    }
     for m in &settings.claim_to_headers {
         m.validate().map_err(|e| format!("settings: claimToHeaders: {e}"))?;
     }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use authz_core::Denial;
 use authz_core::audit::{self as audit_record, Subject};
 use authz_core::authenticator::Verified;
+use authz_core::credential::{self, TokenSource};
 use authz_core::headers::X_TRACE_ID;
 use authz_core::pipeline::{Pipeline, Request, Table};
 use authz_core::request::{ClientTrace, Sanitized, sanitize};
@@ -285,7 +286,8 @@ impl<H: Host> Http<H> {
             // No policy yet: everything goes to the sidecar.
             None => Table::Bootstrap(&bootstrap),
         };
-        let mut pipeline = Pipeline::new(table, Request { method, path, headers: &req.headers });
+        let sources = &pushed.settings.token_sources;
+        let mut pipeline = Pipeline::with_sources(table, Request { method, path, headers: &req.headers }, sources);
         let step = {
             let now = self.now();
             let mut worker = shared.borrow_mut();
@@ -309,6 +311,15 @@ impl<H: Host> Http<H> {
                 self.write_headers(&req.removed, req.client_trace, identity);
                 for name in consumed.names() {
                     self.host.set_request_header(name, None);
+                }
+                // A token from a cookie or another header does not go on either.
+                match consumed.token_source.and_then(|i| sources.get(i)) {
+                    Some(TokenSource { cookie: Some(name), .. }) => {
+                        let rest = credential::without_cookie(&req.headers, name);
+                        self.host.set_request_header("cookie", rest.as_deref());
+                    }
+                    Some(TokenSource { header: Some(name), .. }) => self.host.set_request_header(name, None),
+                    _ => {}
                 }
                 self.gate = Gate::Open;
                 metrics.allowed.inc();

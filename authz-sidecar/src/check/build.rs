@@ -87,6 +87,7 @@ impl Decider {
             failures: FailureLimiter::new(config.failed_credentials.per_client, config.failed_credentials.window),
             forward_credential: config.jwt.forward_credential,
             claim_headers: config.jwt.claim_to_headers.clone(),
+            token_sources: config.jwt.token_sources.clone(),
             metrics,
         }
     }

@@ -3,6 +3,7 @@
 
 use authz_core::Denial;
 use authz_core::authenticator::Verified;
+use authz_core::credential::{self, TokenSource};
 use authz_core::headers::{X_QUOTA_LEASE, X_TRACE_ID};
 use authz_core::pipeline::Consumed;
 use authz_core::request::Sanitized;
@@ -31,9 +32,21 @@ pub(super) fn allow(
     caller: Option<&Verified>,
     lease: Option<&str>,
     consumed: Consumed,
+    source: Option<&TokenSource>,
     record: Option<Struct>,
 ) -> CheckResponse {
     let mut headers = vec![header(X_TRACE_ID, &req.trace_id)];
+    // A token from a cookie or another header stops here too: the cookie leaves the `Cookie`
+    // header (the rest stays), the header goes.
+    let mut gone: Vec<String> = consumed.names().map(String::from).collect();
+    match source {
+        Some(TokenSource { cookie: Some(name), .. }) => match credential::without_cookie(&req.headers, name) {
+            Some(rest) => headers.push(header("cookie", &rest)),
+            None => gone.push("cookie".into()),
+        },
+        Some(TokenSource { header: Some(name), .. }) => gone.push(name.clone()),
+        _ => {}
+    }
     if let Some(caller) = caller {
         headers.extend(caller.headers.iter().map(|(k, v)| header(k, v)));
     }
@@ -45,7 +58,7 @@ pub(super) fn allow(
         .removed
         .iter()
         .cloned()
-        .chain(consumed.names().map(String::from))
+        .chain(gone)
         .filter(|name| !headers.iter().any(|h| h.header.as_ref().is_some_and(|h| h.key.eq_ignore_ascii_case(name))))
         .collect();
     CheckResponse {

@@ -463,6 +463,27 @@ async fn claims_to_headers_in_both_modes() {
     }
 }
 
+/// `tokenSources`: a token in a cookie (the browser front ends) is verified like a bearer
+/// token, and the upstream gets the other cookies but not that one (in both modes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_tokens_in_both_modes() {
+    for mode in [Mode::Wasm, Mode::ExtAuthz] {
+        let mut opts = Options::test(mode).unwrap();
+        opts.jwt_extra = "  tokenSources: [{cookie: access_token}]\n".into();
+        let stack = Stack::start(opts).await.unwrap();
+        let t = sign_kid(&claims("u-cookie"), "dev-1").unwrap();
+        let jar = format!("theme=dark; access_token={t}; lang=en");
+        let r = get(&stack, "/api/tools/c", &[("cookie", &jar)]).await;
+        assert_eq!((r.status, r.upstream("x-user-id").as_str()), (200, Some("u-cookie")), "{mode:?}: {}", r.json);
+        assert_eq!(r.upstream("cookie").as_str(), Some("theme=dark; lang=en"), "{mode:?}: the token cookie stays here");
+        let r = get(&stack, "/api/tools/c", &[("cookie", &format!("access_token={t}"))]).await;
+        assert_eq!(r.status, 200);
+        assert!(r.upstream("cookie").is_null(), "{mode:?}: {}", r.json);
+        let r = get(&stack, "/api/tools/c", &[("cookie", "access_token=not.a.token")]).await;
+        assert_eq!((r.status, r.error()), (401, "token_malformed"), "{mode:?}");
+    }
+}
+
 /// Keys found by OpenID Connect discovery (the stand-in serves a discovery document of the
 /// usual shape naming its JWKS): tokens verify in both modes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
