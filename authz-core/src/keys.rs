@@ -85,6 +85,23 @@ impl std::fmt::Debug for VerifyKey {
     }
 }
 
+/// A P-521 key for ES512, which `jsonwebtoken` does not implement: verified by the host's
+/// native crypto (Envoy's BoringSSL, through `verify_signature`) or, in the sidecar, by aws-lc.
+#[derive(Clone)]
+pub struct Es512Key {
+    pub kid: Option<String>,
+    /// The uncompressed point (`0x04 || x || y`), for aws-lc.
+    pub point: std::sync::Arc<[u8]>,
+    /// SubjectPublicKeyInfo DER, for a native verifier.
+    pub spki: std::sync::Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Es512Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Es512Key").field("kid", &self.kid).finish()
+    }
+}
+
 /// At most this many keys are tried for a token without `kid` (Envoy's `jwt_authn` and
 /// google/jwt_verify_lib try every key that fits; the bound keeps a large set from turning one
 /// forged token into many verifications).
@@ -98,6 +115,8 @@ pub struct KeySet {
     kid_order: Vec<String>,
     /// Keys without a `kid` (the platform's HS256 `JWT_SECRET` tokens).
     kidless: Vec<VerifyKey>,
+    /// P-521 keys (ES512), in arrival order.
+    es512: Vec<Es512Key>,
 }
 
 impl KeySet {
@@ -142,7 +161,7 @@ impl KeySet {
             };
             let usable = serde_json::from_value::<Jwk>(value.clone())
                 .map_err(|e| format!("unreadable: {e}"))
-                .and_then(|jwk| usable_key(&jwk, source));
+                .and_then(|jwk| usable_key(&jwk, text("alg").as_deref(), source));
             match usable {
                 Ok(key) => {
                     loaded.used.push(position);
@@ -155,9 +174,27 @@ impl KeySet {
             return Err(KeyError::NoUsableKey(loaded.skipped));
         }
         for key in keys {
-            self.insert(key);
+            match key {
+                Usable::Standard(k) => self.insert(k),
+                Usable::Es512(k) => {
+                    if let Some(kid) = &k.kid {
+                        self.es512.retain(|e| e.kid.as_ref() != Some(kid));
+                    }
+                    self.es512.push(k);
+                }
+            }
         }
         Ok(loaded)
+    }
+
+    /// The ES512 keys to try for a token header: the one with its `kid`, or (no `kid`) each in
+    /// order, at most [`MAX_KIDLESS_CANDIDATES`].
+    pub fn es512_candidates<'a>(&'a self, kid: Option<&'a str>) -> impl Iterator<Item = &'a Es512Key> + 'a {
+        self.es512.iter().filter(move |k| kid.is_none_or(|kid| k.kid.as_deref() == Some(kid))).take(if kid.is_some() {
+            1
+        } else {
+            MAX_KIDLESS_CANDIDATES
+        })
     }
 
     /// Adds an HMAC secret for tokens without `kid` (HS256, the platform's `JWT_SECRET`).
@@ -189,11 +226,11 @@ impl KeySet {
 
     /// Whether a key with this `kid` is still trusted.
     pub fn has_kid(&self, kid: &str) -> bool {
-        self.by_kid.contains_key(kid)
+        self.by_kid.contains_key(kid) || self.es512.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
 
     pub fn len(&self) -> usize {
-        self.by_kid.len() + self.kidless.len()
+        self.by_kid.len() + self.kidless.len() + self.es512.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -202,12 +239,38 @@ impl KeySet {
 
     /// The `kid`s held, for logs and metrics.
     pub fn kids(&self) -> impl Iterator<Item = &str> {
-        self.kid_order.iter().map(String::as_str)
+        self.kid_order.iter().map(String::as_str).chain(self.es512.iter().filter_map(|k| k.kid.as_deref()))
     }
 }
 
-/// A JWK as a verification key, or why it cannot be one.
-fn usable_key(jwk: &Jwk, source: Source) -> Result<VerifyKey, String> {
+/// A key taken from a JWKS.
+enum Usable {
+    Standard(VerifyKey),
+    Es512(Es512Key),
+}
+
+/// A JWK as a verification key, or why it cannot be one. `alg` is the JWK's own `alg` text
+/// (`jsonwebtoken` does not know `ES512`).
+fn usable_key(jwk: &Jwk, alg: Option<&str>, source: Source) -> Result<Usable, String> {
+    if let AlgorithmParameters::EllipticCurve(ec) = &jwk.algorithm
+        && ec.curve == EllipticCurve::P521
+    {
+        match &jwk.common.public_key_use {
+            None | Some(PublicKeyUse::Signature) => {}
+            _ => return Err("not a signing key (use is not \"sig\")".into()),
+        }
+        if alg.is_some_and(|a| a != "ES512") {
+            return Err("alg does not match the key type".into());
+        }
+        let spki = crate::spki::from_jwk(jwk).ok_or("bad key material: P-521 coordinates")?;
+        // The point is the BIT STRING's content after its unused-bits byte: the last 133 bytes.
+        let point = spki.get(spki.len().saturating_sub(133)..).map(<[u8]>::to_vec).ok_or("bad key material")?;
+        return Ok(Usable::Es512(Es512Key { kid: jwk.common.key_id.clone(), point: point.into(), spki: spki.into() }));
+    }
+    usable_standard(jwk, source).map(Usable::Standard)
+}
+
+fn usable_standard(jwk: &Jwk, source: Source) -> Result<VerifyKey, String> {
     match &jwk.common.public_key_use {
         None | Some(PublicKeyUse::Signature) => {}
         Some(PublicKeyUse::Encryption) => return Err("an encryption key (use \"enc\")".into()),
@@ -287,21 +350,18 @@ mod tests {
     fn a_mixed_key_set_uses_what_it_can_and_names_the_rest() {
         let mut ks = KeySet::new();
         let loaded = ks.extend_from_jwks_json(MIXED, Source::Remote).unwrap();
-        assert_eq!(loaded.used, [0, 1, 2, 4, 7], "{:#?}", loaded.skipped);
+        assert_eq!(loaded.used, [0, 1, 2, 3, 4, 7], "{:#?}", loaded.skipped);
         let reason =
             |kid: &str| loaded.skipped.iter().find(|s| s.kid.as_deref() == Some(kid)).map(|s| s.reason.clone());
-        assert!(reason("ec-P-521").is_some_and(|r| r.contains("curve")));
         assert!(reason("x25519").is_some_and(|r| r.contains("curve")));
         assert!(reason("hmac").is_some_and(|r| r.contains("symmetric")), "no secret from a URL");
         assert!(reason("rsa-enc").is_some());
         assert!(reason("bad-x").is_some());
         assert!(reason("weird").is_some(), "{:?}", reason("weird"));
-        let p521 = loaded.skipped.iter().find(|s| s.kid.as_deref() == Some("ec-P-521")).unwrap().to_string();
-        assert_eq!(
-            p521,
-            "key #3 kid=\"ec-P-521\" kty=\"EC\" crv=\"P-521\" alg=\"ES512\": unsupported key type or curve"
-        );
-        assert_eq!(ks.len(), 5);
+        let x25519 = loaded.skipped.iter().find(|s| s.kid.as_deref() == Some("x25519")).unwrap().to_string();
+        assert!(x25519.starts_with("key #5 kid=\"x25519\" kty=\"OKP\" crv=\"X25519\": "), "{x25519}");
+        assert_eq!(ks.len(), 6, "P-521 is taken for ES512");
+        assert!(ks.has_kid("ec-P-521"));
         assert_eq!(ks.find(Some("ed"), Algorithm::EdDSA).map(|k| k.alg), Some(Algorithm::EdDSA));
         // From a local source (a file, the sidecar's push) the secret is taken.
         let loaded = KeySet::new().extend_from_jwks_json(MIXED, Source::Local).unwrap();

@@ -8,6 +8,7 @@ const OID_RSA_ENCRYPTION: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x
 const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const OID_P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+const OID_P521: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23];
 
 /// `tag || length || body` with DER's definite length form.
 fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
@@ -43,7 +44,7 @@ fn b64(s: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
 }
 
-/// The SubjectPublicKeyInfo DER of an RSA or P-256/P-384 JWK; `None` for other key types.
+/// The SubjectPublicKeyInfo DER of an RSA or P-256/P-384/P-521 JWK; `None` for other key types.
 pub fn from_jwk(jwk: &Jwk) -> Option<Vec<u8>> {
     match &jwk.algorithm {
         AlgorithmParameters::RSA(rsa) => {
@@ -57,6 +58,7 @@ pub fn from_jwk(jwk: &Jwk) -> Option<Vec<u8>> {
             let (curve, width) = match ec.curve {
                 EllipticCurve::P256 => (OID_P256, 32),
                 EllipticCurve::P384 => (OID_P384, 48),
+                EllipticCurve::P521 => (OID_P521, 66),
                 _ => return None,
             };
             let (x, y) = (b64(&ec.x)?, b64(&ec.y)?);

@@ -251,3 +251,39 @@ fn a_token_without_kid_is_verified_by_a_key_with_one() {
         .unwrap();
     assert_eq!(verify_token_time_with(&stranger, &only_dev, &p, NOW, None).map(|_| ()), Err(TokenError::UnknownKey));
 }
+
+/// ES512 (P-521), a key and tokens made with Python's `cryptography` (the token expires in 2036).
+#[test]
+fn es512_tokens_verify_through_aws_lc_and_a_native_verifier() {
+    let fixture: serde_json::Value = serde_json::from_str(include_str!("../../testdata/es512.json")).unwrap();
+    let mut ks = KeySet::new();
+    let loaded = ks.extend_from_jwks_json(&fixture["jwks"].to_string(), crate::keys::Source::Remote).unwrap();
+    assert_eq!(loaded.used, [0]);
+    assert!(ks.has_kid("p521-1"));
+    let token = fixture["token"].as_str().unwrap();
+    let p = ClaimsPolicy::default();
+    let now = 1_800_000_000;
+    let c = verify_token_time(token, &ks, &p, now).unwrap();
+    assert_eq!((c.sub.as_deref(), c.verified_kid.as_deref()), (Some("u-es512"), Some("p521-1")));
+    let kidless = fixture["kidless"].as_str().unwrap();
+    assert_eq!(verify_token_time(kidless, &ks, &p, now).unwrap().verified_kid.as_deref(), Some("p521-1"));
+    // A native verifier is asked first (sha512 over the signing input, DER signature).
+    struct NativeP521(std::cell::Cell<u32>);
+    impl NativeVerifier for NativeP521 {
+        fn verify(&self, hash: &'static str, spki_der: &[u8], signature: &[u8], message: &[u8]) -> Option<bool> {
+            use aws_lc_rs::signature::{ECDSA_P521_SHA512_ASN1, UnparsedPublicKey};
+            self.0.set(self.0.get() + 1);
+            assert_eq!(hash, "sha512");
+            let point = &spki_der[spki_der.len() - 133..];
+            Some(UnparsedPublicKey::new(&ECDSA_P521_SHA512_ASN1, point).verify(message, signature).is_ok())
+        }
+    }
+    let native = NativeP521(std::cell::Cell::new(0));
+    assert!(verify_token_time_with(token, &ks, &p, now, Some(&native)).is_ok());
+    assert_eq!(native.0.get(), 1);
+    let (head, sig) = token.rsplit_once('.').unwrap();
+    let flipped = format!("{head}.{}{}", if sig.starts_with('A') { "B" } else { "A" }, &sig[1..]);
+    assert_eq!(verify_token_time(&flipped, &ks, &p, now).map(|_| ()), Err(TokenError::BadSignature));
+    assert_eq!(verify_token_time(token, &KeySet::new(), &p, now).map(|_| ()), Err(TokenError::UnknownKey));
+    assert_eq!(verify_token_time(token, &ks, &p, 2_100_000_000).map(|_| ()), Err(TokenError::Expired));
+}
