@@ -18,6 +18,7 @@ mod e2e {
     pub mod quota;
     pub mod revocation;
     pub mod sidecar;
+    pub mod sources;
     pub mod spoofing;
     pub mod verdicts;
     pub mod wasm;

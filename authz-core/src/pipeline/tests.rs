@@ -4,11 +4,14 @@
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
 
+use serde_json::Value;
+
 use super::*;
 use crate::claims::ClaimsPolicy;
 use crate::keys::KeySet;
 use crate::revocation::Revocation;
 use crate::routes::PolicyDocument;
+use crate::routes::RouteTable;
 
 const NOW: u64 = 1_700_000_000;
 const SECRET: &[u8] = b"pipeline-test-secret";
