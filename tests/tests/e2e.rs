@@ -14,6 +14,7 @@ mod e2e {
     pub mod garbage;
     pub mod hostile;
     pub mod identity;
+    pub mod keys;
     pub mod policy;
     pub mod quota;
     pub mod revocation;

@@ -38,7 +38,7 @@ pub fn with(mut c: Value, k: &str, v: Value) -> Value {
     c
 }
 
-async fn callouts(stack: &Stack) -> Option<u64> {
+pub async fn callouts(stack: &Stack) -> Option<u64> {
     stack.envoy_stat("authz_filter.callouts").await
 }
 
@@ -176,74 +176,6 @@ pub async fn key_rotation(stack: &Stack) {
     // Put things back for the checks that follow.
     state.publish("dev-1");
     state.activate("dev-1");
-}
-
-/// Key sets as identity providers serve them: keys we cannot use are skipped (named in the
-/// log, counted), the rest used; a document with no usable key keeps the last good set; a
-/// token without `kid` is tried against the keys of its algorithm (as Envoy's `jwt_authn`).
-pub async fn key_sets(stack: &Stack) {
-    let state = &stack.auth.state;
-    let fresh = |sub: &str| sign_kid(&claims(sub), "dev-1").unwrap();
-    let mixed: Value = serde_json::from_str(include_str!("../../../authz-core/testdata/jwks_mixed.json")).unwrap();
-    // Only the unusable ones (positions 5, 6, 8, 9, 10 of the fixture): X25519, a secret from a
-    // URL, an encryption key, a bad encoding, an unknown `kty`.
-    let unusable: Vec<Value> = [5, 6, 8, 9, 10].iter().map(|i| mixed["keys"][*i].clone()).collect();
-    state.serve_extra_keys(unusable.clone());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let metrics = stack.sidecar_metrics().await.unwrap_or_default();
-        if metrics.lines().any(|l| l == "authz_jwks_keys_skipped 5") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "skipped keys not counted:\n{metrics}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let log = stack.sidecar_log();
-    assert!(log.contains("JWKS key skipped") && log.contains("x25519"), "the log names the key");
-    assert!(log.contains("symmetric (oct) key served by a URL"), "a secret from a URL is refused with a warning");
-    assert_eq!(get(stack, "/api/tools/k", &[("authorization", &bearer(&fresh("u-mixed")))]).await.status, 200);
-    // Without `kid`, against the published keys (which all have one).
-    let kidless = tokens::sign_rs256(&claims("u-kidless"), None).unwrap();
-    let r = get(stack, "/api/tools/k", &[("authorization", &bearer(&kidless))]).await;
-    assert_eq!((r.status, r.upstream("x-user-id").as_str()), (200, Some("u-kidless")), "{}", r.json);
-    // No usable key at all: the last good set stays (fresh tokens, so no cache answers).
-    let published = state.published();
-    for kid in &published {
-        state.retire(kid);
-    }
-    let before = state.calls.jwks.load(Ordering::Relaxed);
-    while state.calls.jwks.load(Ordering::Relaxed) < before + 2 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let r = get(stack, "/api/tools/k", &[("authorization", &bearer(&fresh("u-after-empty")))]).await;
-    assert_eq!(r.status, 200, "the last good keys are kept: {}", r.json);
-    for kid in &published {
-        state.publish(kid);
-    }
-    state.serve_extra_keys(Vec::new());
-}
-
-/// ES512 (P-521): a key the identity provider publishes, and a token made with Python's
-/// `cryptography` (it expires in 2036). The sidecar verifies with aws-lc; the filter, once the
-/// key is pushed, with Envoy's own crypto (`verify_signature`), without a callout.
-pub async fn es512(stack: &Stack) {
-    let fixture: Value = serde_json::from_str(include_str!("../../../authz-core/testdata/es512.json")).unwrap();
-    stack.auth.state.serve_extra_keys(vec![fixture["jwks"]["keys"][0].clone()]);
-    let token = fixture["token"].as_str().unwrap();
-    // Its `kid` is new: the sidecar fetches the keys for it at once.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r = get(stack, "/api/tools/e", &[("authorization", &bearer(token))]).await;
-    assert_eq!((r.status, r.upstream("x-user-id").as_str()), (200, Some("u-es512")), "{}", r.json);
-    if stack.opts.mode == Mode::Wasm {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let before = callouts(stack).await;
-        let r = get(stack, "/api/tools/e", &[("authorization", &bearer(token))]).await;
-        assert_eq!(r.status, 200);
-        assert_eq!(callouts(stack).await, before, "ES512 verified inside Envoy");
-    }
-    let kidless = fixture["kidless"].as_str().unwrap();
-    assert_eq!(get(stack, "/api/tools/e", &[("authorization", &bearer(kidless))]).await.status, 200);
-    stack.auth.state.serve_extra_keys(Vec::new());
 }
 
 /// A verified credential stops at the gateway: the bearer token and the API key are removed
@@ -440,8 +372,8 @@ pub async fn all(mut stack: Stack) {
     audience_per_route(&stack).await;
     session_routes(&stack).await;
     key_rotation(&stack).await;
-    key_sets(&stack).await;
-    es512(&stack).await;
+    super::keys::key_sets(&stack).await;
+    super::keys::es512(&stack).await;
     unknown_kid_flood(&stack).await;
     api_key_caching(&mut stack).await;
     credentials_not_forwarded(&stack).await;
