@@ -387,6 +387,27 @@ impl Stack {
             async move { client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
         })
         .await?;
+        // Our filter in a caller's template (a benchmark variant) is waited for the same way.
+        let custom_with_filter = self.opts.mode == Mode::Custom
+            && self.opts.envoy_template.as_deref().is_some_and(|t| t.contains("root_id: authz"));
+        if self.opts.mode == Mode::Wasm || custom_with_filter {
+            // One key update per worker VM plus the main thread's VM.
+            let workers = u64::from(self.opts.concurrency) + 1;
+            let client = self.client.clone();
+            // Keys come first on the control stream, then the policy with the shared settings, then
+            // the full revocation snapshot. Waited for before anything is sent through the
+            // listener: until a VM has its policy, every request (even `/health`) is a callout.
+            let stats = format!("http://127.0.0.1:{}/stats?filter=authz_filter", self.ports.envoy_admin);
+            wait_until("filter policy and revocations", Duration::from_secs(30), &log, &mut child, || {
+                let (client, url) = (client.clone(), stats.clone());
+                async move {
+                    let policy = stat_value(&client, &url, "authz_filter.policy_updates").await;
+                    let revocations = stat_value(&client, &url, "authz_filter.revocation_updates").await;
+                    policy.is_some_and(|n| n >= workers) && revocations.is_some_and(|n| n >= workers)
+                }
+            })
+            .await?;
+        }
         // `/ready` can answer before the workers listen on the gateway port (each worker binds
         // its own socket): wait for the listener itself.
         let health = self.gateway_url("/health");
@@ -396,24 +417,6 @@ impl Stack {
             async move { client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
         })
         .await?;
-        // Our filter in a caller's template (a benchmark variant) is waited for the same way.
-        let custom_with_filter = self.opts.mode == Mode::Custom
-            && self.opts.envoy_template.as_deref().is_some_and(|t| t.contains("root_id: authz"));
-        if self.opts.mode == Mode::Wasm || custom_with_filter {
-            // One key update per worker VM plus the main thread's VM.
-            let workers = u64::from(self.opts.concurrency) + 1;
-            let client = self.client.clone();
-            // Keys come first on the control stream, then the full revocation snapshot.
-            let stats =
-                format!("http://127.0.0.1:{}/stats?filter=authz_filter.revocation_updates", self.ports.envoy_admin);
-            wait_until("filter keys and revocations", Duration::from_secs(30), &log, &mut child, || {
-                let (client, url) = (client.clone(), stats.clone());
-                async move {
-                    stat_value(&client, &url, "authz_filter.revocation_updates").await.is_some_and(|n| n >= workers)
-                }
-            })
-            .await?;
-        }
         self.envoy = Some(child);
         Ok(())
     }
