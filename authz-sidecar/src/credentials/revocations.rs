@@ -168,7 +168,15 @@ impl RevocationHub {
             stored.insert(r);
         }
         if !lost.is_empty() {
-            restore(writer, key_prefix, &lost, now).await;
+            // Through the connection that just read the stored state (a lazy writer may still
+            // hold the connection of the Redis that restarted); in a cluster the writer routes
+            // each key to its slot. A failure ends this subscription, so the next one retries:
+            // a fact left unwritten would be lost to a sidecar that starts later.
+            if cluster {
+                restore(&mut writer.clone(), key_prefix, &lost, now).await?;
+            } else {
+                restore(&mut client.get_multiplexed_async_connection().await?, key_prefix, &lost, now).await?;
+            }
         }
         self.replace(stored);
         let mut messages = pubsub.into_on_message();
@@ -193,25 +201,26 @@ impl RevocationHub {
 }
 
 /// Writes facts Redis lost back (`SET ... EX ... NX`: a fact stored meanwhile wins), so the
-/// stored state stays the truth for sidecars that start later. Failures are logged: the facts
-/// are still held in memory here and in every filter.
-async fn restore(writer: &RedisConn, prefix: &str, facts: &[Revocation], now: u64) {
-    let mut conn = writer.clone();
-    let mut written = 0usize;
+/// stored state stays the truth for sidecars that start later. An error is returned (and the
+/// caller retries): the facts are still held in memory here and in every filter meanwhile.
+async fn restore(
+    conn: &mut impl redis::aio::ConnectionLike,
+    prefix: &str,
+    facts: &[Revocation],
+    now: u64,
+) -> redis::RedisResult<()> {
     for r in facts {
         let Ok(json) = serde_json::to_string(r) else { continue };
         let ttl = r.expires_at().saturating_sub(now).max(1);
         let key = format!("{prefix}{}", r.storage_suffix());
-        let set = redis::cmd("SET").arg(&key).arg(json).arg("EX").arg(ttl).arg("NX").query_async::<()>(&mut conn).await;
-        match set {
-            Ok(()) => written += 1,
-            Err(e) => {
-                warn!(error = %e, "could not write a lost revocation back to Redis");
-                break;
-            }
+        if let Err(e) = redis::cmd("SET").arg(&key).arg(json).arg("EX").arg(ttl).arg("NX").query_async::<()>(conn).await
+        {
+            warn!(error = %e, "could not write a lost revocation back to Redis; retrying with the next subscription");
+            return Err(e);
         }
     }
-    warn!(lost = facts.len(), written, "Redis had lost revocations this sidecar holds; written back");
+    warn!(lost = facts.len(), "Redis had lost revocations this sidecar holds; written back");
+    Ok(())
 }
 
 /// Adds every revocation stored on one node under `prefix` (SCAN, then pipelined GETs: in a
