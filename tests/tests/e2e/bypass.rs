@@ -49,8 +49,10 @@ struct Case {
 }
 
 mod cases;
+mod fixtures;
 
-use cases::{cases, fixtures, options};
+use cases::cases;
+use fixtures::{fixtures, options};
 
 /// One row of the printed table.
 struct Row {

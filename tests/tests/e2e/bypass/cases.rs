@@ -1,13 +1,11 @@
 //! The requests of the bypass matrix, and the credentials they use.
 
-use authz_core::revocation::Revocation;
 use authz_e2e::raw_client::RawRequest;
-use authz_e2e::stack::{Mode, Stack};
-use authz_e2e::tokens::{self, AUDIENCE, DEV_KID, OTHER_PRIVATE_PEM, sign_rs256, sign_with, user_claims};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::fixtures::{Fixtures, action_token};
 use super::{Case, Expect, Proto};
-use crate::e2e::quota::{self, task};
+use crate::e2e::quota::task;
 
 fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> RawRequest {
     RawRequest {
@@ -20,37 +18,6 @@ fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> RawRequest {
 
 fn case(class: &'static str, what: impl Into<String>, req: RawRequest, expect: Expect) -> Case {
     Case { class, what: what.into(), req, expect, absent_upstream: &[], only: None }
-}
-
-/// A token of the development issuer for `sub` with these extra claims.
-fn token(sub: &str, roles: &[&str], extra: Value) -> String {
-    let mut c = user_claims(sub, &format!("{}@lab.example", sub.trim()), roles);
-    c["auth_time"] = json!(tokens::now());
-    for (k, v) in extra.as_object().into_iter().flatten() {
-        c[k] = v.clone();
-    }
-    format!("Bearer {}", sign_rs256(&c, Some(DEV_KID)).unwrap())
-}
-
-/// An action token for `delete-sample` (raw, for `X-Action-Token`).
-fn action_token(sub: &str, extra: Value) -> String {
-    let mut c = user_claims(sub, "a@lab.example", &[]);
-    c["action"] = json!("delete-sample");
-    for (k, v) in extra.as_object().into_iter().flatten() {
-        c[k] = v.clone();
-    }
-    sign_rs256(&c, Some(DEV_KID)).unwrap()
-}
-
-/// The example policy's rules, with the quota and tenant settings of the quota tests.
-pub(super) fn options(mode: Mode) -> authz_e2e::stack::Options {
-    let mut opts = quota::options(mode);
-    let text =
-        std::fs::read_to_string(authz_e2e::paths::workspace().join("authz-sidecar/policy.example.yaml")).unwrap();
-    let doc: Value = serde_yaml::from_str(&text).unwrap();
-    opts.routes = doc["routes"].clone();
-    opts.record_upstream = true;
-    opts
 }
 
 /// A DELETE on the action-token rule with this bearer token and action token, which must be
@@ -493,55 +460,4 @@ pub(super) fn cases(fixtures: &Fixtures) -> Vec<Case> {
         )
     });
     v
-}
-
-/// Credentials shared by the cases of one stack (single-use ones are made per run).
-pub(super) struct Fixtures {
-    bob: String,
-    alice: String,
-    carol: String,
-    service: String,
-    unknown_kid: String,
-    action: String,
-    logged_out_action: String,
-    carol_old_action: String,
-    spaced_sub: String,
-    spaced_role: String,
-}
-
-pub(super) async fn fixtures(stack: &Stack) -> Fixtures {
-    let now = tokens::now();
-    let bob = token("u-bob", &["user", "scientist"], json!({"labs": ["lab-a"], "lab": "lab-a"}));
-    let alice = token("u-alice", &["admin", "user"], json!({"scope": "models:write", "tier": "gold", "lab": "lab-a"}));
-    // Signed in again after "log out everywhere" (iat past the cut-off), with an action token
-    // from before it.
-    let carol = token("u-carol", &["user"], json!({"iat": now + 2, "nbf": now}));
-    let carol_old_action = action_token("u-carol", json!({"iat": now - 30}));
-    let mut service = user_claims("svc-tes", "svc@lab.example", &[]);
-    service["svc"] = json!("tes");
-    let service = format!("Bearer {}", sign_rs256(&service, Some(DEV_KID)).unwrap());
-    let mut unknown = user_claims("u-bob", "b@lab.example", &["admin"]);
-    unknown["aud"] = json!(AUDIENCE);
-    let unknown_kid = format!("Bearer {}", sign_with(&unknown, Some("no-such-kid"), OTHER_PRIVATE_PEM).unwrap());
-    let old_sid = uuid::Uuid::new_v4().to_string();
-    let logged_out_action = action_token("u-alice", json!({"sid": old_sid}));
-    stack.auth.state.revoke(&Revocation::Session { sid: old_sid, expires_at: now + 900 }, true).await.unwrap();
-    stack
-        .auth
-        .state
-        .revoke(&Revocation::User { sub: "u-carol".into(), before: now + 1, expires_at: now + 900 }, true)
-        .await
-        .unwrap();
-    Fixtures {
-        bob,
-        alice,
-        carol,
-        service,
-        unknown_kid,
-        action: action_token("u-alice", json!({})),
-        logged_out_action,
-        carol_old_action,
-        spaced_sub: token("u-alice ", &["user"], json!({})),
-        spaced_role: token("u-dave", &["user", " scientist"], json!({"labs": ["lab-a"]})),
-    }
 }
