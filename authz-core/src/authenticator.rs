@@ -4,12 +4,14 @@
 //! verifies with the keys held locally; a token whose key we do not hold is handed back to the
 //! caller ([`LocalVerdict::Unknown`]) to ask the sidecar, which can fetch keys.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::cache::TokenCache;
 use crate::claims::ClaimsPolicy;
 use crate::identity::Identity;
 use crate::keys::KeySet;
+use crate::provider::Providers;
 use crate::token::{NativeVerifier, TokenError, kid_of, verify_token_time_with};
 
 /// A verified identity with its header projection computed once.
@@ -53,16 +55,20 @@ pub enum LocalVerdict {
 
 /// Keys, claim rules and the cache, owned by one filter VM (or one sidecar task).
 pub struct Authenticator {
+    /// The default provider's keys.
     keys: KeySet,
-    policy: ClaimsPolicy,
+    /// Every other provider's keys, by provider name (kept even before the settings naming
+    /// the provider arrive, since the control stream sends keys first).
+    provider_keys: HashMap<String, KeySet>,
+    providers: Providers,
     cache: TokenCache<Arc<Verified>>,
     native: Option<Box<dyn NativeVerifier>>,
-    /// `kid`s the sidecar found unknown even after refreshing its keys (`""`: no `kid`), with
-    /// when: refused here until the keys change or [`REFUSED_KID_SECS`] pass, so a flood of
-    /// them costs no callout each, while a key published later is still asked for.
-    refused_kids: std::collections::HashMap<String, u64>,
-    /// `claimToHeaders`: projected into each cached identity's headers once.
-    claim_headers: Vec<crate::identity::ClaimHeader>,
+    /// `kid`s the sidecar found unknown even after refreshing its keys (`""`: no `kid`), per
+    /// provider, with when: refused here until the keys change or [`REFUSED_KID_SECS`] pass,
+    /// so a flood of them costs no callout each, while a key published later is still asked for.
+    refused_kids: HashMap<(usize, String), u64>,
+    /// The keys of a provider none were received for yet.
+    no_keys: KeySet,
 }
 
 /// How long a refused `kid` is refused locally without asking the sidecar again (the
@@ -83,11 +89,12 @@ impl Authenticator {
     pub fn new(policy: ClaimsPolicy, cache_capacity: usize) -> Self {
         Self {
             keys: KeySet::new(),
-            policy,
+            provider_keys: HashMap::new(),
+            providers: Providers::single(policy),
             cache: TokenCache::new(cache_capacity),
             native: None,
-            refused_kids: std::collections::HashMap::new(),
-            claim_headers: Vec::new(),
+            refused_kids: HashMap::new(),
+            no_keys: KeySet::new(),
         }
     }
 
@@ -96,25 +103,30 @@ impl Authenticator {
         self.native = Some(native);
     }
 
-    /// Replaces the key set. Cached identities stay valid (they were verified with keys that
-    /// were trusted then); revocation is handled by its own set.
+    /// Replaces the default provider's key set. Cached identities stay valid (they were
+    /// verified with keys that were trusted then); revocation is handled by its own set.
     pub fn set_keys(&mut self, keys: KeySet) {
         self.refused_kids.clear();
         self.keys = keys;
     }
 
-    /// Replaces the claim rules (the settings pushed by the sidecar). Cached identities stay:
-    /// each expires at its token's `exp`.
-    pub fn set_policy(&mut self, policy: ClaimsPolicy) {
-        self.policy = policy;
+    /// Replaces the key set of provider `name` (the default one for [`crate::provider::DEFAULT`]).
+    pub fn set_provider_keys(&mut self, name: &str, keys: KeySet) {
+        if name.is_empty() || name == crate::provider::DEFAULT {
+            return self.set_keys(keys);
+        }
+        self.refused_kids.clear();
+        self.provider_keys.insert(name.to_string(), keys);
     }
 
-    /// Replaces the claim-to-header mappings. Cached identities carry their headers, so a change
-    /// empties the cache.
-    pub fn set_claim_headers(&mut self, mapped: Vec<crate::identity::ClaimHeader>) {
-        if mapped != self.claim_headers {
-            self.claim_headers = mapped;
+    /// Replaces the providers (the settings pushed by the sidecar). Cached identities carry
+    /// their provider's headers and were matched by its issuer, so a change empties the cache;
+    /// the same settings again (every policy reload sends them) keep it.
+    pub fn set_providers(&mut self, providers: Providers) {
+        if providers != self.providers {
+            self.providers = providers;
             self.cache.clear();
+            self.refused_kids.clear();
         }
     }
 
@@ -122,9 +134,21 @@ impl Authenticator {
         &self.keys
     }
 
+    /// The keys of provider `i` (see [`Providers::index`]).
+    fn keys_of(&self, i: usize) -> &KeySet {
+        if i == 0 {
+            return &self.keys;
+        }
+        self.provider_keys.get(&self.providers.nth(i).name).unwrap_or(&self.no_keys)
+    }
+
     /// The default issuers and audiences.
     pub fn policy(&self) -> &ClaimsPolicy {
-        &self.policy
+        &self.providers.default_provider().claims
+    }
+
+    pub fn providers(&self) -> &Providers {
+        &self.providers
     }
 
     pub fn cached(&self) -> usize {
@@ -137,7 +161,8 @@ impl Authenticator {
         if self.refused_kids.len() >= MAX_REFUSED_KIDS {
             self.refused_kids.clear();
         }
-        self.refused_kids.insert(kid_of(token).unwrap_or_default(), now);
+        let provider = self.providers.select(token);
+        self.refused_kids.insert((provider, kid_of(token).unwrap_or_default()), now);
     }
 
     pub fn authenticate(&mut self, token: &str, now: u64) -> LocalVerdict {
@@ -145,33 +170,41 @@ impl Authenticator {
         if let Some(v) = self.cache.get(&key, now) {
             // A token verified by a key that has since been retired is verified again (and
             // refused): retiring a key must end its tokens at once.
-            if v.identity.key_id.as_deref().is_none_or(|kid| self.keys.has_kid(kid)) {
+            let provider = self.providers.get(v.identity.provider.as_deref()).map(|p| p.name.as_str());
+            let keys = match provider {
+                Some(crate::provider::DEFAULT) | None => &self.keys,
+                Some(name) => self.provider_keys.get(name).unwrap_or(&self.no_keys),
+            };
+            if v.identity.key_id.as_deref().is_none_or(|kid| keys.has_kid(kid)) {
                 return LocalVerdict::Valid { verified: Arc::clone(v), cache_hit: true };
             }
             self.cache.remove(&key);
         }
-        // Issuer and audience are the route's business (`Route::check`), so one cached
-        // verification serves every route.
-        let claims = match verify_token_time_with(token, &self.keys, &self.policy, now, self.native.as_deref()) {
-            Ok(c) => c,
+        // The provider by the token's `iss`, before any key is tried: one provider's keys
+        // never verify another's tokens. Issuer and audience are the route's business
+        // (`Route::check`), so one cached verification serves every route.
+        let i = self.providers.select(token);
+        let provider = self.providers.nth(i);
+        match verify_token_time_with(token, self.keys_of(i), &provider.claims, now, self.native.as_deref()) {
+            Ok(claims) => match self.providers.identity(i, claims, now) {
+                Ok(identity) => {
+                    let exp = identity.expires_at;
+                    let mapped = &self.providers.nth(i).claim_headers;
+                    let verified = Arc::new(Verified::mapped(Arc::new(identity), token, mapped));
+                    self.cache.insert(key, Arc::clone(&verified), exp, now);
+                    LocalVerdict::Valid { verified, cache_hit: false }
+                }
+                Err(e) => LocalVerdict::Invalid(e),
+            },
             Err(TokenError::UnknownKey)
                 if self
                     .refused_kids
-                    .get(kid_of(token).as_deref().unwrap_or(""))
+                    .get(&(i, kid_of(token).unwrap_or_default()))
                     .is_some_and(|at| now < at.saturating_add(REFUSED_KID_SECS)) =>
             {
-                return LocalVerdict::Invalid(TokenError::UnknownKey);
+                LocalVerdict::Invalid(TokenError::UnknownKey)
             }
-            Err(TokenError::UnknownKey) => return LocalVerdict::Unknown,
-            Err(e) => return LocalVerdict::Invalid(e),
-        };
-        match Identity::from_claims(claims) {
-            Ok(identity) => {
-                let exp = identity.expires_at;
-                let verified = Arc::new(Verified::mapped(Arc::new(identity), token, &self.claim_headers));
-                self.cache.insert(key, Arc::clone(&verified), exp, now);
-                LocalVerdict::Valid { verified, cache_hit: false }
-            }
+            Err(TokenError::UnknownKey) => LocalVerdict::Unknown,
             Err(e) => LocalVerdict::Invalid(e),
         }
     }

@@ -112,7 +112,7 @@ pub struct Claims {
 }
 
 /// What a token must satisfy beyond its signature.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimsPolicy {
     /// Accepted issuers; empty accepts any issuer.
     pub issuers: Vec<String>,
@@ -120,11 +120,13 @@ pub struct ClaimsPolicy {
     pub audiences: Vec<String>,
     /// Tolerated clock difference, in seconds, for `exp`, `nbf` and `iat`.
     pub clock_skew_secs: u64,
+    /// A token without `exp` is refused (RFC 7519 makes it optional; access tokens carry it).
+    pub require_exp: bool,
 }
 
 impl Default for ClaimsPolicy {
     fn default() -> Self {
-        Self { issuers: Vec::new(), audiences: Vec::new(), clock_skew_secs: 60 }
+        Self { issuers: Vec::new(), audiences: Vec::new(), clock_skew_secs: 60, require_exp: true }
     }
 }
 
@@ -143,9 +145,11 @@ impl ClaimsPolicy {
     /// Checks what does not depend on the route: `exp`, `nbf`, `iat` and `sub`.
     pub fn check_time(&self, claims: &Claims, now: u64) -> Result<(), TokenError> {
         let skew = self.clock_skew_secs;
-        let exp = claims.exp.ok_or(TokenError::MissingClaim("exp"))?;
-        if exp.saturating_add(skew) <= now {
-            return Err(TokenError::Expired);
+        match claims.exp {
+            Some(exp) if exp.saturating_add(skew) <= now => return Err(TokenError::Expired),
+            Some(_) => {}
+            None if self.require_exp => return Err(TokenError::MissingClaim("exp")),
+            None => {}
         }
         if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(skew)) {
             return Err(TokenError::NotYetValid);
@@ -183,6 +187,7 @@ mod tests {
             issuers: vec!["https://auth.test".into()],
             audiences: vec!["gateway".into()],
             clock_skew_secs: 60,
+            require_exp: true,
         }
     }
 
@@ -216,6 +221,12 @@ mod tests {
             edit(&mut c);
             assert_eq!(policy().check(&c, NOW), want, "case {name}");
         }
+        let optional = ClaimsPolicy { require_exp: false, ..policy() };
+        let mut c = base();
+        c.exp = None;
+        assert_eq!(optional.check(&c, NOW), Ok(()), "exp optional: absent passes");
+        c.exp = Some(NOW - 61);
+        assert_eq!(optional.check(&c, NOW), Err(TokenError::Expired), "exp optional: present is still checked");
     }
 
     #[test]

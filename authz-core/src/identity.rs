@@ -48,6 +48,9 @@ pub struct Identity {
     pub claims: std::collections::BTreeMap<String, serde_json::Value>,
     /// Unix seconds after which this identity must not be used (the token's `exp`).
     pub expires_at: u64,
+    /// The provider whose keys verified the token (`None`: the default one, and API keys).
+    #[serde(default)]
+    pub provider: Option<String>,
 }
 
 impl Identity {
@@ -82,6 +85,7 @@ impl Identity {
             endpoint_permissions: c.endpoint_permissions,
             claims: c.extra,
             expires_at: c.exp.unwrap_or(0),
+            provider: None,
         })
     }
 
@@ -95,8 +99,19 @@ impl Identity {
         }
     }
 
-    /// A claim's value by name, including the ones kept in typed fields.
+    /// A claim's value by name, including the ones kept in typed fields; a name starting with
+    /// `/` is a JSON pointer (RFC 6901) into the claims (`/kubernetes.io/serviceaccount/name`).
     pub fn claim(&self, name: &str) -> Option<serde_json::Value> {
+        if let Some(pointer) = name.strip_prefix('/') {
+            let (first, rest) = pointer.split_once('/').map_or((pointer, ""), |(f, r)| (f, r));
+            let first = first.replace("~1", "/").replace("~0", "~");
+            let top = self.named_claim(&first)?;
+            return if rest.is_empty() { Some(top) } else { top.pointer(&format!("/{rest}")).cloned() };
+        }
+        self.named_claim(name)
+    }
+
+    fn named_claim(&self, name: &str) -> Option<serde_json::Value> {
         use serde_json::Value;
         match name {
             "sub" => Some(Value::String(self.user_id.clone())),
@@ -153,6 +168,23 @@ mod tests {
                 ("x-user-roles".to_string(), "admin,user".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn claims_are_found_by_name_or_json_pointer() {
+        let c: Claims = serde_json::from_value(serde_json::json!({
+            "sub": "system:serviceaccount:tes:runner", "exp": 10,
+            "kubernetes.io": {"namespace": "tes", "serviceaccount": {"name": "runner", "uid": "u"}},
+            "a/b": {"c~d": 1},
+        }))
+        .unwrap();
+        let id = Identity::from_claims(c).unwrap();
+        assert_eq!(id.claim("/kubernetes.io/serviceaccount/name"), Some("runner".into()));
+        assert_eq!(id.claim("/kubernetes.io/namespace"), Some("tes".into()));
+        assert_eq!(id.claim("/sub"), Some("system:serviceaccount:tes:runner".into()));
+        assert_eq!(id.claim("/a~1b/c~0d"), Some(1.into()));
+        assert_eq!(id.claim("/kubernetes.io/nope"), None);
+        assert_eq!(id.claim("kubernetes.io").and_then(|v| v.get("namespace").cloned()), Some("tes".into()));
     }
 
     #[test]

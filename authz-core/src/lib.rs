@@ -19,6 +19,7 @@ pub mod identity;
 pub mod keys;
 pub mod path_guard;
 pub mod pipeline;
+pub mod provider;
 pub mod request;
 pub mod revocation;
 pub mod routes;

@@ -20,12 +20,12 @@ use crate::api_key_format::ApiKeyFormat;
 use crate::authenticator::{LocalVerdict, Verified};
 use crate::authorize::check_endpoint_permissions;
 use crate::cache::digest;
-use crate::claims::Scope;
 use crate::credential::{self, Credential, TokenSource};
 use crate::denial::{Denial, codes};
 use crate::headers::{AUTHORIZATION, X_ACTION_TOKEN};
 use crate::identity::Identity;
 use crate::path_guard;
+use crate::provider::Providers;
 use crate::revocation::RevocationSet;
 use crate::routes::{self, Matched, Route};
 use crate::token::TokenError;
@@ -45,14 +45,11 @@ pub trait Facts {
     fn authenticate(&mut self, token: &str) -> LocalVerdict;
     /// The revocation set, when it is known to be current.
     fn revocations(&self) -> Option<&RevocationSet>;
-    /// The default issuers and audiences (a route may name its own).
-    fn scope(&self) -> &Scope;
+    /// The identity providers: each one's issuers and audiences (a route may name its own),
+    /// token sources and forwarding.
+    fn providers(&self) -> &Providers;
     /// The shape an API key must have before anyone is asked about it.
     fn api_key_format(&self) -> &ApiKeyFormat;
-    /// Whether verified bearer tokens go on to upstreams (`forwardCredential`).
-    fn forward_credential(&self) -> bool {
-        false
-    }
 }
 
 /// Where the request stands after the route lookup.
@@ -69,7 +66,7 @@ pub struct Pipeline<'a, V> {
     matching: Matching<'a>,
     credential: Credential<'a>,
     /// Which of the token sources the bearer token came from (`None`: `Authorization`).
-    token_source: Option<usize>,
+    token_source: Option<(usize, TokenSource)>,
     /// Answers so far.
     caller: Option<Arc<Verified>>,
     action: Option<Result<Arc<Verified>, TokenError>>,
@@ -94,6 +91,7 @@ impl<'a, V: AsRef<[u8]>> Pipeline<'a, V> {
             Matching::Protected(_) => credential::extract_from(req.headers, sources),
             _ => (Credential::None, None),
         };
+        let token_source = token_source.and_then(|i| Some((i, sources.get(i)?.clone())));
         Self {
             req,
             matching,
@@ -248,7 +246,8 @@ impl<'a, V: AsRef<[u8]>> Pipeline<'a, V> {
         {
             return Step::Need(Need::Quota(spec));
         }
-        let consumed = self.consumed(route, facts.forward_credential());
+        let forward = facts.providers().get(caller.identity.provider.as_deref()).is_some_and(|p| p.forward_credential);
+        let consumed = self.consumed(route, forward);
         Step::Done(Outcome::Allow { caller: Some(caller), lease: self.lease.clone(), consumed })
     }
 
@@ -262,7 +261,7 @@ impl<'a, V: AsRef<[u8]>> Pipeline<'a, V> {
                     authorization: remove && self.token_source.is_none(),
                     api_key: false,
                     action_token: has(X_ACTION_TOKEN),
-                    token_source: self.token_source.filter(|_| remove),
+                    token_source: self.token_source.as_ref().map(|(i, _)| *i).filter(|_| remove),
                 }
             }
             // From `x-api-key` or `Authorization: ApiKey ...`: neither goes on.
@@ -295,6 +294,7 @@ impl<'a, V: AsRef<[u8]>> Pipeline<'a, V> {
         }
         let Some(caller) = &self.caller else { return Err(Step::Need(Need::ApiKey(key))) };
         let verdict = match route {
+            Some(r) if !r.accepts_provider(crate::provider::DEFAULT) => Err(provider_not_accepted()),
             Some(r) if r.require_session || r.action.is_some() || r.has_max_auth_age() => {
                 Err(Denial::unauthorized(codes::API_KEY_NOT_ALLOWED, "this route needs a user token"))
             }
@@ -331,18 +331,33 @@ impl<'a, V: AsRef<[u8]>> Pipeline<'a, V> {
         if revocations.is_revoked(&caller.identity) {
             return refuse(Denial::unauthorized(codes::TOKEN_REVOKED, "the token was revoked"), &caller);
         }
+        // The provider that verified it: a token is read only where its provider reads tokens,
+        // and accepted only on the routes that name its provider.
+        let Some(provider) = facts.providers().get(caller.identity.provider.as_deref()) else {
+            return refuse(provider_not_accepted(), &caller);
+        };
+        if !provider.reads(self.token_source.as_ref().map(|(_, s)| s)) {
+            let d = Denial::unauthorized(
+                codes::TOKEN_WRONG_SOURCE,
+                "the token was sent where its issuer's tokens are not read",
+            );
+            return refuse(d, &caller);
+        }
         let Some(route) = route else {
             let id = &caller.identity;
-            let verdict = facts
-                .scope()
-                .check(id.issuer.as_deref(), &id.audiences)
-                .map_err(|e| Denial::from_token_error(&e))
+            let verdict = if provider.issuer.is_none() { Ok(()) } else { Err(provider_not_accepted()) }
+                .and_then(|()| {
+                    provider.scope.check(id.issuer.as_deref(), &id.audiences).map_err(|e| Denial::from_token_error(&e))
+                })
                 .and_then(|()| check_endpoint_permissions(id, path));
             return match verdict {
                 Ok(()) => Ok(caller),
                 Err(d) => refuse(d, &caller),
             };
         };
+        if !route.accepts_provider(&provider.name) {
+            return refuse(provider_not_accepted(), &caller);
+        }
         let headers = self.req.headers;
         if route.action.is_some()
             && self.action.is_none()
@@ -355,7 +370,10 @@ impl<'a, V: AsRef<[u8]>> Pipeline<'a, V> {
             };
         }
         let action = self.action.as_ref().map(|r| r.as_ref().map(|a| &*a.identity));
-        if let Err(d) = route.check(facts.scope(), &caller.identity, action, path, facts.now()) {
+        let Some(scope) = facts.providers().get(caller.identity.provider.as_deref()).map(|p| &p.scope) else {
+            return refuse(provider_not_accepted(), &caller);
+        };
+        if let Err(d) = route.check(scope, &caller.identity, action, path, facts.now()) {
             return refuse(d, &caller);
         }
         let action = match &self.action {
@@ -377,6 +395,11 @@ impl<'a, V: AsRef<[u8]>> Pipeline<'a, V> {
         }
         Ok(caller)
     }
+}
+
+/// A token of a provider the route does not name (or no longer configured).
+fn provider_not_accepted() -> Denial {
+    Denial::unauthorized(codes::TOKEN_WRONG_ISSUER, "this route does not accept tokens of this issuer")
 }
 
 /// A refusal of a verified caller (the audit record names it).

@@ -181,6 +181,7 @@ mod tests {
             service: None,
             action: None,
             key_id: None,
+            provider: None,
             issued_at: iat,
             scopes: vec![],
             endpoint_permissions: None,

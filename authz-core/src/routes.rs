@@ -43,6 +43,10 @@ pub struct RouteSpec {
     /// No credential needed (identity headers are still removed).
     #[serde(default)]
     pub public: bool,
+    /// The identity providers whose tokens this rule accepts (by name; `default` is the
+    /// platform's auth service). Empty: the default provider only.
+    #[serde(default)]
+    pub providers: Vec<String>,
     /// Accepted issuers on this route, instead of the default ones.
     #[serde(default)]
     pub issuers: Option<Vec<String>>,
@@ -128,6 +132,8 @@ pub struct Route {
     /// Literals match regardless of ASCII case (protected rules unless `caseSensitive`).
     fold_case: bool,
     pub public: bool,
+    /// Accepted providers; empty: the default one.
+    pub providers: Vec<String>,
     scope: Option<Scope>,
     pub require_session: bool,
     max_auth_age_secs: Option<u64>,
@@ -184,6 +190,7 @@ impl TryFrom<RouteSpec> for Route {
             || s.max_auth_age.is_some()
             || s.action.is_some()
             || s.audiences.is_some()
+            || !s.providers.is_empty()
             || requirements != Requirements::default();
         if s.public && demands {
             return Err(err("a `public` route cannot carry authentication requirements"));
@@ -206,6 +213,7 @@ impl TryFrom<RouteSpec> for Route {
             methods: s.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
             fold_case,
             public: s.public,
+            providers: s.providers,
             scope,
             require_session: s.require_session,
             max_auth_age_secs,
@@ -219,6 +227,14 @@ impl TryFrom<RouteSpec> for Route {
 }
 
 impl Route {
+    /// Whether tokens of provider `name` may call this route.
+    pub fn accepts_provider(&self, name: &str) -> bool {
+        if self.providers.is_empty() {
+            return name == crate::provider::DEFAULT;
+        }
+        self.providers.iter().any(|p| p == name)
+    }
+
     pub fn has_max_auth_age(&self) -> bool {
         self.max_auth_age_secs.is_some()
     }

@@ -9,6 +9,7 @@ use crate::claims::ClaimsPolicy;
 use crate::credential::TokenSource;
 use crate::headers::StripRules;
 use crate::identity::ClaimHeader;
+use crate::provider::ProviderSettings;
 
 /// Issuers, audiences, clock skew, public paths, stripped headers, the tenant claim and the
 /// API-key shape.
@@ -40,6 +41,16 @@ pub struct SharedSettings {
     /// Where else bearer tokens are read from (`tokenSources`: cookies, other headers).
     #[serde(default)]
     pub token_sources: Vec<TokenSource>,
+    /// Tokens of the default provider without `exp` are refused (`jwt.requireExp`).
+    #[serde(default = "yes")]
+    pub require_exp: bool,
+    /// The identity providers besides the default one (`providers`).
+    #[serde(default)]
+    pub providers: Vec<ProviderSettings>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for SharedSettings {
@@ -56,6 +67,8 @@ impl Default for SharedSettings {
             forward_credential: false,
             claim_to_headers: Vec::new(),
             token_sources: Vec::new(),
+            require_exp: true,
+            providers: Vec::new(),
         }
     }
 }
@@ -66,14 +79,16 @@ impl SharedSettings {
             issuers: self.issuers.clone(),
             audiences: self.audiences.clone(),
             clock_skew_secs: self.clock_skew_secs,
+            require_exp: self.require_exp,
         }
     }
 
-    /// The stripped headers: the configured ones and every `claimToHeaders` name (a client
-    /// must not be able to supply a mapped header).
+    /// The stripped headers: the configured ones and every `claimToHeaders` name of every
+    /// provider (a client must not be able to supply a mapped header).
     pub fn strip_rules(&self) -> StripRules {
         let mut extra = self.strip_headers.clone();
-        extra.extend(self.claim_to_headers.iter().map(|m| m.header.clone()));
+        let mapped = self.claim_to_headers.iter().chain(self.providers.iter().flat_map(|p| &p.claim_to_headers));
+        extra.extend(mapped.map(|m| m.header.clone()));
         StripRules::configured(extra, self.override_headers.clone())
     }
 }

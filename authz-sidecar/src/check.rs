@@ -14,17 +14,17 @@ use authz_core::api_key_format::ApiKeyFormat;
 use authz_core::audit::{self, Subject};
 use authz_core::authenticator::LocalVerdict;
 use authz_core::cache::digest;
-use authz_core::claims::Scope;
 use authz_core::denial::codes;
 use authz_core::headers::StripRules;
 use authz_core::pipeline::{
     Answer, CredentialKind, Facts, Need, Outcome, Pipeline, Request as Decide, Step, Table, verified,
 };
+use authz_core::provider::Providers;
 use authz_core::request::sanitize;
 use authz_core::revocation::RevocationSet;
 use authz_core::routes::{self, QuotaSpec, ResourceSource};
 use authz_core::token::verify_token_time;
-use authz_core::{ClaimsPolicy, Denial, Identity, TokenError};
+use authz_core::{Denial, Identity, TokenError};
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
 use envoy_types::pb::envoy::config::core::v3::address::Address;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
@@ -38,6 +38,7 @@ use crate::credentials::failures::FailureLimiter;
 use crate::credentials::identity_cache::{IdentityCache, unix_now};
 use crate::credentials::introspect::Introspector;
 use crate::credentials::keystore::KeyStore;
+use crate::credentials::provider_keys::KeyStores;
 use crate::credentials::revocations::RevocationHub;
 use crate::credentials::session::SessionChecker;
 use crate::metrics::Metrics;
@@ -57,11 +58,13 @@ use response::{allow, deny};
 
 /// What the sidecar needs to decide.
 pub struct Decider {
-    pub keys: Arc<KeyStore>,
+    /// Every provider's keys, in the order of `providers`.
+    pub keys: KeyStores,
     pub cache: IdentityCache,
     pub introspector: Introspector,
     pub sessions: SessionChecker,
-    pub claims: ClaimsPolicy,
+    /// The identity providers (`jwt` and `jwks` the default one, then `providers`).
+    pub providers: Providers,
     pub strip: StripRules,
     pub policy: Arc<PolicyStore>,
     pub revocations: Arc<RevocationHub>,
@@ -75,12 +78,6 @@ pub struct Decider {
     pub api_key_format: ApiKeyFormat,
     /// Failed credentials per client (`failedCredentials`).
     pub failures: FailureLimiter,
-    /// Verified bearer tokens go on to upstreams (`jwt.forwardCredential`).
-    pub forward_credential: bool,
-    /// Claims projected onto request headers (`jwt.claimToHeaders`).
-    pub claim_headers: Vec<authz_core::identity::ClaimHeader>,
-    /// Where else bearer tokens are read from (`jwt.tokenSources`).
-    pub token_sources: Vec<authz_core::credential::TokenSource>,
 }
 
 /// A refusal of [`Decider::service_identity`].
@@ -102,9 +99,8 @@ enum Lookup {
 struct SidecarFacts<'a> {
     now: u64,
     revocations: Option<&'a RevocationSet>,
-    scope: &'a Scope,
+    providers: &'a Providers,
     api_key_format: &'a ApiKeyFormat,
-    forward_credential: bool,
 }
 
 impl Facts for SidecarFacts<'_> {
@@ -120,16 +116,12 @@ impl Facts for SidecarFacts<'_> {
         self.revocations
     }
 
-    fn scope(&self) -> &Scope {
-        self.scope
+    fn providers(&self) -> &Providers {
+        self.providers
     }
 
     fn api_key_format(&self) -> &ApiKeyFormat {
         self.api_key_format
-    }
-
-    fn forward_credential(&self) -> bool {
-        self.forward_credential
     }
 }
 
@@ -146,15 +138,13 @@ impl Decider {
     pub async fn drive<'a>(&self, pipeline: &mut Pipeline<'a, String>, extras: &Extras<'_>) -> Outcome {
         let now = unix_now();
         let revocations = self.revocations.current();
-        let scope = self.claims.scope();
         loop {
             let mut facts = SidecarFacts {
                 now,
                 // Until the stored revocations are loaded, no credential can be known not revoked.
                 revocations: revocations.synced.then_some(&revocations.set),
-                scope: &scope,
+                providers: &self.providers,
                 api_key_format: &self.api_key_format,
-                forward_credential: self.forward_credential,
             };
             let need = match pipeline.eval(&mut facts) {
                 Step::Done(outcome) => {
@@ -178,7 +168,10 @@ impl Decider {
             Need::Policy => Answer::Unavailable("policy unavailable"),
             Need::Revocations => Answer::Unavailable("revocation state unavailable"),
             Need::Verify { token, .. } => match self.identity(token, now).await {
-                Ok(id) => Answer::Verified(Ok(verified(id, token, &self.claim_headers))),
+                Ok(id) => {
+                    let mapped = self.providers.get(id.provider.as_deref()).map_or(&[][..], |p| &p.claim_headers);
+                    Answer::Verified(Ok(verified(id, token, mapped)))
+                }
                 Err(Lookup::Refused(e)) => Answer::Verified(Err(e)),
                 Err(Lookup::Unavailable(reason)) => Answer::Unavailable(reason),
             },
@@ -257,22 +250,28 @@ impl Decider {
     async fn identity(&self, token: &str, now: u64) -> Result<Arc<Identity>, Lookup> {
         let key = digest(token);
         if let Some(id) = self.cache.get(&key, now).await {
-            // Only while the key that verified it is still trusted (see `Authenticator`).
-            if id.key_id.as_deref().is_none_or(|kid| self.keys.current().keys.has_kid(kid)) {
+            // Only while the key that verified it is still trusted (see `Authenticator`), by a
+            // provider still configured.
+            let trusted =
+                |store: &Arc<KeyStore>| id.key_id.as_deref().is_none_or(|kid| store.current().keys.has_kid(kid));
+            if self.keys.by_name(id.provider.as_deref()).is_some_and(trusted) {
                 return Ok(id);
             }
         }
-        let mut result = verify_token_time(token, &self.keys.current().keys, &self.claims, now);
-        if matches!(result, Err(TokenError::UnknownKey)) && self.keys.refresh_for_unknown_kid().await {
-            result = verify_token_time(token, &self.keys.current().keys, &self.claims, now);
+        // The provider by the token's `iss`, before any key is tried.
+        let i = self.providers.select(token);
+        let (store, claims) = (self.keys.get(i), &self.providers.nth(i).claims);
+        let mut result = verify_token_time(token, &store.current().keys, claims, now);
+        if matches!(result, Err(TokenError::UnknownKey)) && store.refresh_for_unknown_kid().await {
+            result = verify_token_time(token, &store.current().keys, claims, now);
         }
-        match result.and_then(Identity::from_claims) {
+        match result.and_then(|c| self.providers.identity(i, c, now)) {
             Ok(id) => {
                 let id = Arc::new(id);
                 self.cache.put(key, Arc::clone(&id), now).await;
                 Ok(id)
             }
-            Err(TokenError::UnknownKey) if !self.keys.current().jwks_loaded => {
+            Err(TokenError::UnknownKey) if !store.current().jwks_loaded => {
                 Err(Lookup::Unavailable("signing keys unavailable"))
             }
             Err(e) => Err(Lookup::Refused(e)),
@@ -339,7 +338,7 @@ impl AuthzService {
         let mut pipeline = Pipeline::with_sources(
             Table::Policy(&policy.table),
             Decide { method: &http.method, path: &http.path, headers: &req.headers },
-            &self.decider.token_sources,
+            self.decider.providers.token_sources(),
         );
         let extras = Extras { policy: &policy, body, client: &client };
         let outcome = self.decider.drive(&mut pipeline, &extras).await;
@@ -358,7 +357,7 @@ impl AuthzService {
             Outcome::Allow { caller, lease, consumed } => {
                 span.record("result", "allow");
                 metrics.checks.get_or_create(&vec![("result", "allow"), ("code", "ok")]).inc();
-                let source = consumed.token_source.and_then(|i| self.decider.token_sources.get(i));
+                let source = consumed.token_source.and_then(|i| self.decider.providers.token_sources().get(i));
                 Ok(Response::new(allow(&req, caller.as_deref(), lease.as_deref(), consumed, source, record)))
             }
             Outcome::Deny { denial: d, detail, .. } => {

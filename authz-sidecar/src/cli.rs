@@ -5,14 +5,15 @@ use std::path::Path;
 
 use authz_core::api_key_format::ApiKeyFormat;
 use authz_core::authenticator::{Authenticator, LocalVerdict};
-use authz_core::claims::Scope;
 use authz_core::headers::{AUTHORIZATION, X_ACTION_TOKEN, X_API_KEY};
 use authz_core::pipeline::{Answer, Facts, Need, Outcome, Pipeline, Request, Step, Table};
+use authz_core::provider::Providers;
 use authz_core::revocation::{Revocation, RevocationSet};
 use authz_core::{KeySet, TokenError};
 use serde_json::json;
 
 use crate::config::Config;
+use crate::credentials::keystore::KeySource;
 
 /// The request `check` decides: its credentials and where it goes.
 #[derive(Debug, Default)]
@@ -38,7 +39,6 @@ pub struct Offline<'a> {
 struct CliFacts {
     auth: Authenticator,
     revocations: RevocationSet,
-    scope: Scope,
     api_key_format: ApiKeyFormat,
     now: u64,
 }
@@ -56,8 +56,8 @@ impl Facts for CliFacts {
         Some(&self.revocations)
     }
 
-    fn scope(&self) -> &Scope {
-        &self.scope
+    fn providers(&self) -> &Providers {
+        self.auth.providers()
     }
 
     fn api_key_format(&self) -> &ApiKeyFormat {
@@ -79,14 +79,20 @@ pub fn check(config: &Config, offline: &Offline, request: &CheckRequest) -> anyh
             keys.add_hmac_secret(secret, alg);
         }
     }
-    let claims = authz_core::ClaimsPolicy {
-        issuers: config.jwt.issuers.clone(),
-        audiences: config.jwt.audiences.clone(),
-        clock_skew_secs: config.jwt.clock_skew.as_secs(),
-    };
-    let scope = claims.scope();
-    let mut auth = Authenticator::new(claims, 16);
+    let mut auth = Authenticator::new(authz_core::ClaimsPolicy::default(), 16);
+    auth.set_providers(Providers::from_settings(&config.shared_settings()));
     auth.set_keys(keys);
+    // Other providers' keys from local sources (a file, inline) are read here too.
+    for p in &config.providers {
+        let doc = match p.key_source() {
+            KeySource::File(path) => std::fs::read_to_string(path)?,
+            KeySource::Inline(doc) => doc,
+            KeySource::Url(_) | KeySource::Discovery(_) => continue,
+        };
+        let mut keys = KeySet::new();
+        keys.extend_from_jwks_json(&doc, authz_core::keys::Source::Local)?;
+        auth.set_provider_keys(&p.name, keys);
+    }
     let mut notes = Vec::new();
     let revocations = match offline.revocations {
         Some(file) => read_revocations(file)?,
@@ -96,7 +102,7 @@ pub fn check(config: &Config, offline: &Offline, request: &CheckRequest) -> anyh
         }
     };
     let now = crate::credentials::identity_cache::unix_now();
-    let mut facts = CliFacts { auth, revocations, scope, api_key_format: config.api_keys.format.clone(), now };
+    let mut facts = CliFacts { auth, revocations, api_key_format: config.api_keys.format.clone(), now };
     let mut headers: Vec<(String, String)> = Vec::new();
     if let Some(t) = request.token {
         headers.push((AUTHORIZATION.into(), format!("Bearer {t}")));
@@ -110,13 +116,13 @@ pub fn check(config: &Config, offline: &Offline, request: &CheckRequest) -> anyh
     let mut pipeline = Pipeline::with_sources(
         Table::Policy(&policy.table),
         Request { method: request.method, path: request.path, headers: &headers },
-        &config.jwt.token_sources,
+        facts.auth.providers().token_sources(),
     );
     let outcome = loop {
         let answer = match pipeline.eval(&mut facts) {
             Step::Done(outcome) => break outcome,
             Step::Need(Need::Verify { .. }) => {
-                notes.push("no key here fits the token: pass the auth service's JWKS with --jwks");
+                notes.push("no key here fits the token: pass the auth service's JWKS with --jwks (a provider's keys from a URL are fetched online only)");
                 Answer::Verified(Err(TokenError::UnknownKey))
             }
             Step::Need(Need::ApiKey(_)) => {

@@ -11,11 +11,13 @@ mod audit;
 mod credentials;
 mod derived;
 mod env;
+mod providers;
 mod quota;
 
 pub use audit::AuditConfig;
 pub use credentials::{ActionTokenConfig, ApiKeyConfig, FailedCredentialsConfig};
 pub use env::{Env, ProcessEnv};
+pub use providers::ProviderConfig;
 pub use quota::{Limits, QuotaConfig};
 
 use crate::policy::{self, Policy, PolicyError};
@@ -50,6 +52,10 @@ pub struct Config {
     pub jwt: JwtConfig,
     #[serde(default)]
     pub jwks: JwksConfig,
+    /// Identity providers besides the default one (`jwt` and `jwks`), each with its issuer
+    /// and keys (see `config/providers.rs` and the README).
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
     #[serde(default)]
     pub cache: CacheConfig,
     /// Paths (without query) that need no credential; identity headers are still removed.
@@ -118,6 +124,9 @@ pub struct JwtConfig {
     pub audiences: Vec<String>,
     #[serde(default = "default_skew", with = "serde_str")]
     pub clock_skew: Duration,
+    /// Refuse tokens without `exp` (default). Off: accepted, reverified every 5 minutes.
+    #[serde(default = "yes")]
+    pub require_exp: bool,
     /// Algorithms accepted for kid-less tokens signed with `JWT_SECRET`.
     #[serde(default = "default_hmac")]
     pub hmac_algorithms: Vec<String>,
@@ -276,6 +285,7 @@ impl Default for JwtConfig {
             issuers: Vec::new(),
             audiences: Vec::new(),
             clock_skew: default_skew(),
+            require_exp: true,
             hmac_algorithms: default_hmac(),
             forward_credential: false,
             claim_to_headers: Vec::new(),
@@ -326,6 +336,27 @@ pub enum ConfigError {
     Parse { path: String, field: String, reason: String },
     #[error("config `{field}`: {reason}")]
     Invalid { field: &'static str, reason: String },
+}
+
+/// The URLs, inline document and refresh interval of a key source (`jwks`, or a provider's
+/// `keys`).
+fn check_key_source(j: &JwksConfig, section: &'static str) -> Result<(), ConfigError> {
+    let invalid = |reason: String| Err(ConfigError::Invalid { field: section, reason });
+    for (field, url) in [("url", &j.url), ("discovery", &j.discovery)] {
+        if url.as_deref().is_some_and(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
+            return invalid(format!("{field} must be an http(s) URL"));
+        }
+    }
+    if let Some(doc) = &j.inline {
+        let mut keys = authz_core::KeySet::new();
+        if let Err(e) = keys.extend_from_jwks_json(&doc.to_string(), authz_core::keys::Source::Local) {
+            return invalid(format!("inline: {e}"));
+        }
+    }
+    if j.refresh_interval.is_zero() {
+        return invalid("refreshInterval must be greater than zero".into());
+    }
+    Ok(())
 }
 
 impl Config {
@@ -383,19 +414,8 @@ impl Config {
         if named.iter().filter(|n| **n).count() > 1 {
             return invalid("jwks", "name at most one of url, discovery, file, inline");
         }
-        for (field, url) in [("jwks.url", &j.url), ("jwks.discovery", &j.discovery)] {
-            if url.as_deref().is_some_and(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
-                return invalid(field, "must be an http(s) URL");
-            }
-        }
-        if let Some(doc) = &j.inline {
-            let mut keys = authz_core::KeySet::new();
-            keys.extend_from_jwks_json(&doc.to_string(), authz_core::keys::Source::Local)
-                .map_err(|e| ConfigError::Invalid { field: "jwks.inline", reason: e.to_string() })?;
-        }
-        if self.jwks.refresh_interval.is_zero() {
-            return invalid("jwks.refreshInterval", "must be greater than zero");
-        }
+        check_key_source(j, "jwks")?;
+        providers::validate(&self.providers, &self.jwt.issuers)?;
         if self.jwt_secret.as_deref().is_some_and(|s| s.len() < 16) {
             return invalid("JWT_SECRET", "must be at least 16 bytes");
         }
@@ -444,12 +464,23 @@ impl Config {
         Ok(())
     }
 
+    /// The names of the configured providers (`default` first), for route rules to name.
+    pub fn provider_names(&self) -> Vec<String> {
+        let named = self.providers.iter().map(|p| p.name.clone());
+        std::iter::once(authz_core::provider::DEFAULT.to_string()).chain(named).collect()
+    }
+
+    /// What the policy file is checked against (public paths, provider names).
+    pub fn known(&self) -> policy::Known {
+        policy::Known { public_paths: self.public_paths.clone(), providers: self.provider_names() }
+    }
+
     /// The policy at start-up: the policy file, or an empty policy without one. A broken
     /// file is an error here (a start-up error); later reloads keep the last good one.
     pub fn initial_policy(&self) -> Result<Policy, PolicyError> {
         match &self.policy_file {
-            Some(path) => policy::load(path, &self.public_paths),
-            None => policy::parse("", "(no policy file)", &self.public_paths),
+            Some(path) => policy::load(path, &self.known()),
+            None => policy::parse("", "(no policy file)", &self.known()),
         }
     }
 

@@ -6,5 +6,6 @@ pub mod failures;
 pub mod identity_cache;
 pub mod introspect;
 pub mod keystore;
+pub mod provider_keys;
 pub mod revocations;
 pub mod session;

@@ -17,10 +17,12 @@ pub struct Metrics {
     pub identity_cache: Family<Labels, Counter>,
     /// Redis commands that failed or timed out.
     pub redis_errors: Counter,
-    /// JWKS fetches by `result` (ok, error) and `reason` (startup, interval, unknown_kid).
+    /// JWKS fetches by `provider`, `result` (ok, error) and `reason` (startup, interval,
+    /// unknown_kid).
     pub jwks_fetches: Family<Labels, Counter>,
-    /// Keys of the current JWKS that cannot be used (skipped, each logged with its `kid`).
-    pub jwks_keys_skipped: Gauge,
+    /// Keys of each `provider`'s current JWKS that cannot be used (skipped, each logged with
+    /// its `kid`).
+    pub jwks_keys_skipped: Family<Labels, Gauge>,
     /// API-key introspection calls to the auth service by `result`.
     pub introspections: Family<Labels, Counter>,
     /// Session validations at the auth service by `result` (alive, dead, error).
@@ -59,7 +61,7 @@ impl Default for Metrics {
         let redis_errors = Counter::default();
         let jwks_fetches = Family::<Labels, Counter>::default();
         let introspections = Family::<Labels, Counter>::default();
-        let jwks_keys_skipped = Gauge::default();
+        let jwks_keys_skipped = Family::<Labels, Gauge>::default();
         let control_subscribers = Gauge::default();
         let session_checks = Family::<Labels, Counter>::default();
         let policy_reloads = Family::<Labels, Counter>::default();

@@ -58,8 +58,18 @@ pub enum PolicyError {
     Rego { path: String, module: String, reason: String },
 }
 
+/// What a policy is checked against besides itself: the configuration's public paths and
+/// identity providers.
+#[derive(Clone, Debug, Default)]
+pub struct Known {
+    pub public_paths: Vec<String>,
+    /// Provider names route rules may name (`default` always).
+    pub providers: Vec<String>,
+}
+
 /// Parses and validates a policy text.
-pub fn parse(text: &str, origin: &str, public_paths: &[String]) -> Result<Policy, PolicyError> {
+pub fn parse(text: &str, origin: &str, known: &Known) -> Result<Policy, PolicyError> {
+    let public_paths = &known.public_paths;
     let parse_error =
         |e: crate::yaml::YamlError| PolicyError::Parse { path: origin.to_string(), field: e.field, reason: e.reason };
     let doc: PolicyDocument = crate::yaml::parse(text).map_err(parse_error)?;
@@ -107,16 +117,25 @@ pub fn parse(text: &str, origin: &str, public_paths: &[String]) -> Result<Policy
             })?;
         }
     }
+    // A rule naming a provider that is not configured would refuse every token: a typo.
+    for r in &doc.routes {
+        let unknown = r.providers.iter().find(|p| *p != authz_core::provider::DEFAULT && !known.providers.contains(p));
+        if let Some(p) = unknown {
+            let reason = format!("names provider {p:?}, which is not configured (see `providers`)");
+            let source = authz_core::routes::RouteError { id: r.id.clone(), reason };
+            return Err(PolicyError::Rule { path: origin.to_string(), source });
+        }
+    }
     let table = RouteTable::from_document(public_paths.to_vec(), Vec::new(), doc)
         .map_err(|source| PolicyError::Rule { path: origin.to_string(), source })?;
     Ok(Policy { version: PolicyDocument::version_of(text), table, json: value.to_string(), rego })
 }
 
 /// Reads and parses the policy file.
-pub fn load(path: &Path, public_paths: &[String]) -> Result<Policy, PolicyError> {
+pub fn load(path: &Path, known: &Known) -> Result<Policy, PolicyError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| PolicyError::Read { path: path.display().to_string(), source })?;
-    parse(&text, &path.display().to_string(), public_paths)
+    parse(&text, &path.display().to_string(), known)
 }
 
 /// The policy in force.
@@ -139,13 +158,7 @@ impl PolicyStore {
     }
 
     /// Re-reads `path` every `interval`; applies changed, valid content.
-    pub fn spawn_watcher(
-        self: &Arc<Self>,
-        path: PathBuf,
-        public_paths: Vec<String>,
-        interval: Duration,
-        metrics: Arc<Metrics>,
-    ) {
+    pub fn spawn_watcher(self: &Arc<Self>, path: PathBuf, known: Known, interval: Duration, metrics: Arc<Metrics>) {
         let store = Arc::clone(self);
         tokio::spawn(async move {
             let mut last_text = std::fs::read_to_string(&path).ok();
@@ -166,7 +179,7 @@ impl PolicyStore {
                     continue;
                 }
                 last_text = Some(text.clone());
-                match parse(&text, &path.display().to_string(), &public_paths) {
+                match parse(&text, &path.display().to_string(), &known) {
                     Ok(p) => {
                         info!(version = %p.version, rules = p.table.len(), "policy reloaded");
                         metrics.policy_reloads.get_or_create(&vec![("result", "ok")]).inc();
@@ -187,6 +200,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_rule_names_configured_providers_only() {
+        let text = "routes:\n  - id: svc\n    prefix: /internal\n    providers: [kubernetes]\n";
+        let err = parse(text, "p.yaml", &Known::default()).unwrap_err().to_string();
+        assert!(err.contains("names provider \"kubernetes\", which is not configured"), "{err}");
+        let known = Known { providers: vec!["default".into(), "kubernetes".into()], ..Known::default() };
+        assert!(parse(text, "p.yaml", &known).is_ok());
+        assert!(parse(&text.replace("kubernetes", "default"), "p.yaml", &Known::default()).is_ok());
+    }
+
+    #[test]
     fn rego_rules_are_compiled_and_evaluated() {
         let text = r#"
 routes:
@@ -204,7 +227,7 @@ regoModules:
       "lab-admin" in input.identity.roles
     }
 "#;
-        let p = parse(text, "p.yaml", &[]).unwrap();
+        let p = parse(text, "p.yaml", &Known::default()).unwrap();
         let get =
             serde_json::json!({"attributes": {"request": {"http": {"method": "GET"}}}, "identity": {"roles": []}});
         let post = serde_json::json!({"attributes": {"request": {"http": {"method": "POST"}}}, "identity": {"roles": ["user"]}});
@@ -214,16 +237,16 @@ regoModules:
         assert_eq!(p.rego_allows("data.gateway.lims.allow", admin), Ok(true));
         assert!(p.rego_allows("data.gateway.nope.allow", post).is_err());
         let missing_rule = text.replace("rego: data.gateway.lims.allow", "rego: data.gateway.lims.permit");
-        assert!(parse(&missing_rule, "p.yaml", &[]).unwrap_err().to_string().contains("permit"));
+        assert!(parse(&missing_rule, "p.yaml", &Known::default()).unwrap_err().to_string().contains("permit"));
         let broken = "routes: []\nregoModules:\n  x.rego: 'package x\n allow if {'\n";
-        assert!(parse(broken, "p.yaml", &[]).unwrap_err().to_string().contains("x.rego"));
+        assert!(parse(broken, "p.yaml", &Known::default()).unwrap_err().to_string().contains("x.rego"));
         let orphan = "routes:\n  - id: r\n    prefix: /x\n    rego: data.x.allow\n";
-        assert!(parse(orphan, "p.yaml", &[]).unwrap_err().to_string().contains("no regoModules"));
+        assert!(parse(orphan, "p.yaml", &Known::default()).unwrap_err().to_string().contains("no regoModules"));
     }
 
     #[test]
     fn the_documented_example_parses() {
-        let p = parse(include_str!("../policy.example.yaml"), "policy.example.yaml", &[]).unwrap();
+        let p = parse(include_str!("../policy.example.yaml"), "policy.example.yaml", &Known::default()).unwrap();
         assert_eq!(p.table.len(), 7);
         // The compute route of the example is one.
         assert!(matches!(
@@ -235,7 +258,7 @@ regoModules:
     #[test]
     fn parses_versions_and_refuses_with_the_field() {
         let good = "defaultAction: deny\nroutes:\n  - id: tools\n    prefix: /api/tools\n    rolesAnyOf: [user]\n";
-        let p = parse(good, "p.yaml", &["/health".to_string()]).unwrap();
+        let p = parse(good, "p.yaml", &Known { public_paths: vec!["/health".into()], ..Known::default() }).unwrap();
         assert_eq!(p.table.len(), 1);
         assert_eq!(p.version.len(), 16);
         let back: authz_core::routes::PolicyDocument = serde_json::from_str(&p.json).unwrap();
@@ -247,7 +270,7 @@ regoModules:
             ("routes: [", "policy file"),
         ];
         for (text, want) in cases {
-            let err = parse(text, "p.yaml", &[]).unwrap_err().to_string();
+            let err = parse(text, "p.yaml", &Known::default()).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");
         }
     }

@@ -88,7 +88,8 @@ proptest! {
     fn filter_and_sidecar_agree(doc in policy(), id in identity(), method in prop::sample::select(&["GET", "POST", "DELETE"][..]), requests in prop::collection::vec(path(), 1..10)) {
         let yaml = serde_yaml::to_string(&doc).unwrap();
         // Sidecar: the YAML file.
-        let sidecar = match authz_sidecar::policy::parse(&yaml, "generated", &["/health".to_string()]) {
+        let known = authz_sidecar::policy::Known { public_paths: vec!["/health".to_string()], ..Default::default() };
+        let sidecar = match authz_sidecar::policy::parse(&yaml, "generated", &known) {
             Ok(p) => p,
             // A generated policy may be invalid (e.g. a duplicate shape); both sides must refuse it.
             Err(_) => {

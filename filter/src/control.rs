@@ -12,7 +12,7 @@ use authz_core::keys::Source;
 use authz_core::revocation::Revocation;
 use authz_core::routes::{PolicyDocument, RouteTable};
 use authz_core::settings::SharedSettings;
-use authz_proto::authz::v1::{ControlEvent, control_event};
+use authz_proto::authz::v1::{ControlEvent, KeySnapshot, control_event};
 
 use crate::worker::{Pushed, Worker};
 
@@ -26,7 +26,8 @@ pub struct ControlState {
     pub stream: Option<u32>,
     backoff: Duration,
     next_attempt: Option<SystemTime>,
-    key_version: u64,
+    /// The last key snapshot version applied, per provider (`""`: the default one).
+    key_versions: std::collections::HashMap<String, u64>,
     /// When the control stream was last lost (or the VM started without one).
     down_since: Option<SystemTime>,
     /// When the open stream last delivered an event (or was opened): silence past
@@ -137,22 +138,13 @@ impl ControlState {
     pub fn apply(&mut self, w: &mut Worker, event: ControlEvent, now: SystemTime) -> Vec<String> {
         let mut warnings = Vec::new();
         match event.event {
-            Some(control_event::Event::Keys(snapshot)) => {
-                if snapshot.version != 0 && snapshot.version == self.key_version {
-                    return warnings;
-                }
-                let mut keys = KeySet::new();
-                // The sidecar's push is a local source (it carries the HMAC secret) and holds only
-                // keys the sidecar took; any it could not use here is named.
-                match keys.extend_from_jwks_json(&snapshot.jwks_json, Source::Local) {
-                    Ok(loaded) => {
-                        warnings.extend(loaded.skipped.iter().map(|s| format!("control stream: {s} skipped")));
-                        w.auth.set_keys(keys);
-                        w.metrics.key_updates.inc();
-                        self.key_version = snapshot.version;
-                    }
-                    // Keep the last good keys: a bad snapshot must not lock everyone out.
-                    Err(e) => warnings.push(format!("control stream: key snapshot refused: {e}")),
+            Some(control_event::Event::Keys(snapshot)) => self.apply_keys(w, "", snapshot, &mut warnings),
+            Some(control_event::Event::ProviderKeys(snapshot)) => {
+                let provider = snapshot.provider.clone();
+                if provider.is_empty() {
+                    warnings.push("control stream: provider key snapshot without a provider ignored".into());
+                } else {
+                    self.apply_keys(w, &provider, snapshot, &mut warnings);
                 }
             }
             Some(control_event::Event::Revocations(update)) => {
@@ -184,9 +176,9 @@ impl ControlState {
                 }
                 match policy_with_settings(&snapshot.policy_json, &snapshot.settings_json) {
                     Ok((table, settings)) => {
-                        w.auth.set_policy(settings.claims());
-                        w.auth.set_claim_headers(settings.claim_to_headers.clone());
-                        w.pushed = Rc::new(Pushed::new(settings));
+                        let pushed = Pushed::new(settings);
+                        w.auth.set_providers(pushed.providers.clone());
+                        w.pushed = Rc::new(pushed);
                         w.policy = Some(Rc::new(table));
                         w.policy_version = snapshot.version;
                         self.settings_json = snapshot.settings_json;
@@ -205,6 +197,29 @@ impl ControlState {
     }
 }
 
+impl ControlState {
+    /// One provider's key snapshot (`""`: the default provider's).
+    fn apply_keys(&mut self, w: &mut Worker, provider: &str, snapshot: KeySnapshot, warnings: &mut Vec<String>) {
+        let version = self.key_versions.entry(provider.to_string()).or_default();
+        if snapshot.version != 0 && snapshot.version == *version {
+            return;
+        }
+        let mut keys = KeySet::new();
+        // The sidecar's push is a local source (it carries the HMAC secret) and holds only
+        // keys the sidecar took; any it could not use here is named.
+        match keys.extend_from_jwks_json(&snapshot.jwks_json, Source::Local) {
+            Ok(loaded) => {
+                warnings.extend(loaded.skipped.iter().map(|s| format!("control stream: {s} skipped")));
+                w.auth.set_provider_keys(provider, keys);
+                w.metrics.key_updates.inc();
+                *version = snapshot.version;
+            }
+            // Keep the last good keys: a bad snapshot must not lock everyone out.
+            Err(e) => warnings.push(format!("control stream: key snapshot refused: {e}")),
+        }
+    }
+}
+
 /// The route table and the shared settings of a policy snapshot. A snapshot without settings
 /// comes from a sidecar older than this filter: refused, so that nothing is decided here with
 /// defaults the sidecar does not share (every request then goes to the sidecar).
@@ -217,10 +232,12 @@ fn policy_with_settings(policy_json: &str, settings_json: &str) -> Result<(Route
         return Err(format!("settings: public path {p:?} must start with '/'"));
     }
     settings.api_key_format.validate().map_err(|e| format!("settings: apiKeyFormat: {e}"))?;
-    for s in &settings.token_sources {
+    let sources = settings.token_sources.iter().chain(settings.providers.iter().flat_map(|p| &p.token_sources));
+    for s in sources {
         s.validate().map_err(|e| format!("settings: tokenSources: {e}"))?;
     }
-    for m in &settings.claim_to_headers {
+    let mapped = settings.claim_to_headers.iter().chain(settings.providers.iter().flat_map(|p| &p.claim_to_headers));
+    for m in mapped {
         m.validate().map_err(|e| format!("settings: claimToHeaders: {e}"))?;
     }
     let doc = serde_json::from_str::<PolicyDocument>(policy_json).map_err(|e| e.to_string())?;

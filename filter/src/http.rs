@@ -286,7 +286,7 @@ impl<H: Host> Http<H> {
             // No policy yet: everything goes to the sidecar.
             None => Table::Bootstrap(&bootstrap),
         };
-        let sources = &pushed.settings.token_sources;
+        let sources = pushed.providers.token_sources();
         let mut pipeline = Pipeline::with_sources(table, Request { method, path, headers: &req.headers }, sources);
         let step = {
             let now = self.now();

@@ -6,8 +6,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use authz_core::authenticator::Authenticator;
-use authz_core::claims::Scope;
 use authz_core::headers::StripRules;
+use authz_core::provider::Providers;
 use authz_core::revocation::RevocationSet;
 use authz_core::routes::RouteTable;
 use authz_core::settings::SharedSettings;
@@ -21,14 +21,14 @@ use crate::native::EnvoyVerifier;
 #[derive(Debug)]
 pub struct Pushed {
     pub settings: SharedSettings,
-    /// Default issuers and audiences (routes may name their own).
-    pub scope: Scope,
+    /// The identity providers (the default one first) and where their tokens are read.
+    pub providers: Providers,
     pub strip: StripRules,
 }
 
 impl Pushed {
     pub fn new(settings: SharedSettings) -> Self {
-        Self { scope: settings.claims().scope(), strip: settings.strip_rules(), settings }
+        Self { providers: Providers::from_settings(&settings), strip: settings.strip_rules(), settings }
     }
 }
 

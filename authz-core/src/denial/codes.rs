@@ -54,6 +54,7 @@ pub const TOKEN_UNKNOWN_KEY: &str = "token_unknown_key";
 pub const TOKEN_UNSUPPORTED_ALG: &str = "token_unsupported_alg";
 pub const TOKEN_WRONG_AUDIENCE: &str = "token_wrong_audience";
 pub const TOKEN_WRONG_ISSUER: &str = "token_wrong_issuer";
+pub const TOKEN_WRONG_SOURCE: &str = "token_wrong_source";
 pub const TOO_MANY_FAILED_CREDENTIALS: &str = "too_many_failed_credentials";
 pub const UNSUPPORTED_AUTH_SCHEME: &str = "unsupported_auth_scheme";
 
@@ -111,6 +112,7 @@ pub const ALL: &[&str] = &[
     TOKEN_UNSUPPORTED_ALG,
     TOKEN_WRONG_AUDIENCE,
     TOKEN_WRONG_ISSUER,
+    TOKEN_WRONG_SOURCE,
     TOO_MANY_FAILED_CREDENTIALS,
     UNSUPPORTED_AUTH_SCHEME,
 ];

@@ -20,7 +20,6 @@ struct TestFacts {
     auth: Authenticator,
     revocations: RevocationSet,
     fresh: bool,
-    scope: Scope,
     format: ApiKeyFormat,
 }
 
@@ -36,8 +35,8 @@ impl Facts for TestFacts {
     fn revocations(&self) -> Option<&RevocationSet> {
         self.fresh.then_some(&self.revocations)
     }
-    fn scope(&self) -> &Scope {
-        &self.scope
+    fn providers(&self) -> &Providers {
+        self.auth.providers()
     }
     fn api_key_format(&self) -> &ApiKeyFormat {
         &self.format
@@ -53,7 +52,6 @@ fn facts() -> TestFacts {
         auth,
         revocations: RevocationSet::new(),
         fresh: true,
-        scope: Scope::default(),
         format: ApiKeyFormat { prefix: Some("ak_".into()), ..Default::default() },
     }
 }
@@ -88,6 +86,8 @@ fn table() -> RouteTable {
             {"id": "rego", "prefix": "/api/rego", "rego": "data.x.allow"},
             {"id": "tes", "prefix": "/ga4gh/tes", "methods": ["POST"], "quota": {"resources": "tes"}},
             {"id": "alias", "prefix": "/api/alias", "methods": ["DELETE"]},
+            {"id": "partner", "prefix": "/api/partner", "providers": ["partner"]},
+            {"id": "either", "prefix": "/api/either", "providers": ["default", "partner"]},
         ]
     }))
     .unwrap();
@@ -116,7 +116,8 @@ fn need_name(n: &Need) -> &'static str {
 /// every scripted need was asked.
 fn run(f: &mut TestFacts, table: Table, method: &str, path: &str, headers: &[(&str, &str)], script: Script) -> String {
     let headers: Vec<(String, Vec<u8>)> = headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
-    let mut p = Pipeline::new(table, Request { method, path, headers: &headers });
+    let sources = f.auth.providers().token_sources().to_vec();
+    let mut p = Pipeline::with_sources(table, Request { method, path, headers: &headers }, &sources);
     let mut script = script.into_iter();
     let outcome = loop {
         match p.eval(f) {
@@ -297,4 +298,63 @@ fn the_audit_subject_names_what_was_presented() {
         authz_proto::audit::decode(&crate::audit::record(&ctx, &crate::audit::Subject::of(&p), &outcome).unwrap())
             .unwrap();
     assert_eq!((fields.get("credential"), fields.get("token_fp"), fields["reason"].as_str()), (None, None, "public"));
+}
+
+#[test]
+fn providers_each_verify_their_own_tokens_on_the_routes_that_name_them() {
+    use crate::credential::TokenSource;
+    use crate::provider::ProviderSettings;
+    const PARTNER: &[u8] = b"partner-secret";
+    let t = table();
+    let p = Table::Policy(&t);
+    let mut f = facts();
+    let settings = crate::settings::SharedSettings {
+        providers: vec![ProviderSettings {
+            name: "partner".into(),
+            issuer: "https://partner".into(),
+            audiences: vec!["gateway".into()],
+            clock_skew_secs: 60,
+            require_exp: true,
+            token_sources: vec![TokenSource { cookie: None, header: Some("x-partner-token".into()), prefix: None }],
+            claim_to_headers: vec![],
+            forward_credential: false,
+            service_claim: None,
+        }],
+        ..Default::default()
+    };
+    f.auth.set_providers(Providers::from_settings(&settings));
+    let mut keys = KeySet::new();
+    keys.add_hmac_secret(PARTNER, Algorithm::HS256);
+    f.auth.set_provider_keys("partner", keys);
+    let partner =
+        |claims: Value| encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(PARTNER)).unwrap();
+    let bob = bearer(&partner(json!({"sub": "bob", "iss": "https://partner", "aud": "gateway", "exp": NOW + 60})));
+    let a = bearer(&alice());
+    let on = |path: &str, f: &mut TestFacts, h: &[(&str, &str)]| run(f, p, "GET", path, h, vec![]);
+    assert_eq!(on("/api/partner", &mut f, &[("authorization", &bob)]), "allow:bob");
+    assert_eq!(on("/api/either", &mut f, &[("authorization", &bob)]), "allow:bob");
+    assert_eq!(on("/api/either", &mut f, &[("authorization", &a)]), "allow:alice");
+    // A rule naming no provider accepts the default one only; one naming others, only them.
+    assert_eq!(on("/api/tools", &mut f, &[("authorization", &bob)]), "deny:token_wrong_issuer:bob");
+    assert_eq!(on("/api/partner", &mut f, &[("authorization", &a)]), "deny:token_wrong_issuer:alice");
+    // The partner's issuer with the default provider's key: only the partner's keys are tried.
+    let forged = bearer(&sign(json!({"sub": "mallory", "iss": "https://partner", "aud": "gateway", "exp": NOW + 60})));
+    assert_eq!(on("/api/partner", &mut f, &[("authorization", &forged)]), "deny:token_bad_signature");
+    let wrong_aud = bearer(&partner(json!({"sub": "bob", "iss": "https://partner", "aud": "x", "exp": NOW + 60})));
+    assert_eq!(on("/api/partner", &mut f, &[("authorization", &wrong_aud)]), "deny:token_wrong_audience:bob");
+    // Each provider's own token sources.
+    let raw_bob = bob.trim_start_matches("Bearer ").to_string();
+    assert_eq!(on("/api/partner", &mut f, &[("x-partner-token", &raw_bob)]), "allow:bob");
+    let raw_alice = alice();
+    assert_eq!(on("/api/either", &mut f, &[("x-partner-token", &raw_alice)]), "deny:token_wrong_source:alice");
+    // API keys are the default provider's.
+    let key = Arc::new(Verified::new(
+        Identity::from_claims(serde_json::from_value(json!({"sub": "svc-key", "exp": NOW + 600})).unwrap()).unwrap(),
+        "ak_1",
+    ));
+    let found = vec![("api_key", Answer::ApiKey(key))];
+    assert_eq!(
+        run(&mut f, p, "GET", "/api/partner", &[("x-api-key", "ak_1")], found),
+        "deny:token_wrong_issuer:svc-key"
+    );
 }

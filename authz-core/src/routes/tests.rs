@@ -128,6 +128,7 @@ fn identity(aud: &[&str], auth_time: Option<u64>) -> Identity {
         endpoint_permissions: None,
         claims: Default::default(),
         expires_at: 0,
+        provider: None,
     }
 }
 

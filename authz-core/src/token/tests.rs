@@ -26,7 +26,12 @@ fn keys() -> KeySet {
 }
 
 fn policy() -> ClaimsPolicy {
-    ClaimsPolicy { issuers: vec!["https://auth.test".into()], audiences: vec!["gateway".into()], clock_skew_secs: 60 }
+    ClaimsPolicy {
+        issuers: vec!["https://auth.test".into()],
+        audiences: vec!["gateway".into()],
+        clock_skew_secs: 60,
+        require_exp: true,
+    }
 }
 
 fn claims() -> Value {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use authz_core::ClaimsPolicy;
+use authz_core::provider::Providers;
 
 use super::Decider;
 use crate::backend::memory::{MemoryAuth, MemoryKv, MemoryLeases};
@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::credentials::failures::FailureLimiter;
 use crate::credentials::identity_cache::IdentityCache;
 use crate::credentials::introspect::{IntrospectionBudget, Introspector};
-use crate::credentials::keystore::KeyStore;
+use crate::credentials::provider_keys::KeyStores;
 use crate::credentials::revocations::RevocationHub;
 use crate::credentials::session::SessionChecker;
 use crate::metrics::Metrics;
@@ -37,7 +37,7 @@ impl Backends {
 /// The parts of a [`Decider`] that live beside it (key refresh, policy reload, revocation
 /// subscription).
 pub struct Shared {
-    pub keys: Arc<KeyStore>,
+    pub keys: KeyStores,
     pub policy: Arc<PolicyStore>,
     pub revocations: Arc<RevocationHub>,
     pub metrics: Arc<Metrics>,
@@ -71,11 +71,7 @@ impl Decider {
                 budget,
             ),
             sessions: SessionChecker::new(backends.auth, config.session_cache_ttl, Arc::clone(&metrics)),
-            claims: ClaimsPolicy {
-                issuers: config.jwt.issuers.clone(),
-                audiences: config.jwt.audiences.clone(),
-                clock_skew_secs: config.jwt.clock_skew.as_secs(),
-            },
+            providers: Providers::from_settings(&config.shared_settings()),
             strip: config.strip_rules(),
             policy,
             revocations,
@@ -85,9 +81,6 @@ impl Decider {
             action_jtis: config.action_tokens.single_use.then_some(kv),
             api_key_format: config.api_keys.format.clone(),
             failures: FailureLimiter::new(config.failed_credentials.per_client, config.failed_credentials.window),
-            forward_credential: config.jwt.forward_credential,
-            claim_headers: config.jwt.claim_to_headers.clone(),
-            token_sources: config.jwt.token_sources.clone(),
             metrics,
         }
     }

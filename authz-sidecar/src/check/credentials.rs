@@ -21,7 +21,7 @@ impl Decider {
             return Answer::Denied(Denial::too_many_failures(), Value::Null);
         }
         match self.introspector.lookup(key).await {
-            Ok(Some(id)) => Answer::ApiKey(verified(id, key, &self.claim_headers)),
+            Ok(Some(id)) => Answer::ApiKey(verified(id, key, &self.providers.default_provider().claim_headers)),
             Ok(None) => {
                 self.failures.failed(client).await;
                 Answer::Denied(Denial::unauthorized(codes::API_KEY_INVALID, "the API key was refused"), Value::Null)

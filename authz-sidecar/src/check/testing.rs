@@ -3,7 +3,6 @@
 //! the property test that holds the filter's verdicts against the sidecar's.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use authz_core::revocation::RevocationSet;
 use authz_proto::authz::v1::{ControlEvent, KeySnapshot, PolicySnapshot, RevocationUpdate, control_event};
@@ -12,7 +11,8 @@ use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse}
 use super::{AuthzService, Backends, Decider, Shared};
 use crate::backend::memory::MemoryAuth;
 use crate::config::{Config, Env};
-use crate::credentials::keystore::KeyStore;
+use crate::credentials::keystore::KeySource;
+use crate::credentials::provider_keys::KeyStores;
 use crate::credentials::revocations::RevocationHub;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
@@ -42,14 +42,14 @@ impl InMemorySidecar {
         config.jwt_secret = Some(secret.as_bytes().to_vec());
         let metrics = Arc::new(Metrics::default());
         // Nothing listens there: a token no local key fits finds no JWKS either.
-        let keys = Arc::new(KeyStore::new(
-            reqwest::Client::new(),
-            crate::credentials::keystore::KeySource::Url("http://127.0.0.1:9/jwks".into()),
-            config.jwt_secret.clone(),
-            config.hmac_algorithms()?,
-            Duration::from_secs(3600),
-            Arc::clone(&metrics),
-        ));
+        config.jwks.url = Some("http://127.0.0.1:9/jwks".into());
+        let keys = KeyStores::from_config(&config, &reqwest::Client::new(), &metrics)?;
+        // Other providers' keys are inline here, taken at once.
+        for store in keys.iter().skip(1) {
+            if let KeySource::Inline(doc) = store.source() {
+                store.publish(doc)?;
+            }
+        }
         let policy = Arc::new(PolicyStore::new(config.initial_policy()?));
         let revocations = Arc::new(RevocationHub::new(Arc::clone(&metrics)));
         revocations.replace(RevocationSet::new());
@@ -78,12 +78,18 @@ impl InMemorySidecar {
     /// What a control stream sends a filter first: the keys (with the HMAC secret, as to an
     /// authenticated subscriber), the policy with the shared settings, the revocation set.
     pub fn control_events(&self) -> Vec<ControlEvent> {
-        let keys = self.decider.keys.current();
         let policy = self.decider.policy.current();
         let revocations = self.revocations.current();
         let facts = revocations.set.to_vec().iter().filter_map(|r| serde_json::to_string(r).ok()).collect();
-        [
-            control_event::Event::Keys(KeySnapshot { version: keys.version, jwks_json: keys.jwks_json.clone() }),
+        let keys = self.decider.keys.iter().map(|store| {
+            let k = store.current();
+            let snapshot = KeySnapshot { version: k.version, jwks_json: k.jwks_json.clone(), provider: String::new() };
+            match store.provider() {
+                authz_core::provider::DEFAULT => control_event::Event::Keys(snapshot),
+                name => control_event::Event::ProviderKeys(KeySnapshot { provider: name.into(), ..snapshot }),
+            }
+        });
+        keys.chain([
             control_event::Event::Policy(PolicySnapshot {
                 version: policy.version.clone(),
                 policy_json: policy.json.clone(),
@@ -94,8 +100,7 @@ impl InMemorySidecar {
                 full: true,
                 revocations_json: facts,
             }),
-        ]
-        .into_iter()
+        ])
         .map(|e| ControlEvent { event: Some(e) })
         .collect()
     }

@@ -1,7 +1,7 @@
 //! What the rest of the sidecar derives from the configuration: where the keys come from, and
 //! the settings every decider shares (pushed to the filters with the policy).
 
-use super::Config;
+use super::{Config, ProviderConfig};
 
 impl Config {
     /// Where the keys come from (`jwks`).
@@ -35,6 +35,8 @@ impl Config {
             forward_credential: self.jwt.forward_credential,
             claim_to_headers: self.jwt.claim_to_headers.clone(),
             token_sources: self.jwt.token_sources.clone(),
+            require_exp: self.jwt.require_exp,
+            providers: self.providers.iter().map(ProviderConfig::settings).collect(),
         }
     }
 }

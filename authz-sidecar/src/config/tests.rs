@@ -147,10 +147,41 @@ fn one_key_source_at_most() {
     let two = format!("{base}jwks:\n  url: https://a/keys\n  file: /k.json\n");
     assert!(Config::from_yaml(&two, "t", &env(&[])).unwrap_err().to_string().contains("at most one"));
     let bad = format!("{base}jwks:\n  discovery: idp.example\n");
-    assert!(Config::from_yaml(&bad, "t", &env(&[])).unwrap_err().to_string().contains("jwks.discovery"));
+    assert!(Config::from_yaml(&bad, "t", &env(&[])).unwrap_err().to_string().contains("`jwks`: discovery must be"));
     let broken = format!("{base}jwks:\n  inline: {{keys: [{{kty: oct, alg: RS256, k: c2VjcmV0}}]}}\n");
-    assert!(Config::from_yaml(&broken, "t", &env(&[])).unwrap_err().to_string().contains("jwks.inline"));
+    assert!(Config::from_yaml(&broken, "t", &env(&[])).unwrap_err().to_string().contains("`jwks`: inline:"));
     let discovery = format!("{base}jwks:\n  discovery: https://idp.example\n");
     let cfg = Config::from_yaml(&discovery, "t", &env(&[])).unwrap();
     assert_eq!(cfg.key_source(), crate::credentials::keystore::KeySource::Discovery("https://idp.example".into()));
+}
+
+#[test]
+fn providers_are_named_once_with_one_issuer_and_one_key_source() {
+    let base = "iamUrl: http://i\nredisUrl: redis://r:6379\njwt:\n  issuers: [https://iam]\n";
+    let provider = |body: &str| {
+        format!("{base}providers:\n  - name: kubernetes\n    issuer: https://kubernetes.default.svc\n{body}")
+    };
+    let ok = provider(
+        "    keys: {file: /var/run/k8s/jwks.json}\n    audiences: [gateway]\n    serviceClaim: /kubernetes.io/serviceaccount/name\n    claimToHeaders: [{claim: /kubernetes.io/namespace, header: x-service-namespace}]\n",
+    );
+    let cfg = Config::from_yaml(&ok, "t", &env(&[])).unwrap();
+    let settings = cfg.shared_settings();
+    assert_eq!(settings.providers[0].issuer, "https://kubernetes.default.svc");
+    assert_eq!(cfg.provider_names(), ["default", "kubernetes"]);
+    let err = |yaml: &str| Config::from_yaml(yaml, "t", &env(&[])).unwrap_err().to_string();
+    assert_eq!(settings.providers[0].service_claim.as_deref(), Some("/kubernetes.io/serviceaccount/name"));
+    assert!(err(&provider("")).contains("keys"), "keys are required");
+    let reserved = provider("    keys: {file: /a}\n    claimToHeaders: [{claim: sub, header: x-internal-service}]\n");
+    assert!(err(&reserved).contains("reserved"), "the service header comes from serviceClaim only");
+    assert!(err(&provider("    keys: {file: /a, url: https://b}\n")).contains("exactly one"));
+    assert!(err(&provider("    keys: {discovery: kubernetes}\n")).contains("http(s)"));
+    let twice = format!("{ok}  - name: kubernetes\n    issuer: https://other\n    keys: {{file: /b}}\n");
+    assert!(err(&twice).contains("listed twice"));
+    let same_issuer =
+        format!("{ok}  - name: other\n    issuer: https://kubernetes.default.svc\n    keys: {{file: /b}}\n");
+    assert!(err(&same_issuer).contains("another provider's"));
+    let default_issuer = format!("{base}providers:\n  - name: x\n    issuer: https://iam\n    keys: {{file: /b}}\n");
+    assert!(err(&default_issuer).contains("another provider's"));
+    let named_default = format!("{base}providers:\n  - name: default\n    issuer: https://x\n    keys: {{file: /b}}\n");
+    assert!(err(&named_default).contains("jwt"));
 }

@@ -80,6 +80,8 @@ struct Discovered {
 }
 
 pub struct KeyStore {
+    /// The provider these keys are for (`default`, or a `providers[].name`).
+    provider: &'static str,
     tx: watch::Sender<Arc<KeyState>>,
     http: reqwest::Client,
     source: KeySource,
@@ -112,7 +114,23 @@ impl KeyStore {
             initial.version = 1;
         }
         let (tx, _) = watch::channel(Arc::new(initial));
-        Self { tx, http, source, hmac_secret, hmac_algorithms, min_refresh, fetch: Mutex::new(None), metrics }
+        let provider = authz_core::provider::DEFAULT;
+        Self { provider, tx, http, source, hmac_secret, hmac_algorithms, min_refresh, fetch: Mutex::new(None), metrics }
+    }
+
+    /// The same store, for provider `name` (its logs and metrics name it). Provider names are
+    /// configuration, so the few of them live as long as the process.
+    pub fn named(mut self, name: &str) -> Self {
+        self.provider = Box::leak(name.to_string().into_boxed_str());
+        self
+    }
+
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    pub fn source(&self) -> &KeySource {
+        &self.source
     }
 
     pub fn current(&self) -> Arc<KeyState> {
@@ -128,7 +146,10 @@ impl KeyStore {
         let _single_flight = self.fetch.lock().await;
         let result = self.fetch_and_publish().await;
         let label = if result.is_ok() { "ok" } else { "error" };
-        self.metrics.jwks_fetches.get_or_create(&vec![("result", label), ("reason", reason)]).inc();
+        self.metrics
+            .jwks_fetches
+            .get_or_create(&vec![("provider", self.provider), ("result", label), ("reason", reason)])
+            .inc();
         result
     }
 
@@ -148,9 +169,10 @@ impl KeyStore {
         *last = Some(Instant::now());
         let result = self.fetch_and_publish().await;
         let label = if result.is_ok() { "ok" } else { "error" };
-        self.metrics.jwks_fetches.get_or_create(&vec![("result", label), ("reason", "unknown_kid")]).inc();
+        let labels = vec![("provider", self.provider), ("result", label), ("reason", "unknown_kid")];
+        self.metrics.jwks_fetches.get_or_create(&labels).inc();
         if let Err(e) = &result {
-            warn!(error = %e, "JWKS fetch for an unknown kid failed; keeping the last good keys");
+            warn!(provider = self.provider, error = %e, "JWKS fetch for an unknown kid failed; keeping the last good keys");
         }
         result.is_ok()
     }
@@ -196,10 +218,15 @@ impl KeyStore {
 
     async fn fetch_and_publish(&self) -> Result<(), FetchError> {
         let body = self.document().await?;
+        self.publish(&body)
+    }
+
+    /// Takes `body` (a JWKS document from this store's source) as the keys in force.
+    pub fn publish(&self, body: &str) -> Result<(), FetchError> {
         let mut keys = KeySet::new();
         // Keys we cannot use are skipped (and named below); none usable keeps the last good set.
-        let loaded = keys.extend_from_jwks_json(&body, self.source.trust())?;
-        let doc: serde_json::Value = serde_json::from_str(&body)?;
+        let loaded = keys.extend_from_jwks_json(body, self.source.trust())?;
+        let doc: serde_json::Value = serde_json::from_str(body)?;
         let served = doc.get("keys").and_then(|k| k.as_array()).cloned().unwrap_or_default();
         // Only the keys taken are passed on, so the filters never see one we refused.
         let public: Vec<serde_json::Value> = loaded.used.iter().filter_map(|i| served.get(*i).cloned()).collect();
@@ -222,12 +249,14 @@ impl KeyStore {
         });
         if changed {
             let state = self.current();
-            info!(version = state.version, kids = ?state.keys.kids().collect::<Vec<_>>(), "keys updated");
+            let kids = state.keys.kids().collect::<Vec<_>>();
+            info!(provider = self.provider, version = state.version, ?kids, "keys updated");
             // Once per new document: a refresh of the same document logs nothing.
             for s in &loaded.skipped {
-                warn!(key = %s, "JWKS key skipped");
+                warn!(provider = self.provider, key = %s, "JWKS key skipped");
             }
-            self.metrics.jwks_keys_skipped.set(i64::try_from(loaded.skipped.len()).unwrap_or(i64::MAX));
+            let skipped = i64::try_from(loaded.skipped.len()).unwrap_or(i64::MAX);
+            self.metrics.jwks_keys_skipped.get_or_create(&vec![("provider", self.provider)]).set(skipped);
         }
         Ok(())
     }
@@ -248,7 +277,8 @@ impl KeyStore {
                     Err(e) => {
                         // Until the first success, retry quickly with backoff; after it, the
                         // last good keys stay in force and we retry at the same pace.
-                        warn!(error = %e, retry_in = ?retry, "JWKS fetch failed; keeping the last good keys");
+                        let provider = me.provider;
+                        warn!(provider, error = %e, retry_in = ?retry, "JWKS fetch failed; keeping the last good keys");
                         tokio::time::sleep(retry.min(interval)).await;
                         retry = (retry * 2).min(Duration::from_secs(30));
                     }

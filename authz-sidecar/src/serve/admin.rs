@@ -12,13 +12,13 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
-use crate::credentials::keystore::KeyStore;
+use crate::credentials::provider_keys::KeyStores;
 use crate::credentials::revocations::RevocationHub;
 use crate::metrics::Metrics;
 use crate::serve::quota_api::{self, QuotaApi};
 
 pub struct AdminState {
-    pub keys: Arc<KeyStore>,
+    pub keys: KeyStores,
     pub revocations: Arc<RevocationHub>,
     pub redis: RedisConn,
     pub metrics: Arc<Metrics>,
@@ -39,8 +39,20 @@ pub fn router(state: Arc<AdminState>, quota: Arc<QuotaApi>) -> Router {
 }
 
 async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
-    let keys = s.keys.current();
+    // The default provider's keys decide readiness: another provider's identity provider
+    // being away fails its own tokens (503) only, never the whole gateway.
+    let keys = s.keys.default_store().current();
     let keys_ready = keys.jwks_loaded;
+    let providers: serde_json::Map<String, serde_json::Value> = s
+        .keys
+        .iter()
+        .skip(1)
+        .map(|store| {
+            let k = store.current();
+            let state = serde_json::json!({"ready": k.jwks_loaded, "version": k.version, "count": k.keys.len()});
+            (store.provider().to_string(), state)
+        })
+        .collect();
     let mut conn = s.redis.clone();
     let cmd = redis::cmd("PING");
     let ping = cmd.query_async::<String>(&mut conn);
@@ -50,6 +62,7 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
     let body = serde_json::json!({
         "ready": ready,
         "keys": { "ready": keys_ready, "version": keys.version, "count": keys.keys.len() },
+        "providers": providers,
         "redis": { "ready": redis_ready },
         "revocations": { "live": revocations.live, "version": revocations.version, "count": revocations.set.len() },
     });

@@ -10,21 +10,22 @@ use authz_proto::authz::v1::control_server::Control;
 use authz_proto::authz::v1::{
     ControlEvent, Heartbeat, KeySnapshot, PolicySnapshot, RevocationUpdate, SubscribeRequest, control_event,
 };
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tonic::{Request, Response, Status};
 use tracing::info;
 
 use authz_core::settings::SharedSettings;
 
-use crate::credentials::keystore::{KeyState, KeyStore};
+use crate::credentials::keystore::KeyState;
+use crate::credentials::provider_keys::KeyStores;
 use crate::credentials::revocations::{RevocationHub, Update};
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyStore};
 
 pub struct ControlService {
-    keys: Arc<KeyStore>,
+    keys: KeyStores,
     revocations: Arc<RevocationHub>,
     policy: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
@@ -38,7 +39,7 @@ pub struct ControlService {
 
 impl ControlService {
     pub fn new(
-        keys: Arc<KeyStore>,
+        keys: KeyStores,
         revocations: Arc<RevocationHub>,
         policy: Arc<PolicyStore>,
         metrics: Arc<Metrics>,
@@ -73,12 +74,23 @@ impl Drop for Subscriber {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<ControlEvent, Status>> + Send>>;
 
-/// The key snapshot for a subscriber: with the HMAC secret only when `symmetric`.
-fn keys_event(state: &KeyState, symmetric: bool) -> Option<ControlEvent> {
+/// One provider's key snapshot for a subscriber: with the HMAC secret only when `symmetric`.
+/// The default provider's keys are a `keys` event, every other provider's a `provider_keys`
+/// event naming it.
+fn keys_event(provider: &str, state: &KeyState, symmetric: bool) -> Option<ControlEvent> {
     let jwks = if symmetric { &state.jwks_json } else { &state.public_jwks_json };
-    (!jwks.is_empty()).then(|| ControlEvent {
-        event: Some(control_event::Event::Keys(KeySnapshot { version: state.version, jwks_json: jwks.clone() })),
-    })
+    if jwks.is_empty() {
+        return None;
+    }
+    let default = provider == authz_core::provider::DEFAULT;
+    let snapshot = KeySnapshot {
+        version: state.version,
+        jwks_json: jwks.clone(),
+        provider: if default { String::new() } else { provider.to_string() },
+    };
+    let event =
+        if default { control_event::Event::Keys(snapshot) } else { control_event::Event::ProviderKeys(snapshot) };
+    Some(ControlEvent { event: Some(event) })
 }
 
 fn revocations_event(version: u64, full: bool, revocations_json: Vec<String>) -> ControlEvent {
@@ -108,7 +120,7 @@ impl Control for ControlService {
         let guard = Subscriber(Arc::clone(&self.metrics));
         let (tx, rx) = mpsc::channel(64);
         // Subscribe to changes before reading the current state: nothing falls in between.
-        let mut keys_rx = self.keys.subscribe();
+        let firsts: Vec<_> = self.keys.iter().map(|s| (s.provider(), s.subscribe())).collect();
         let mut policy_rx = self.policy.subscribe();
         let mut updates = self.revocations.subscribe();
         let hub = Arc::clone(&self.revocations);
@@ -117,12 +129,17 @@ impl Control for ControlService {
         let settings = Arc::clone(&self.settings_json);
         tokio::spawn(async move {
             let _alive = guard;
-            let first_keys = keys_event(&keys_rx.borrow_and_update(), symmetric);
-            if let Some(ev) = first_keys
-                && tx.send(Ok(ev)).await.is_err()
-            {
-                return;
+            let mut changes = Vec::new();
+            for (provider, mut rx) in firsts {
+                let first = keys_event(provider, &rx.borrow_and_update(), symmetric);
+                if let Some(ev) = first
+                    && tx.send(Ok(ev)).await.is_err()
+                {
+                    return;
+                }
+                changes.push(WatchStream::from_changes(rx).map(move |state| (provider, state)).boxed());
             }
+            let mut key_changes = futures::stream::select_all(changes);
             let first_policy = policy_event(&policy_rx.borrow_and_update(), &settings);
             if tx.send(Ok(first_policy)).await.is_err() {
                 return;
@@ -139,10 +156,7 @@ impl Control for ControlService {
             loop {
                 let event = tokio::select! {
                     _ = heartbeat.tick() => Some(ControlEvent { event: Some(control_event::Event::Heartbeat(Heartbeat {})) }),
-                    changed = keys_rx.changed() => match changed {
-                        Ok(()) => keys_event(&keys_rx.borrow_and_update(), symmetric),
-                        Err(_) => break,
-                    },
+                    Some((provider, state)) = key_changes.next() => keys_event(provider, &state, symmetric),
                     changed = policy_rx.changed() => match changed {
                         Ok(()) => Some(policy_event(&policy_rx.borrow_and_update(), &settings)),
                         Err(_) => break,

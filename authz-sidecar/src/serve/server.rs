@@ -23,7 +23,7 @@ use crate::backend::redis_kv::RedisKv;
 use crate::check::{AuthzService, Decider};
 use crate::check::{Backends, Shared};
 use crate::config::Config;
-use crate::credentials::keystore::KeyStore;
+use crate::credentials::provider_keys::KeyStores;
 use crate::credentials::revocations::RevocationHub;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
@@ -38,12 +38,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let metrics = Arc::new(Metrics::default());
     let policy = Arc::new(PolicyStore::new(config.initial_policy()?));
     if let Some(path) = &config.policy_file {
-        policy.spawn_watcher(
-            path.clone(),
-            config.public_paths.clone(),
-            config.policy_reload_interval,
-            Arc::clone(&metrics),
-        );
+        policy.spawn_watcher(path.clone(), config.known(), config.policy_reload_interval, Arc::clone(&metrics));
     }
     let http = reqwest::Client::builder()
         .timeout(config.iam_timeout)
@@ -51,15 +46,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .build()
         .context("building the HTTP client")?;
 
-    let keys = Arc::new(KeyStore::new(
-        http.clone(),
-        config.key_source(),
-        config.jwt_secret.clone(),
-        config.hmac_algorithms()?,
-        config.jwks.min_refresh_interval,
-        Arc::clone(&metrics),
-    ));
-    keys.spawn_refresher(config.jwks.refresh_interval);
+    let keys = KeyStores::from_config(&config, &http, &metrics)?;
+    keys.spawn_refreshers(&config);
 
     // Lazy: the sidecar starts (and reports not-ready) while Redis is away, and reconnects.
     let redis =
@@ -93,7 +81,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         leases: Arc::new(QuotaStore::new(redis.clone(), &config.cache.redis_prefix, config.cache.redis_timeout)),
     };
     let shared = Shared {
-        keys: Arc::clone(&keys),
+        keys: keys.clone(),
         policy: Arc::clone(&policy),
         revocations: Arc::clone(&revocations),
         metrics: Arc::clone(&metrics),
@@ -131,7 +119,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     };
 
     let admin_state = Arc::new(AdminState {
-        keys: Arc::clone(&keys),
+        keys: keys.clone(),
         revocations: Arc::clone(&revocations),
         redis,
         metrics: Arc::clone(&metrics),
@@ -158,7 +146,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             .add_service(access_logs.clone())
             .add_service(quota_grpc.clone())
             .add_service(ControlServer::new(ControlService::new(
-                Arc::clone(&keys),
+                keys.clone(),
                 Arc::clone(&revocations),
                 Arc::clone(&policy),
                 Arc::clone(&metrics),

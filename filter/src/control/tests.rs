@@ -122,7 +122,7 @@ fn a_policy_brings_its_settings_and_one_without_them_is_refused() {
     let json = serde_json::to_string(&s).unwrap();
     assert!(c.apply(&mut w, policy("v1", &json), at(0)).is_empty());
     assert_eq!(w.policy_version, "v1");
-    assert_eq!(w.pushed.scope.issuers, ["https://auth"]);
+    assert_eq!(w.pushed.providers.default_provider().scope.issuers, ["https://auth"]);
     assert_eq!(w.pushed.settings.tenant_claim, "lab");
     let table = w.policy.clone().unwrap();
     assert!(matches!(table.find("GET", "/health"), authz_core::routes::Matched::Public));
@@ -145,7 +145,11 @@ fn a_bad_key_snapshot_keeps_the_last_good_keys() {
     let mut w = worker("");
     let mut c = ControlState::default();
     let keys = |version: u64, jwks: &str| ControlEvent {
-        event: Some(control_event::Event::Keys(KeySnapshot { version, jwks_json: jwks.into() })),
+        event: Some(control_event::Event::Keys(KeySnapshot {
+            version,
+            jwks_json: jwks.into(),
+            provider: String::new(),
+        })),
     };
     let oct = r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0", "alg": "HS256"}]}"#;
     assert!(c.apply(&mut w, keys(1, oct), at(0)).is_empty());

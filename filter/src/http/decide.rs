@@ -7,9 +7,9 @@ use std::sync::Arc;
 use authz_core::Denial;
 use authz_core::api_key_format::ApiKeyFormat;
 use authz_core::authenticator::{LocalVerdict, Verified};
-use authz_core::claims::Scope;
 use authz_core::denial::codes;
 use authz_core::pipeline::{Consumed, Facts, Need, Outcome, Step};
+use authz_core::provider::Providers;
 use authz_core::revocation::RevocationSet;
 
 use crate::config::OnStale;
@@ -41,16 +41,12 @@ impl Facts for WorkerFacts<'_> {
         self.worker.revocations_fresh.then_some(&self.worker.revocations)
     }
 
-    fn scope(&self) -> &Scope {
-        &self.worker.pushed.scope
+    fn providers(&self) -> &Providers {
+        self.worker.auth.providers()
     }
 
     fn api_key_format(&self) -> &ApiKeyFormat {
         &self.worker.pushed.settings.api_key_format
-    }
-
-    fn forward_credential(&self) -> bool {
-        self.worker.pushed.settings.forward_credential
     }
 }
 

@@ -42,7 +42,7 @@ fn shared() -> Shared {
         {"id": "tes", "prefix": "/ga4gh/tes", "methods": ["POST"], "quota": {"resources": "tes"}}
     ]}"#;
     let events = [
-        control_event::Event::Keys(KeySnapshot { version: 1, jwks_json: jwks }),
+        control_event::Event::Keys(KeySnapshot { version: 1, jwks_json: jwks, provider: String::new() }),
         control_event::Event::Policy(PolicySnapshot {
             version: "v1".into(),
             policy_json: policy.into(),
