@@ -3,7 +3,8 @@
 //! when it must) or the sidecar alone (as Envoy's native ext_authz asks it). Both sidecars run
 //! the real `Check` on the in-memory backends; the filter's worker gets exactly what a control
 //! stream would push. Generated: credentials of every kind (bearer tokens valid, expired,
-//! tampered, from a foreign issuer, API keys known, unknown and malformed, two at once),
+//! tampered, from a foreign issuer, API keys known, unknown and malformed, two at once, a
+//! second provider's tokens in its own header, and its issuer forged with the default keys),
 //! revocations, action tokens, routes of every kind, hostile paths, and sequences of requests
 //! (single-use action tokens and quota leases have state). Records are compared field by
 //! field; only `decider` and the random `decision_id` may differ.
@@ -36,6 +37,9 @@ use proxy_wasm::types::Action;
 use serde_json::json;
 
 const SECRET: &str = "agreement-test-secret-0123456789abcdef";
+/// The second provider's key (inline in its configuration).
+const PARTNER_SECRET: &str = "agreement-partner-secret-0123456789";
+const PARTNER: &str = "https://partner.test";
 const ISSUER: &str = "https://auth.test";
 const TRACE: &str = "0b7a6c3e-2d4f-4e1a-9c8b-7f6e5d4c3b2a";
 const POLICY: &str = r#"
@@ -49,6 +53,9 @@ routes:
   - {id: delete, prefix: /api/delete, methods: [DELETE], action: delete}
   - {id: rego, prefix: /api/rego, rego: data.gw.allow}
   - {id: tes, prefix: /ga4gh/tes, methods: [POST], quota: {resources: headers}}
+  - {id: partner, prefix: /api/partner, providers: [partner]}
+  - {id: either, prefix: /api/either, providers: [default, partner]}
+  - {id: services, prefix: /api/services, providers: [partner], serviceOnly: true}
 regoModules:
   gw.rego: |
     package gw
@@ -58,7 +65,11 @@ regoModules:
 const SETTINGS: &str = "publicPaths: [/health]\njwt:\n  issuers: [\"https://auth.test\"]\n  audiences: [gateway]\n  \
                         claimToHeaders: [{claim: lab, header: x-user-lab}, {claim: labs, header: x-user-labs}]\n  \
                         tokenSources: [{cookie: access_token}]\n\
-                        apiKeys:\n  format: {prefix: ak-}\ntenantClaim: lab\nquota:\n  perUser: {gpus: 1}\n";
+                        apiKeys:\n  format: {prefix: ak-}\ntenantClaim: lab\nquota:\n  perUser: {gpus: 1}\n\
+                        providers:\n  - name: partner\n    issuer: https://partner.test\n    audiences: [gateway]\n    \
+                        keys: {inline: {keys: [{kty: oct, alg: HS256, k: YWdyZWVtZW50LXBhcnRuZXItc2VjcmV0LTAxMjM0NTY3ODk}]}}\n    \
+                        tokenSources: [{header: x-partner-token}]\n    serviceClaim: svc_name\n    \
+                        claimToHeaders: [{claim: labs, header: x-user-labs}]\n";
 /// Requests as clients make them (the method a route expects), and some that no route expects.
 const TARGETS: &[(&str, &str)] = &[
     ("GET", "/health"),
@@ -77,6 +88,9 @@ const TARGETS: &[(&str, &str)] = &[
     ("POST", "/ga4gh/tes/v1/tasks"),
     ("POST", "/ga4gh/tes/v1/tasks"),
     ("GET", "/elsewhere"),
+    ("GET", "/api/partner/x"),
+    ("GET", "/api/either/x"),
+    ("GET", "/api/services/x"),
     ("GET", "/api/tools/..;/admin"),
     ("GET", "/api/tools/%2e%2e/admin"),
     ("POST", "/api/delete/7?_method=DELETE"),
@@ -101,18 +115,28 @@ struct UserToken {
 
 impl UserToken {
     fn sign(&self, now: u64) -> String {
+        self.sign_as(now, ISSUER, SECRET)
+    }
+
+    /// Signed by `issuer` with `secret`; it names a service (`svc` for the default provider,
+    /// `svc_name` for the partner's `serviceClaim`) when its subject is `bob`.
+    fn sign_as(&self, now: u64, issuer: &str, secret: &str) -> String {
         let mut c = json!({
             "sub": self.sub, "roles": self.roles, "labs": self.labs, "lab": self.labs.first(),
-            "iss": ISSUER, "aud": "gateway", "exp": now + 600, "iat": now - 10,
+            "iss": issuer, "aud": "gateway", "exp": now + 600, "iat": now - 10,
             "sid": format!("s-{}", self.sub), "jti": format!("j-{}", self.sub),
         });
+        if self.sub == "bob" {
+            c["svc"] = json!("billing");
+            c["svc_name"] = json!("partner-sync");
+        }
         match self.flaw {
             1 => c["exp"] = json!(now - 600),
             2 => c["iss"] = json!("https://evil.test"),
             3 => c["aud"] = json!("elsewhere"),
             _ => {}
         }
-        let t = sign(&c, SECRET);
+        let t = sign(&c, secret);
         if self.flaw == 4 { format!("{t}x") } else { t }
     }
 }
@@ -127,6 +151,11 @@ enum Credential {
     Garbage,
     /// The token in the `access_token` cookie (a `tokenSources` entry), next to another cookie.
     Cookie(UserToken),
+    /// The partner provider's token: in `Authorization`, in its own `x-partner-token` header,
+    /// or with its issuer but the default provider's key.
+    Partner(UserToken),
+    PartnerHeader(UserToken),
+    PartnerForged(UserToken),
 }
 
 /// `X-Action-Token`: none, right, for another action, for another user, expired.
@@ -159,6 +188,9 @@ fn credential() -> impl Strategy<Value = Credential> {
         1 => user_token().prop_map(Credential::Both),
         1 => Just(Credential::Garbage),
         2 => user_token().prop_map(Credential::Cookie),
+        2 => user_token().prop_map(Credential::Partner),
+        1 => user_token().prop_map(Credential::PartnerHeader),
+        1 => user_token().prop_map(Credential::PartnerForged),
     ]
 }
 
@@ -203,6 +235,18 @@ fn headers(r: &Req, now: u64) -> Vec<(String, String)> {
         }
         Credential::Cookie(t) => {
             h.push(("cookie".into(), format!("theme=dark; access_token={}", t.sign(now))));
+            Some(t.sub)
+        }
+        Credential::Partner(t) => {
+            h.push(("authorization".into(), format!("Bearer {}", t.sign_as(now, PARTNER, PARTNER_SECRET))));
+            Some(t.sub)
+        }
+        Credential::PartnerHeader(t) => {
+            h.push(("x-partner-token".into(), t.sign_as(now, PARTNER, PARTNER_SECRET)));
+            Some(t.sub)
+        }
+        Credential::PartnerForged(t) => {
+            h.push(("authorization".into(), format!("Bearer {}", t.sign_as(now, PARTNER, SECRET))));
             Some(t.sub)
         }
     };
@@ -304,6 +348,36 @@ fn a_filter_that_drifts_from_the_sidecar_is_caught() {
         let filter = through_filter(&worker, &for_filter, &h).await;
         let alone = verdict_of(native.check(envoy_check_request(&h)).await, &h);
         assert_eq!((alone.status, alone.detail.as_str()), (401, "token_wrong_issuer"));
-        assert_eq!((filter.status, filter.detail.as_str()), (200, "alice||"), "the drifted filter lets it in");
+        assert_eq!((filter.status, filter.detail.as_str()), (200, "alice|||"), "the drifted filter lets it in");
+    });
+}
+
+/// The second provider, case by case in both modes: its tokens work where a rule names it (from
+/// `Authorization` or its own header), name their service by its `serviceClaim` only, and are
+/// refused elsewhere; its issuer with the default provider's key is refused.
+#[test]
+fn each_provider_is_held_to_its_own_keys_and_routes_in_both_modes() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (for_filter, native) = (sidecar(&[], &[]), sidecar(&[], &[]));
+        let worker = worker_for(&for_filter);
+        let bob = UserToken { sub: "bob", roles: vec![], labs: vec!["l1"], flaw: 0 };
+        let cases = [
+            ("/api/partner/x", Credential::Partner(bob.clone()), 200, "bob||l1|partner-sync"),
+            ("/api/services/x", Credential::PartnerHeader(bob.clone()), 200, "bob||l1|partner-sync"),
+            ("/api/either/x", Credential::Bearer(bob.clone()), 200, "bob|l1|l1|billing"),
+            ("/api/tools/x", Credential::Partner(bob.clone()), 401, "token_wrong_issuer"),
+            ("/api/partner/x", Credential::Bearer(bob.clone()), 401, "token_wrong_issuer"),
+            ("/api/partner/x", Credential::PartnerForged(bob.clone()), 401, "token_bad_signature"),
+        ];
+        for (path, credential, status, detail) in cases {
+            let r = Req { method: "GET", path, credential, action: 0 };
+            let h = headers(&r, now());
+            let filter = through_filter(&worker, &for_filter, &h).await;
+            let alone = verdict_of(native.check(envoy_check_request(&h)).await, &h);
+            assert_eq!((alone.status, alone.detail.as_str()), (status, detail), "{r:?}");
+            assert_eq!((filter.status, filter.detail.as_str()), (status, detail), "{r:?}");
+            assert!(filter.forwarded.is_empty() && alone.forwarded.is_empty(), "{r:?}");
+        }
     });
 }

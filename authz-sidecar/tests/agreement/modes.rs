@@ -14,7 +14,7 @@ pub(super) struct Verdict {
     pub(super) forwarded: Vec<String>,
 }
 
-pub(super) const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "x-action-token"];
+pub(super) const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-api-key", "x-action-token", "x-partner-token"];
 
 pub(super) fn record_of(fields: BTreeMap<String, String>) -> BTreeMap<String, String> {
     // Who decided and the random decision id are the only fields allowed to differ; a lease
@@ -71,10 +71,11 @@ pub(super) fn verdict_of(r: Result<CheckResponse, tonic::Status>, h: &[(String, 
             let removed = |name: &str| ok.headers_to_remove.iter().any(|r| r == name);
             let lab = set("x-user-lab").or_else(|| (!removed("x-user-lab")).then(|| "spoofed-lab".to_string()));
             let user = format!(
-                "{}|{}|{}",
+                "{}|{}|{}|{}",
                 set("x-user-id").unwrap_or_default(),
                 lab.unwrap_or_default(),
-                set("x-user-labs").unwrap_or_default()
+                set("x-user-labs").unwrap_or_default(),
+                set("x-internal-service").unwrap_or_default()
             );
             let mut forwarded: Vec<String> = CREDENTIAL_HEADERS
                 .iter()
@@ -140,10 +141,11 @@ pub(super) async fn through_filter(
                 s.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
             };
             let user = format!(
-                "{}|{}|{}",
+                "{}|{}|{}|{}",
                 get("x-user-id").unwrap_or_default(),
                 get("x-user-lab").unwrap_or_default(),
-                get("x-user-labs").unwrap_or_default()
+                get("x-user-labs").unwrap_or_default(),
+                get("x-internal-service").unwrap_or_default()
             );
             let mut forwarded: Vec<String> = CREDENTIAL_HEADERS
                 .iter()
