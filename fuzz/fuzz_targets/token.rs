@@ -23,7 +23,7 @@ fn keys() -> &'static KeySet {
 fuzz_target!(|data: &[u8]| {
     let token = String::from_utf8_lossy(data);
     let policy =
-        ClaimsPolicy { issuers: vec!["https://auth.dev.local".into()], audiences: vec![], clock_skew_secs: 60 };
+        ClaimsPolicy { issuers: vec!["https://auth.dev.local".into()], audiences: vec![], clock_skew_secs: 60, require_exp: true };
     if let Ok(claims) = authz_core::token::verify_token_time(&token, keys(), &policy, 1_800_000_000) {
         let _ = authz_core::Identity::from_claims(claims);
     }

@@ -16,6 +16,7 @@ mod e2e {
     pub mod identity;
     pub mod keys;
     pub mod policy;
+    pub mod providers;
     pub mod quota;
     pub mod revocation;
     pub mod sidecar;

@@ -26,7 +26,7 @@ pub async fn key_sets(stack: &Stack) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let metrics = stack.sidecar_metrics().await.unwrap_or_default();
-        if metrics.lines().any(|l| l == "authz_jwks_keys_skipped 5") {
+        if metrics.lines().any(|l| l == r#"authz_jwks_keys_skipped{provider="default"} 5"#) {
             break;
         }
         assert!(Instant::now() < deadline, "skipped keys not counted:\n{metrics}");
