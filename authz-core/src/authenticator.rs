@@ -170,12 +170,12 @@ impl Authenticator {
         if let Some(v) = self.cache.get(&key, now) {
             // A token verified by a key that has since been retired is verified again (and
             // refused): retiring a key must end its tokens at once.
-            let provider = self.providers.get(v.identity.provider.as_deref()).map(|p| p.name.as_str());
-            let keys = match provider {
-                Some(crate::provider::DEFAULT) | None => &self.keys,
-                Some(name) => self.provider_keys.get(name).unwrap_or(&self.no_keys),
+            // (Its provider is configured: a change of providers empties the cache.)
+            let keys = match v.identity.provider.as_deref() {
+                None => Some(&self.keys),
+                Some(name) => self.provider_keys.get(name),
             };
-            if v.identity.key_id.as_deref().is_none_or(|kid| keys.has_kid(kid)) {
+            if keys.is_some_and(|keys| v.identity.key_id.as_deref().is_none_or(|kid| keys.has_kid(kid))) {
                 return LocalVerdict::Valid { verified: Arc::clone(v), cache_hit: true };
             }
             self.cache.remove(&key);
