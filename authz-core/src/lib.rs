@@ -6,6 +6,7 @@
 
 pub mod api_key_format;
 pub mod audit;
+pub mod auth_request;
 pub mod authenticator;
 pub mod authorize;
 pub mod cache;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use authz_core::api_key_format::ApiKeyFormat;
 use authz_core::audit::{self, Subject};
+use authz_core::auth_request;
 use authz_core::authenticator::LocalVerdict;
 use authz_core::cache::digest;
 use authz_core::denial::codes;
@@ -328,16 +329,28 @@ impl AuthzService {
             _ => String::new(),
         };
         let http = attributes.request.and_then(|r| r.http).unwrap_or_default();
-        let req = sanitize(request_headers(&http), &self.decider.strip, || *uuid::Uuid::new_v4().as_bytes());
+        let headers = request_headers(&http);
+        // nginx's `auth_request` asks about another request: read before the override headers
+        // that carry it are stripped.
+        let original = auth_request::original(&http.path, &headers);
+        let req = sanitize(headers, &self.decider.strip, || *uuid::Uuid::new_v4().as_bytes());
         let span = Span::current();
         span.record("trace_id", req.trace_id.as_str());
         let policy = self.decider.policy.current();
         span.record("policy_version", policy.version.as_str());
         // Envoy sends the body as bytes (`raw_body`) when `pack_as_bytes` is set, else as text.
         let body = if http.raw_body.is_empty() { http.body.as_bytes() } else { http.raw_body.as_slice() };
+        let (method, path) = match original {
+            Some(Ok(o)) => (o.method, o.path),
+            Some(Err(d)) => {
+                self.decider.metrics.checks.get_or_create(&vec![("result", "deny"), ("code", d.code)]).inc();
+                return Ok(Response::new(deny(&d, &req.trace_id, None, None)));
+            }
+            None => (http.method.clone(), http.path.clone()),
+        };
         let mut pipeline = Pipeline::with_sources(
             Table::Policy(&policy.table),
-            Decide { method: &http.method, path: &http.path, headers: &req.headers },
+            Decide { method: &method, path: &path, headers: &req.headers },
             self.decider.providers.token_sources(),
         );
         let extras = Extras { policy: &policy, body, client: &client };

@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use authz_core::Denial;
 use authz_core::audit::{self as audit_record, Subject};
+use authz_core::auth_request;
 use authz_core::authenticator::Verified;
 use authz_core::credential::{self, TokenSource};
 use authz_core::headers::X_TRACE_ID;
@@ -25,7 +26,7 @@ mod decide;
 #[cfg(test)]
 mod tests;
 
-use decide::{Local, WorkerFacts, denial_code, header, local};
+use decide::{Local, WorkerFacts, denial_code, header, local, set_pseudo};
 
 pub struct Http<H: Host = Envoy> {
     host: H,
@@ -272,9 +273,21 @@ impl<H: Host> Http<H> {
             let w = shared.borrow();
             (Rc::clone(&w.settings), Rc::clone(&w.pushed), w.metrics)
         };
+        // nginx's `auth_request` asks about another request: read before the override headers
+        // that carry it are stripped.
+        let original = auth_request::original(header(&headers, ":path").unwrap_or("/"), &headers);
         let mut req = sanitize(headers, &pushed.strip, || shared.borrow_mut().random16());
         self.trace_id = std::mem::take(&mut req.trace_id);
         self.client_trace_chosen = req.client_chosen;
+        match original {
+            // The pipeline, and the sidecar if it is asked, decide for the original request.
+            Some(Ok(o)) => {
+                set_pseudo(&mut req.headers, ":method", o.method);
+                set_pseudo(&mut req.headers, ":path", o.path);
+            }
+            Some(Err(d)) => return self.deny(&d, None, None),
+            None => {}
+        }
         let method = header(&req.headers, ":method").unwrap_or("GET");
         let path = header(&req.headers, ":path").unwrap_or("/");
         let (policy, bootstrap) = {

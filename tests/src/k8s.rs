@@ -5,7 +5,8 @@
 //!
 //! In-cluster values can be changed at generation time through the environment:
 //! `ROUTE_TIMEOUT` (seconds, default 15), `JWT_ISSUER`, `JWT_AUDIENCE`, `XFF_TRUSTED_HOPS`
-//! (proxies in front of the gateway trusted to append to `X-Forwarded-For`, default 0), and `<SERVICE>_HOST` /
+//! (proxies in front of the gateway trusted to append to `X-Forwarded-For`, default 0),
+//! `IAM_HOST` / `IAM_PORT` (the auth service, default as the Deployment's `IAM_URL`), and `<SERVICE>_HOST` /
 //! `<SERVICE>_PORT` for the upstreams (default: the service names and ports of the
 //! architecture, resolved in the gateway's namespace).
 
@@ -50,6 +51,9 @@ pub fn envoy_vars() -> anyhow::Result<BTreeMap<&'static str, String>> {
     // the pod's containers can open.
     vars.insert("SIDECAR_ADDRESS", crate::stack::pipe_address(std::path::Path::new(SIDECAR_SOCKET)));
     vars.insert("XFF_TRUSTED_HOPS", env_or("XFF_TRUSTED_HOPS", "0"));
+    // The auth service, as the Deployment's IAM_URL names it.
+    vars.insert("IAM_HOST", env_or("IAM_HOST", "auth-service.platform.svc.cluster.local"));
+    vars.insert("IAM_PORT", env_or("IAM_PORT", "8000"));
     for (cluster, name, port) in SERVICES {
         let upper = cluster.to_ascii_uppercase();
         let host_var: &'static str = Box::leak(format!("{upper}_HOST").into_boxed_str());

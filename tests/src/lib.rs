@@ -9,6 +9,7 @@ pub mod auth_standin;
 pub mod echo;
 pub mod fault_proxy;
 pub mod k8s;
+pub mod nginx;
 pub mod paths;
 pub mod raw_client;
 pub mod render;

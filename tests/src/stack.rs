@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 
 mod options;
 mod ports;
-mod process;
+pub(crate) mod process;
 mod redis_server;
 
 pub use options::{Mode, Options, SERVICES};
@@ -89,7 +89,13 @@ impl Stack {
             sidecar: None,
             envoy: None,
         };
-        stack.write_policy(&serde_json::json!({ "routes": stack.opts.routes }))?;
+        // The shipped policy's first two rules (`authz-sidecar/policy.example.yaml`), then the test's.
+        let mut routes = vec![
+            serde_json::json!({"id": "auth-verify", "path": "/auth/verify"}),
+            serde_json::json!({"id": "auth-service", "prefix": "/auth", "public": true}),
+        ];
+        routes.extend(stack.opts.routes.as_array().into_iter().flatten().cloned());
+        stack.write_policy(&serde_json::json!({ "routes": routes }))?;
         if stack.opts.redis_cluster {
             stack.start_redis_cluster().await?;
         } else {
@@ -247,6 +253,10 @@ impl Stack {
         vars.insert("ROUTE_TIMEOUT", format!("{timeout}s"));
         vars.insert("SIDECAR_ADDRESS", pipe_address(&self.sidecar_socket("sidecar")));
         vars.insert("XFF_TRUSTED_HOPS", "0".into());
+        // The auth stand-in serves the auth service's own endpoints (`/auth/*`) too.
+        let iam = self.auth.addr;
+        vars.insert("IAM_HOST", iam.ip().to_string());
+        vars.insert("IAM_PORT", iam.port().to_string());
         for ((cluster, _, _), (_, addr)) in SERVICES.iter().zip(&self.upstreams) {
             let upper = cluster.to_ascii_uppercase();
             vars.insert(Box::leak(format!("{upper}_HOST").into_boxed_str()), addr.ip().to_string());

@@ -15,6 +15,7 @@ mod e2e {
     pub mod hostile;
     pub mod identity;
     pub mod keys;
+    pub mod nginx;
     pub mod policy;
     pub mod providers;
     pub mod quota;

@@ -107,3 +107,10 @@ pub(super) fn denial_code(body: &str) -> Option<String> {
 pub(super) fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
+
+/// Replaces pseudo-header `name` (`:method`, `:path`) in the decided copy of the headers.
+pub(super) fn set_pseudo(headers: &mut [(String, Vec<u8>)], name: &str, value: String) {
+    if let Some((_, v)) = headers.iter_mut().find(|(k, _)| k == name) {
+        *v = value.into_bytes();
+    }
+}

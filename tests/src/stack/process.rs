@@ -21,7 +21,7 @@ fn log_tail(path: &Path) -> String {
     if errors.is_empty() { tail } else { format!("{}\n...\n{tail}", errors.join("\n")) }
 }
 
-pub(super) fn spawn_logged(mut cmd: Command, log: &Path) -> anyhow::Result<Child> {
+pub(crate) fn spawn_logged(mut cmd: Command, log: &Path) -> anyhow::Result<Child> {
     let out = std::fs::File::create(log)?;
     let err = out.try_clone()?;
     cmd.stdin(Stdio::null()).stdout(out).stderr(err).kill_on_drop(true);
@@ -29,7 +29,7 @@ pub(super) fn spawn_logged(mut cmd: Command, log: &Path) -> anyhow::Result<Child
 }
 
 /// Polls `check` until it returns true, or fails after `timeout` with the tail of `log`.
-pub(super) async fn wait_until<F, Fut>(
+pub(crate) async fn wait_until<F, Fut>(
     what: &str,
     timeout: Duration,
     log: &Path,

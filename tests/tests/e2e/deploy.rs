@@ -1,5 +1,5 @@
 //! What is deployed is what is tested: every shipped Envoy config passes `envoy --mode
-//! validate`, the gateway's own limits (the `/auth/*` rate limit) hold, and the Kubernetes
+//! validate`, the gateway's own limits (the auth endpoints' per-client rate limit) hold, and the Kubernetes
 //! manifests are valid, hardened (checkov), consistent with each other and carry the configs
 //! the tests run.
 
@@ -45,17 +45,34 @@ async fn envoy_configs_validate_and_auth_is_rate_limited() {
         assert!(!validate(&broken_path).0, "envoy/{name}: a misspelt field passed validation");
     }
 
-    // /auth/* allows bursts of 5, then 429 until tokens refill (one per 6 s); other routes are
-    // not limited.
-    let auth = bearer(&sign_rs256(&user_claims("u-rl", "rl@lab.example", &["user"]), Some(DEV_KID)).unwrap());
-    let mut statuses = Vec::new();
+    auth_endpoints_are_limited_per_client(&stack).await;
+}
+
+/// The auth service's endpoints (`/auth/login` ...) allow each client bursts of 5, then 429
+/// until tokens refill (one per 6 s: 10 a minute), while another client still signs in;
+/// `/auth/verify` (nginx asks it for every request it serves) and other routes are not limited.
+pub async fn auth_endpoints_are_limited_per_client(stack: &Stack) {
+    let login = |from: [u8; 4]| {
+        let client = reqwest::Client::builder().local_address(std::net::IpAddr::from(from)).build().unwrap();
+        let url = stack.gateway_url("/auth/login");
+        async move {
+            let body = serde_json::json!({"email": "alice@lab.example", "password": "wrong"});
+            client.post(url).json(&body).send().await.unwrap().status().as_u16()
+        }
+    };
+    let mut flood = Vec::new();
     for _ in 0..8 {
-        statuses.push(get(&stack, "/auth/verify", &[("authorization", &auth)]).await.status);
+        flood.push(login([127, 0, 0, 1]).await);
     }
-    assert_eq!(&statuses[..5], &[200; 5], "{statuses:?}");
-    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert!(flood[..5].iter().all(|s| *s != 429), "the first five reach the auth service: {flood:?}");
+    assert!(flood[5..].iter().all(|s| *s == 429), "{flood:?}");
+    assert_ne!(login([127, 0, 0, 2]).await, 429, "another client still signs in");
+    let auth = bearer(&sign_rs256(&user_claims("u-rl", "rl@lab.example", &["user"]), Some(DEV_KID)).unwrap());
+    for _ in 0..30 {
+        assert_eq!(get(stack, "/auth/verify", &[("authorization", &auth)]).await.status, 200);
+    }
     for _ in 0..10 {
-        assert_eq!(get(&stack, "/api/tools/x", &[("authorization", &auth)]).await.status, 200);
+        assert_eq!(get(stack, "/api/tools/x", &[("authorization", &auth)]).await.status, 200);
     }
 }
 
