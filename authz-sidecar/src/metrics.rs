@@ -94,6 +94,27 @@ impl Default for Metrics {
         registry.register("quota_lease_updates", "Lease releases and renewals", leases.clone());
         registry.register("audit_events", "Audit events written or dropped", audit_events.clone());
         registry.register("access_log_entries", "Access-log entries received from Envoy", access_log_entries.clone());
+        // Every series an alert or a dashboard panel reads exists from the start, at 0, rather
+        // than from its first event: `increase()` over a series that appears at 1 sees nothing.
+        let zero: [(&Family<Labels, Counter>, &str, &[&'static str]); 6] = [
+            (&introspections, "result", &["active", "inactive", "error", "overloaded"]),
+            (&session_checks, "result", &["alive", "dead", "error"]),
+            (&policy_reloads, "result", &["ok", "error"]),
+            (&quota, "result", &["granted", "refused", "invalid", "unavailable"]),
+            (&leases, "how", &["released", "renewed", "upstream_error", "not_found"]),
+            (&audit_events, "result", &["written", "dropped_queue_full", "dropped_redis"]),
+        ];
+        for (family, key, values) in zero {
+            for value in values {
+                let _ = family.get_or_create(&vec![(key, *value)]);
+            }
+        }
+        for layer in ["memory", "redis"] {
+            for result in ["hit", "miss"] {
+                let _ = identity_cache.get_or_create(&vec![("layer", layer), ("result", result)]);
+            }
+        }
+        let _ = checks.get_or_create(&vec![("result", "allow"), ("code", "ok")]);
         Self {
             registry,
             quota,
@@ -118,11 +139,62 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Prometheus text exposition.
+    /// OpenMetrics text (what a Prometheus server asks for first).
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+
+    /// The Prometheus text format 0.0.4 (what `promtool check metrics`, older scrapers and
+    /// `curl` read): the same series, counters' `HELP`/`TYPE` named as their samples (with
+    /// `_total`), no `# EOF`.
+    pub fn render_text(&self) -> String {
+        to_text_format(&self.render())
+    }
+}
+
+/// OpenMetrics text to the Prometheus text format 0.0.4. OpenMetrics names a counter family
+/// without `_total` and its samples with it; 0.0.4 names both with it.
+pub fn to_text_format(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> =
+        openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let total = if counters.contains(name) { "_total" } else { "" };
+                out.push_str(format!("{prefix}{name}{total} {tail}").trim_end());
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_with_total_in_the_text_format() {
+        let m = Metrics::default();
+        m.redis_errors.inc();
+        m.control_subscribers.set(2);
+        let open = m.render();
+        assert!(open.contains("# TYPE authz_redis_errors counter\n") && open.ends_with("# EOF\n"));
+        let text = m.render_text();
+        assert!(text.contains("# HELP authz_redis_errors_total Redis commands"), "{text}");
+        assert!(text.contains("# TYPE authz_redis_errors_total counter\nauthz_redis_errors_total 1\n"), "{text}");
+        assert!(text.contains("# TYPE authz_control_subscribers gauge\nauthz_control_subscribers 2\n"), "{text}");
+        assert!(text.contains("# TYPE authz_check_duration_seconds histogram\n"), "{text}");
+        assert!(!text.contains("# EOF"));
     }
 }

@@ -247,7 +247,10 @@ regoModules:
     #[test]
     fn the_documented_example_parses() {
         let p = parse(include_str!("../policy.example.yaml"), "policy.example.yaml", &Known::default()).unwrap();
-        assert_eq!(p.table.len(), 7);
+        assert_eq!(p.table.len(), 9);
+        // nginx's verification needs a credential; the auth service's own endpoints do not.
+        assert!(matches!(p.table.find("GET", "/auth/verify"), authz_core::routes::Matched::Protected(Some(_))));
+        assert!(matches!(p.table.find("POST", "/auth/login"), authz_core::routes::Matched::Public));
         // The compute route of the example is one.
         assert!(matches!(
             p.table.find("POST", "/api/tes/v1/tasks"),

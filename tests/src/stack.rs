@@ -249,6 +249,8 @@ impl Stack {
         vars.insert("ADMIN_PORT", self.ports.envoy_admin.to_string());
         vars.insert("LISTEN_ADDRESS", "127.0.0.1".into());
         vars.insert("LISTEN_PORT", self.ports.gateway.to_string());
+        vars.insert("STATS_ADDRESS", "127.0.0.1".into());
+        vars.insert("STATS_PORT", self.ports.envoy_stats.to_string());
         let timeout = std::env::var("ROUTE_TIMEOUT").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(15);
         vars.insert("ROUTE_TIMEOUT", format!("{timeout}s"));
         vars.insert("SIDECAR_ADDRESS", pipe_address(&self.sidecar_socket("sidecar")));

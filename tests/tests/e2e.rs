@@ -16,6 +16,7 @@ mod e2e {
     pub mod identity;
     pub mod keys;
     pub mod nginx;
+    pub mod observability;
     pub mod policy;
     pub mod providers;
     pub mod quota;

@@ -115,13 +115,40 @@ impl KeyStore {
         }
         let (tx, _) = watch::channel(Arc::new(initial));
         let provider = authz_core::provider::DEFAULT;
-        Self { provider, tx, http, source, hmac_secret, hmac_algorithms, min_refresh, fetch: Mutex::new(None), metrics }
+        let store = Self {
+            provider,
+            tx,
+            http,
+            source,
+            hmac_secret,
+            hmac_algorithms,
+            min_refresh,
+            fetch: Mutex::new(None),
+            metrics,
+        };
+        store.zero_metrics();
+        store
+    }
+
+    /// This provider's fetch and skipped-key series, at 0 until something happens.
+    fn zero_metrics(&self) {
+        for result in ["ok", "error"] {
+            for reason in ["startup", "interval", "unknown_kid"] {
+                let _ = self.metrics.jwks_fetches.get_or_create(&vec![
+                    ("provider", self.provider),
+                    ("result", result),
+                    ("reason", reason),
+                ]);
+            }
+        }
+        let _ = self.metrics.jwks_keys_skipped.get_or_create(&vec![("provider", self.provider)]);
     }
 
     /// The same store, for provider `name` (its logs and metrics name it). Provider names are
     /// configuration, so the few of them live as long as the process.
     pub fn named(mut self, name: &str) -> Self {
         self.provider = Box::leak(name.to_string().into_boxed_str());
+        self.zero_metrics();
         self
     }
 

@@ -70,6 +70,13 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string())
 }
 
-async fn metrics(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+/// OpenMetrics for a scraper that asks for it (Prometheus does, first), else the Prometheus
+/// text format 0.0.4 (what `promtool check metrics` and `curl` read).
+async fn metrics(State(s): State<Arc<AdminState>>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains("application/openmetrics-text") {
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render())
+    } else {
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render_text())
+    }
 }

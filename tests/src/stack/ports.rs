@@ -9,6 +9,8 @@ use std::path::Path;
 pub struct Ports {
     pub gateway: u16,
     pub envoy_admin: u16,
+    /// Envoy's Prometheus stats for scrapers (`/stats/prometheus` only, not the admin API).
+    pub envoy_stats: u16,
     pub sidecar_grpc: u16,
     pub sidecar_admin: u16,
     pub redis: u16,
@@ -18,7 +20,15 @@ pub struct Ports {
 impl Ports {
     /// The documented fixed ports (`make run`).
     pub fn fixed() -> Self {
-        Self { gateway: 8080, envoy_admin: 9901, sidecar_grpc: 9191, sidecar_admin: 9192, redis: 6380, auth: 8100 }
+        Self {
+            gateway: 8080,
+            envoy_admin: 9901,
+            envoy_stats: 9902,
+            sidecar_grpc: 9191,
+            sidecar_admin: 9192,
+            redis: 6380,
+            auth: 8100,
+        }
     }
 
     /// Free ephemeral ports (tests).
@@ -26,6 +36,7 @@ impl Ports {
         Ok(Self {
             gateway: free_port()?,
             envoy_admin: free_port()?,
+            envoy_stats: free_port()?,
             sidecar_grpc: free_port()?,
             sidecar_admin: free_port()?,
             redis: free_port()?,
