@@ -340,21 +340,6 @@ impl AuthzService {
         span.record("policy_version", policy.version.as_str());
         // Envoy sends the body as bytes (`raw_body`) when `pack_as_bytes` is set, else as text.
         let body = if http.raw_body.is_empty() { http.body.as_bytes() } else { http.raw_body.as_slice() };
-        let (method, path) = match original {
-            Some(Ok(o)) => (o.method, o.path),
-            Some(Err(d)) => {
-                self.decider.metrics.checks.get_or_create(&vec![("result", "deny"), ("code", d.code)]).inc();
-                return Ok(Response::new(deny(&d, &req.trace_id, None, None)));
-            }
-            None => (http.method.clone(), http.path.clone()),
-        };
-        let mut pipeline = Pipeline::with_sources(
-            Table::Policy(&policy.table),
-            Decide { method: &method, path: &path, headers: &req.headers },
-            self.decider.providers.token_sources(),
-        );
-        let extras = Extras { policy: &policy, body, client: &client };
-        let outcome = self.decider.drive(&mut pipeline, &extras).await;
         let metrics = &self.decider.metrics;
         let decision_id = uuid::Uuid::new_v4().simple().to_string();
         let ctx = audit::Context {
@@ -365,6 +350,26 @@ impl AuthzService {
             tenant_claim: &self.decider.tenant_claim,
             decider: "sidecar",
         };
+        let (method, path) = match original {
+            Some(Ok(o)) => (o.method, o.path),
+            // An original URI that cannot be a request: refused before any rule (as the filter
+            // does, with the same record).
+            Some(Err(d)) => {
+                span.record("result", d.code);
+                metrics.checks.get_or_create(&vec![("result", "deny"), ("code", d.code)]).inc();
+                let subject = Subject { rule: "", credential: "", credential_text: None };
+                let bytes = audit::record_decision(&ctx, &subject, "deny", d.code, None, None);
+                return Ok(Response::new(deny(&d, &req.trace_id, None, Some(record_struct(&bytes)))));
+            }
+            None => (http.method.clone(), http.path.clone()),
+        };
+        let mut pipeline = Pipeline::with_sources(
+            Table::Policy(&policy.table),
+            Decide { method: &method, path: &path, headers: &req.headers },
+            self.decider.providers.token_sources(),
+        );
+        let extras = Extras { policy: &policy, body, client: &client };
+        let outcome = self.decider.drive(&mut pipeline, &extras).await;
         let record = audit::record(&ctx, &Subject::of(&pipeline), &outcome).map(|bytes| record_struct(&bytes));
         match outcome {
             Outcome::Allow { caller, lease, consumed } => {

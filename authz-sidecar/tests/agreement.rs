@@ -6,7 +6,8 @@
 //! tampered, from a foreign issuer, API keys known, unknown and malformed, two at once, a
 //! second provider's tokens in its own header, and its issuer forged with the default keys),
 //! revocations, action tokens, routes of every kind, hostile paths, and sequences of requests
-//! (single-use action tokens and quota leases have state). Records are compared field by
+//! (single-use action tokens and quota leases have state), and nginx's `auth_request` asking
+//! `/auth/verify` about an original request (`X-Original-URI`, well formed or not). Records are compared field by
 //! field; only `decider` and the random `decision_id` may differ.
 
 // Test fixtures may fail loudly.
@@ -167,7 +168,20 @@ struct Req {
     path: &'static str,
     credential: Credential,
     action: ActionKind,
+    /// Asked through `/auth/verify`: an index into [`ORIGINALS`] (0: a request of its own).
+    original: u8,
 }
+
+/// What nginx may ask about at `/auth/verify`: (`X-Original-URI`, `X-Original-Method`).
+const ORIGINALS: &[(&str, &str)] = &[
+    ("", ""),
+    ("/api/admin/users", "GET"),
+    ("//api//tools/x", "POST"),
+    ("/api/%61dmin/users", "GET"),
+    ("/api/tools/..;/admin", "GET"),
+    ("/api/%zz", "GET"),
+    ("/api/tools/x", "get"),
+];
 
 fn user_token() -> impl Strategy<Value = UserToken> {
     (
@@ -195,8 +209,19 @@ fn credential() -> impl Strategy<Value = Credential> {
 }
 
 fn req() -> impl Strategy<Value = Req> {
-    (prop::sample::select(TARGETS), credential(), prop::sample::select(&[0u8, 1, 1, 1, 2, 3, 4][..]))
-        .prop_map(|((method, path), credential, action)| Req { method, path, credential, action })
+    (
+        prop::sample::select(TARGETS),
+        credential(),
+        prop::sample::select(&[0u8, 1, 1, 1, 2, 3, 4][..]),
+        prop::sample::select(&[0u8, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6][..]),
+    )
+        .prop_map(|((method, path), credential, action, original)| Req {
+            method,
+            path,
+            credential,
+            action,
+            original,
+        })
 }
 
 /// The request's headers as the client sends them (the same for both modes).
@@ -210,6 +235,12 @@ fn headers(r: &Req, now: u64) -> Vec<(String, String)> {
         ("x-user-lab".to_string(), "spoofed-lab".to_string()),
         ("x-compute-gpus".to_string(), "1".to_string()),
     ];
+    if let Some((uri, method)) = ORIGINALS.get(usize::from(r.original)).filter(|_| r.original > 0) {
+        h[0].1 = "GET".into();
+        h[1].1 = "/auth/verify".into();
+        h.push(("x-original-uri".into(), uri.to_string()));
+        h.push(("x-original-method".into(), method.to_string()));
+    }
     let user = match &r.credential {
         Credential::None => None,
         Credential::Bearer(t) => {
@@ -343,7 +374,13 @@ fn a_filter_that_drifts_from_the_sidecar_is_caught() {
         }
         let worker = Rc::new(RefCell::new(w));
         let foreign = UserToken { sub: "alice", roles: vec![], labs: vec![], flaw: 2 };
-        let r = Req { method: "GET", path: "/api/tools/x", credential: Credential::Bearer(foreign), action: 0 };
+        let r = Req {
+            method: "GET",
+            path: "/api/tools/x",
+            credential: Credential::Bearer(foreign),
+            action: 0,
+            original: 0,
+        };
         let h = headers(&r, now());
         let filter = through_filter(&worker, &for_filter, &h).await;
         let alone = verdict_of(native.check(envoy_check_request(&h)).await, &h);
@@ -371,7 +408,7 @@ fn each_provider_is_held_to_its_own_keys_and_routes_in_both_modes() {
             ("/api/partner/x", Credential::PartnerForged(bob.clone()), 401, "token_bad_signature"),
         ];
         for (path, credential, status, detail) in cases {
-            let r = Req { method: "GET", path, credential, action: 0 };
+            let r = Req { method: "GET", path, credential, action: 0, original: 0 };
             let h = headers(&r, now());
             let filter = through_filter(&worker, &for_filter, &h).await;
             let alone = verdict_of(native.check(envoy_check_request(&h)).await, &h);

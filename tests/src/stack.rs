@@ -89,12 +89,17 @@ impl Stack {
             sidecar: None,
             envoy: None,
         };
-        // The shipped policy's first two rules (`authz-sidecar/policy.example.yaml`), then the test's.
-        let mut routes = vec![
+        // The shipped policy's first two rules (`authz-sidecar/policy.example.yaml`), unless the
+        // test's routes carry them already (the example policy itself), then the test's.
+        let theirs: Vec<serde_json::Value> = stack.opts.routes.as_array().into_iter().flatten().cloned().collect();
+        let mut routes: Vec<serde_json::Value> = [
             serde_json::json!({"id": "auth-verify", "path": "/auth/verify"}),
             serde_json::json!({"id": "auth-service", "prefix": "/auth", "public": true}),
-        ];
-        routes.extend(stack.opts.routes.as_array().into_iter().flatten().cloned());
+        ]
+        .into_iter()
+        .filter(|r| !theirs.iter().any(|t| t["id"] == r["id"]))
+        .collect();
+        routes.extend(theirs);
         stack.write_policy(&serde_json::json!({ "routes": routes }))?;
         if stack.opts.redis_cluster {
             stack.start_redis_cluster().await?;
