@@ -14,6 +14,8 @@ use tracing::{error, info};
 
 use crate::metrics::Metrics;
 
+mod rego;
+
 /// A loaded policy.
 pub struct Policy {
     /// Content hash of the policy file (16 hex digits).
@@ -78,14 +80,13 @@ pub fn parse(text: &str, origin: &str, known: &Known) -> Result<Policy, PolicyEr
     let rego = if doc.rego_modules.is_empty() {
         None
     } else {
-        let mut engine = regorus::Engine::new();
-        for (name, source) in &doc.rego_modules {
-            engine.add_policy(name.clone(), source.clone()).map_err(|e| PolicyError::Rego {
-                path: origin.to_string(),
-                module: name.clone(),
-                reason: e.to_string(),
-            })?;
-        }
+        let modules: std::collections::BTreeMap<String, String> =
+            doc.rego_modules.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let engine = rego::load(&modules).map_err(|e| PolicyError::Rego {
+            path: origin.to_string(),
+            module: e.module,
+            reason: e.reason,
+        })?;
         Some(std::sync::Mutex::new(engine))
     };
     if rego.is_none()
