@@ -56,6 +56,8 @@ pub trait Facts {
 enum Matching<'a> {
     Decided(Denial),
     Public,
+    /// Public, after its Rego rule allows it (evaluated without an identity).
+    PublicRego(&'a Route),
     NeedPolicy,
     Protected(Option<&'a Route>),
 }
@@ -129,6 +131,7 @@ impl<'a, V: AsRef<[u8]>> Pipeline<'a, V> {
         }
         match t.find(method, path) {
             Matched::Public => Matching::Public,
+            Matched::PublicRego(r) => Matching::PublicRego(r),
             Matched::NoRule => {
                 Matching::Decided(Denial::forbidden(codes::NO_MATCHING_RULE, "no policy rule allows this request"))
             }
@@ -140,6 +143,7 @@ impl<'a, V: AsRef<[u8]>> Pipeline<'a, V> {
     pub fn route(&self) -> Option<&'a Route> {
         match self.matching {
             Matching::Protected(r) => r,
+            Matching::PublicRego(r) => Some(r),
             _ => None,
         }
     }
@@ -218,6 +222,12 @@ impl<'a, V: AsRef<[u8]>> Pipeline<'a, V> {
             Matching::Decided(d) => return Step::Done(Outcome::deny(d.clone(), None)),
             Matching::Public => {
                 return Step::Done(Outcome::Allow { caller: None, lease: None, consumed: Consumed::default() });
+            }
+            Matching::PublicRego(r) => {
+                return match r.rego.as_deref() {
+                    Some(rule) if !self.rego_passed => Step::Need(Need::Rego(rule)),
+                    _ => Step::Done(Outcome::Allow { caller: None, lease: None, consumed: Consumed::default() }),
+                };
             }
             Matching::NeedPolicy => return Step::Need(Need::Policy),
             Matching::Protected(r) => *r,

@@ -181,11 +181,17 @@ impl TryFrom<RouteSpec> for Route {
                 return Err(err(&format!("`bind` names {param:?}, which is not a parameter of `template`")));
             }
         }
-        if s.rego.as_deref().is_some_and(|r| !r.starts_with("data.") || r.contains(char::is_whitespace)) {
-            return Err(err("`rego` must name a rule as data.<package>.<rule>"));
+        // OPA-Envoy's decision path form (`envoy/authz/allow`) names `data.envoy.authz.allow`.
+        let rego = s.rego.as_deref().map(|r| match r.starts_with("data.") {
+            true => r.to_string(),
+            false => format!("data.{}", r.trim_matches('/').replace('/', ".")),
+        });
+        if rego.as_deref().is_some_and(|r| r == "data." || r.contains(char::is_whitespace)) {
+            return Err(err("`rego` must name a rule as data.<package>.<rule> or <package path>/<rule>"));
         }
-        let demands = s.rego.is_some()
-            || s.quota.is_some()
+        // A public rule may carry `rego`: evaluated before (without) authentication, with no
+        // identity in its input (anonymous routes, or a policy that reads Basic auth itself).
+        let demands = s.quota.is_some()
             || s.require_session
             || s.max_auth_age.is_some()
             || s.action.is_some()
@@ -219,7 +225,7 @@ impl TryFrom<RouteSpec> for Route {
             max_auth_age_secs,
             action: s.action,
             requirements,
-            rego: s.rego,
+            rego,
             quota: s.quota,
             forward_credential: s.forward_credential,
         })
@@ -333,6 +339,8 @@ impl Route {
 pub enum Matched<'a> {
     /// No credential needed.
     Public,
+    /// No credential read, but a Rego rule decides first (a `public` rule with `rego`).
+    PublicRego(&'a Route),
     /// A rule with requirements, or `None` for the default (authenticated, default scope).
     Protected(Option<&'a Route>),
     /// No rule matched and the policy denies unmatched requests (403 `no_matching_rule`).
@@ -361,6 +369,10 @@ pub struct PolicyDocument {
     /// Rego modules (name → source) for the routes' `rego` rules; used by the sidecar only.
     #[serde(default)]
     pub rego_modules: BTreeMap<String, String>,
+    /// Leave the credential headers (`authorization`, `x-api-key`, `x-action-token`) out of
+    /// Rego's input (OPA-Envoy passes them; default: passed).
+    #[serde(default)]
+    pub rego_hide_credentials: bool,
 }
 
 impl PolicyDocument {
@@ -447,6 +459,7 @@ impl RouteTable {
             None => self.routes.iter().find(|r| r.matches(method, path)),
         };
         match found {
+            Some(r) if r.public && r.rego.is_some() => Matched::PublicRego(r),
             Some(r) if r.public => Matched::Public,
             None if self.default_action == DefaultAction::Deny => Matched::NoRule,
             other => Matched::Protected(other),

@@ -23,7 +23,7 @@ use authz_core::pipeline::{
 use authz_core::provider::Providers;
 use authz_core::request::sanitize;
 use authz_core::revocation::RevocationSet;
-use authz_core::routes::{self, QuotaSpec, ResourceSource};
+use authz_core::routes::{QuotaSpec, ResourceSource};
 use authz_core::token::verify_token_time;
 use authz_core::{Denial, Identity, TokenError};
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
@@ -48,6 +48,7 @@ use crate::quota::{Outcome as Reservation, Quota};
 
 mod build;
 mod credentials;
+pub mod rego_input;
 mod response;
 pub mod testing;
 #[cfg(test)]
@@ -132,6 +133,10 @@ pub struct Extras<'a> {
     pub policy: &'a Policy,
     pub body: &'a [u8],
     pub client: &'a str,
+    /// What the `CheckRequest` says of the request beyond its headers (Rego's input).
+    pub attrs: &'a rego_input::Attributes,
+    /// The Rego decision's effects (OPA-Envoy's object form), applied to the answer.
+    pub decision: std::sync::Mutex<Option<crate::policy::RegoDecision>>,
 }
 
 impl Decider {
@@ -186,12 +191,24 @@ impl Decider {
             },
             Need::SpendActionToken(action) => self.spend_action_token(&action.identity, now).await,
             Need::Rego(rule) => {
-                let Some(caller) = pipeline.caller() else { return Answer::Rego(Err(())) };
+                // No caller before authentication (a public rule with `rego`).
+                let identity = pipeline.caller().map(|c| &*c.identity);
                 let r = pipeline.request();
-                let input = rego_input(r.method, r.path, r.headers, &caller.identity);
-                Answer::Rego(extras.policy.rego_allows(rule, input).map_err(|e| {
-                    warn!(error = %e, rule, "rego evaluation failed; denying");
-                }))
+                let hide = extras.policy.hide_credentials();
+                let input = rego_input::build(extras.attrs, r.method, r.path, r.headers, extras.body, identity, hide);
+                match extras.policy.rego_decide(rule, input) {
+                    Ok(d) => {
+                        let allowed = d.allowed;
+                        if let Ok(mut slot) = extras.decision.lock() {
+                            *slot = Some(d);
+                        }
+                        Answer::Rego(Ok(allowed))
+                    }
+                    Err(e) => {
+                        warn!(error = %e, rule, "rego evaluation failed; denying");
+                        Answer::Rego(Err(()))
+                    }
+                }
             }
             Need::Quota(spec) => match pipeline.caller() {
                 Some(caller) => self.reserve(spec, &caller.identity, pipeline.request().headers, extras.body).await,
@@ -280,23 +297,9 @@ impl Decider {
     }
 }
 
-/// The input of a Rego rule, shaped like the OPA-Envoy plugin's (`input.attributes.request.http`,
-/// `input.parsed_path`) plus `input.identity`. Credential headers are left out.
-pub(crate) fn rego_input(method: &str, path: &str, headers: &[(String, String)], id: &Identity) -> serde_json::Value {
-    let headers: serde_json::Map<String, serde_json::Value> = headers
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "authorization" | "x-api-key" | "x-action-token") && !k.starts_with(':'))
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
-    let parsed_path: Vec<&str> = routes::path_only(path).split('/').filter(|s| !s.is_empty()).collect();
-    serde_json::json!({
-        "attributes": {"request": {"http": {"method": method, "path": path, "headers": headers}}},
-        "parsed_path": parsed_path,
-        "identity": {
-            "user_id": id.user_id, "email": id.email, "roles": id.roles, "scopes": id.scopes,
-            "service": id.service, "claims": id.claims,
-        },
-    })
+/// The Rego decision of this request, if a rule made one.
+fn taken(extras: &Extras<'_>) -> Option<crate::policy::RegoDecision> {
+    extras.decision.lock().ok().and_then(|mut d| d.take())
 }
 
 /// The tonic service.
@@ -324,11 +327,33 @@ impl Authorization for AuthzService {
 impl AuthzService {
     async fn answer(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         let attributes = request.into_inner().attributes.unwrap_or_default();
-        let client = match attributes.source.and_then(|p| p.address).and_then(|a| a.address) {
-            Some(Address::SocketAddress(s)) => s.address,
-            _ => String::new(),
+        let peer = |p: Option<&envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer>| match p
+            .and_then(|p| p.address.as_ref())
+            .and_then(|a| a.address.as_ref())
+        {
+            Some(Address::SocketAddress(s)) => {
+                let port = match s.port_specifier {
+                    Some(envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(p)) => p,
+                    _ => 0,
+                };
+                Some((s.address.clone(), port))
+            }
+            _ => None,
         };
-        let http = attributes.request.and_then(|r| r.http).unwrap_or_default();
+        let (source, destination) = (peer(attributes.source.as_ref()), peer(attributes.destination.as_ref()));
+        let client = source.as_ref().map(|(a, _)| a.clone()).unwrap_or_default();
+        let request_attrs = attributes.request.unwrap_or_default();
+        let time = request_attrs.time.map(|t| (t.seconds, t.nanos));
+        let http = request_attrs.http.unwrap_or_default();
+        let attrs = rego_input::Attributes {
+            source,
+            destination,
+            time,
+            id: http.id.clone(),
+            host: http.host.clone(),
+            scheme: http.scheme.clone(),
+            protocol: http.protocol.clone(),
+        };
         let headers = request_headers(&http);
         // nginx's `auth_request` asks about another request: read before the override headers
         // that carry it are stripped.
@@ -368,7 +393,8 @@ impl AuthzService {
             Decide { method: &method, path: &path, headers: &req.headers },
             self.decider.providers.token_sources(),
         );
-        let extras = Extras { policy: &policy, body, client: &client };
+        let extras =
+            Extras { policy: &policy, body, client: &client, attrs: &attrs, decision: std::sync::Mutex::new(None) };
         let outcome = self.decider.drive(&mut pipeline, &extras).await;
         let record = audit::record(&ctx, &Subject::of(&pipeline), &outcome).map(|bytes| record_struct(&bytes));
         match outcome {
@@ -376,13 +402,23 @@ impl AuthzService {
                 span.record("result", "allow");
                 metrics.checks.get_or_create(&vec![("result", "allow"), ("code", "ok")]).inc();
                 let source = consumed.token_source.and_then(|i| self.decider.providers.token_sources().get(i));
-                Ok(Response::new(allow(&req, caller.as_deref(), lease.as_deref(), consumed, source, record)))
+                let mut resp = allow(&req, caller.as_deref(), lease.as_deref(), consumed, source, record);
+                if let Some(d) = taken(&extras) {
+                    response::with_decision_allowed(&mut resp, &d);
+                }
+                Ok(Response::new(resp))
             }
             Outcome::Deny { denial: d, detail, .. } => {
                 span.record("result", d.code);
                 debug!(code = d.code, status = d.status, "denied");
                 metrics.checks.get_or_create(&vec![("result", "deny"), ("code", d.code)]).inc();
-                Ok(Response::new(deny(&d, &req.trace_id, Some(detail), record)))
+                let mut resp = deny(&d, &req.trace_id, Some(detail), record);
+                if d.code == codes::POLICY_DENIED
+                    && let Some(decision) = taken(&extras)
+                {
+                    response::with_decision_denied(&mut resp, &decision);
+                }
+                Ok(Response::new(resp))
             }
             Outcome::Unavailable(reason) => {
                 span.record("result", "unavailable");

@@ -138,11 +138,19 @@ pub fn check(config: &Config, offline: &Offline, request: &CheckRequest) -> anyh
                 Answer::Spent
             }
             Step::Need(Need::Rego(rule)) => {
-                let input = pipeline.caller().map(|c| {
-                    let r = pipeline.request();
-                    crate::check::rego_input(r.method, r.path, r.headers, &c.identity)
-                });
-                Answer::Rego(input.ok_or(()).and_then(|i| policy.rego_allows(rule, i).map_err(|_| ())))
+                let r = pipeline.request();
+                let identity = pipeline.caller().map(|c| &*c.identity);
+                let attrs = crate::check::rego_input::Attributes::default();
+                let input = crate::check::rego_input::build(
+                    &attrs,
+                    r.method,
+                    r.path,
+                    r.headers,
+                    b"",
+                    identity,
+                    policy.hide_credentials(),
+                );
+                Answer::Rego(policy.rego_allows(rule, input).map_err(|_| ()))
             }
             Step::Need(Need::Quota(_)) => {
                 notes.push("the quota lease is reserved online");

@@ -26,7 +26,10 @@ pub struct Policy {
     /// The compiled Rego modules, when the policy has any. Evaluation clones the engine (its
     /// modules are shared), so concurrent checks never wait on each other for long.
     rego: Option<std::sync::Mutex<regorus::Engine>>,
+    hide_credentials: bool,
 }
+
+pub use rego::RegoDecision;
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,13 +40,23 @@ impl std::fmt::Debug for Policy {
 impl Policy {
     /// Evaluates a Rego rule over `input`: `Ok(true)` only when the rule is defined and `true`.
     pub fn rego_allows(&self, rule: &str, input: serde_json::Value) -> Result<bool, String> {
+        self.rego_decide(rule, input).map(|d| d.allowed)
+    }
+
+    /// The decision of `rule` for `input`: OPA-Envoy's boolean, or its object form.
+    pub fn rego_decide(&self, rule: &str, input: serde_json::Value) -> Result<RegoDecision, String> {
         let mut engine = match &self.rego {
             Some(m) => m.lock().map_err(|_| "rego engine poisoned".to_string())?.clone(),
             None => return Err("the policy has no regoModules".into()),
         };
         engine.set_input(regorus::Value::from(input));
         let value = engine.eval_rule(rule.to_string()).map_err(|e| e.to_string())?;
-        Ok(value == regorus::Value::from(true))
+        RegoDecision::of(&value)
+    }
+
+    /// `regoHideCredentials`: the credential headers are left out of Rego's input.
+    pub fn hide_credentials(&self) -> bool {
+        self.hide_credentials
     }
 }
 
@@ -98,7 +111,10 @@ pub fn parse(text: &str, origin: &str, known: &Known) -> Result<Policy, PolicyEr
             reason: format!("route {:?} names a rego rule but the policy has no regoModules", r.id),
         });
     }
-    // Every named rule must exist: evaluate each once over an empty input.
+    // Every named rule must exist and decide as a decision does: evaluate each once over an
+    // empty input; a boolean, an object with a boolean `allowed` (OPA-Envoy's object form), or
+    // undefined (nothing allows it) is a decision, anything else is a policy that would answer
+    // `policy_error` on every request.
     if let Some(engine) = &rego {
         for r in doc.routes.iter().filter(|r| r.rego.is_some()) {
             let rule = r.rego.clone().unwrap_or_default();
@@ -111,11 +127,21 @@ pub fn parse(text: &str, origin: &str, known: &Known) -> Result<Policy, PolicyEr
                 })?
                 .clone();
             e.set_input(regorus::Value::from(serde_json::json!({})));
-            e.eval_rule(rule.clone()).map_err(|err| PolicyError::Rego {
+            let value = e.eval_rule(rule.clone()).map_err(|err| PolicyError::Rego {
                 path: origin.to_string(),
                 module: String::new(),
                 reason: format!("route {:?}: rule {rule}: {err}", r.id),
             })?;
+            if let Err(kind) = rego::decision_shape(&value) {
+                return Err(PolicyError::Rego {
+                    path: origin.to_string(),
+                    module: String::new(),
+                    reason: format!(
+                        "route {:?}: rule {rule} evaluates to {kind}, not a boolean or an object with a boolean `allowed`",
+                        r.id
+                    ),
+                });
+            }
         }
     }
     // A rule naming a provider that is not configured would refuse every token: a typo.
@@ -127,9 +153,10 @@ pub fn parse(text: &str, origin: &str, known: &Known) -> Result<Policy, PolicyEr
             return Err(PolicyError::Rule { path: origin.to_string(), source });
         }
     }
+    let hide_credentials = doc.rego_hide_credentials;
     let table = RouteTable::from_document(public_paths.to_vec(), Vec::new(), doc)
         .map_err(|source| PolicyError::Rule { path: origin.to_string(), source })?;
-    Ok(Policy { version: PolicyDocument::version_of(text), table, json: value.to_string(), rego })
+    Ok(Policy { version: PolicyDocument::version_of(text), table, json: value.to_string(), rego, hide_credentials })
 }
 
 /// Reads and parses the policy file.

@@ -74,6 +74,7 @@ fn verdict(table: &RouteTable, method: &str, path: &str, id: &Identity) -> Resul
     let deny = |d: Denial| (d.status, d.code);
     match table.find(method, path) {
         Matched::Public => Ok("public".into()),
+        Matched::PublicRego(r) => Ok(format!("public after {}", r.id)),
         Matched::NoRule => Err((403, "no_matching_rule")),
         Matched::Protected(None) => Ok("default".into()),
         Matched::Protected(Some(r)) => {

@@ -5,6 +5,7 @@
 
 use authz_proto::ext_authz::{
     Address, AttributeContext, CheckRequest, CheckResponse, HttpRequest, HttpResponse, Peer, Request, SocketAddress,
+    Timestamp,
 };
 use prost::Message;
 
@@ -23,13 +24,16 @@ pub enum CalloutVerdict {
 /// Encodes a `CheckRequest` carrying the (already sanitised) request headers and, on compute
 /// routes, the body. Repeated headers are joined with `,` as Envoy's own ext_authz client does.
 /// `client` is Envoy's downstream remote address (`ip:port`, the `source.address` attribute),
-/// which the sidecar's per-client limits key on, as with Envoy's own ext_authz.
-pub fn build_check_request(
-    headers: &[(String, Vec<u8>)],
-    trace_id: &str,
-    body: &[u8],
-    client: Option<&str>,
-) -> Vec<u8> {
+/// which the sidecar's per-client limits key on, as with Envoy's own ext_authz; `local` the
+/// address the request arrived on (`destination.address`) and `now` the time (Unix seconds),
+/// as Envoy's ext_authz sends them (Rego's input).
+pub struct Peers<'a> {
+    pub client: Option<&'a str>,
+    pub local: Option<&'a str>,
+    pub now: u64,
+}
+
+pub fn build_check_request(headers: &[(String, Vec<u8>)], trace_id: &str, body: &[u8], peers: &Peers) -> Vec<u8> {
     let mut http = HttpRequest { id: trace_id.to_string(), raw_body: body.to_vec(), ..HttpRequest::default() };
     for (name, value) in headers {
         let value = String::from_utf8_lossy(value);
@@ -50,7 +54,7 @@ pub fn build_check_request(
             }
         }
     }
-    let source = client.map(|c| {
+    let peer = |c: &str| {
         // `1.2.3.4:5678` or `[::1]:5678`.
         let (host, port) = c.rsplit_once(':').unwrap_or((c, ""));
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -62,11 +66,13 @@ pub fn build_check_request(
                 }),
             }),
         }
-    });
+    };
+    let time = Some(Timestamp { seconds: i64::try_from(peers.now).unwrap_or(i64::MAX), nanos: 0 });
     CheckRequest {
         attributes: Some(AttributeContext {
-            source,
-            request: Some(Request { http: Some(http) }),
+            source: peers.client.map(peer),
+            destination: peers.local.map(peer),
+            request: Some(Request { time, http: Some(http) }),
             ..AttributeContext::default()
         }),
     }
@@ -98,7 +104,7 @@ pub fn interpret(grpc_status: u32, body: Option<&[u8]>) -> CalloutVerdict {
         // An OK status with a denial body (or the reverse) is a broken server: fail closed.
         (0, Some(HttpResponse::DeniedResponse(_))) => CalloutVerdict::Unavailable,
         (_, Some(HttpResponse::DeniedResponse(d))) => {
-            let status = d.status.as_ref().map(|s| s.code).filter(|c| (400..600).contains(c)).unwrap_or(403);
+            let status = d.status.as_ref().map(|s| s.code).filter(|c| (300..600).contains(c)).unwrap_or(403);
             CalloutVerdict::Deny {
                 status: u16::try_from(status).unwrap_or(403),
                 headers: pairs(&d.headers),
@@ -136,8 +142,11 @@ mod tests {
             ("accept".to_string(), b"a".to_vec()),
             ("accept".to_string(), b"b".to_vec()),
         ];
-        let req =
-            CheckRequest::decode(build_check_request(&headers, "t1", b"{}", Some("[::1]:4321")).as_slice()).unwrap();
+        let req = CheckRequest::decode(
+            build_check_request(&headers, "t1", b"{}", &Peers { client: Some("[::1]:4321"), local: None, now: 7 })
+                .as_slice(),
+        )
+        .unwrap();
         let attrs = req.attributes.unwrap();
         let peer = attrs.source.unwrap().address.unwrap().socket_address.unwrap();
         assert_eq!((peer.address.as_str(), peer.port_value), ("::1", 4321));

@@ -17,7 +17,7 @@ use authz_proto::ext_authz;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use crate::callout::{CalloutVerdict, build_check_request, interpret};
+use crate::callout::{CalloutVerdict, Peers, build_check_request, interpret};
 use crate::gate::{Gate, Step};
 use crate::host::{Envoy, Host};
 use crate::worker::Shared;
@@ -174,7 +174,9 @@ impl<H: Host> Http<H> {
         // Envoy's downstream remote address, as its own ext_authz sends it (one hostcall, on
         // callouts only).
         let client = self.host.property(&["source", "address"]).and_then(|b| String::from_utf8(b).ok());
-        let msg = build_check_request(headers, &self.trace_id, body, client.as_deref());
+        let local = self.host.property(&["destination", "address"]).and_then(|b| String::from_utf8(b).ok());
+        let peers = Peers { client: client.as_deref(), local: local.as_deref(), now: self.now() };
+        let msg = build_check_request(headers, &self.trace_id, body, &peers);
         let metadata = settings.sidecar_metadata.pairs();
         match self.host.dispatch_grpc(cluster, ext_authz::SERVICE, ext_authz::METHOD, metadata, &msg, timeout) {
             Ok(token) => {

@@ -20,6 +20,9 @@ pub struct AttributeContext {
     /// The downstream peer (the client, or the last trusted proxy's view of it).
     #[prost(message, optional, tag = "1")]
     pub source: Option<Peer>,
+    /// The local address the request arrived on.
+    #[prost(message, optional, tag = "2")]
+    pub destination: Option<Peer>,
     #[prost(message, optional, tag = "4")]
     pub request: Option<Request>,
     #[prost(map = "string, string", tag = "10")]
@@ -52,8 +55,20 @@ pub struct SocketAddress {
 /// `envoy.service.auth.v3.AttributeContext.Request`
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Request {
+    /// When the request started (Rego's `input.attributes.request.time`).
+    #[prost(message, optional, tag = "1")]
+    pub time: Option<Timestamp>,
     #[prost(message, optional, tag = "2")]
     pub http: Option<HttpRequest>,
+}
+
+/// `google.protobuf.Timestamp`
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Timestamp {
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
 }
 
 /// `envoy.service.auth.v3.AttributeContext.HttpRequest`

@@ -30,6 +30,7 @@ fn id_of(m: Matched<'_>) -> &str {
     match m {
         Matched::NoRule => "no rule",
         Matched::Public => "public",
+        Matched::PublicRego(r) => &r.id,
         Matched::Protected(None) => "default",
         Matched::Protected(Some(r)) => &r.id,
     }
@@ -140,7 +141,7 @@ fn requirements() {
         Matched::Protected(r) => {
             r.cloned().unwrap_or_else(|| Route::try_from(spec("default", serde_json::json!({"prefix": "/"}))).unwrap())
         }
-        Matched::Public | Matched::NoRule => panic!("not protected"),
+        Matched::Public | Matched::PublicRego(_) | Matched::NoRule => panic!("not protected"),
     };
     let now = 10_000;
     let platform = identity(&["platform"], Some(now - 60));

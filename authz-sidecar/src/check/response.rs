@@ -107,3 +107,29 @@ fn body_with(d: &Denial, trace_id: &str, extra: Option<serde_json::Value>) -> St
     }
     body.to_string()
 }
+
+/// An allowing Rego decision's effects (OPA-Envoy's object form): headers added to the request
+/// to the upstream and removed from it, headers added to the response to the client.
+pub(super) fn with_decision_allowed(resp: &mut CheckResponse, d: &crate::policy::RegoDecision) {
+    if let Some(HttpResponse::OkResponse(ok)) = &mut resp.http_response {
+        ok.headers.extend(d.headers.iter().map(|(k, v)| header(k, v)));
+        ok.response_headers_to_add.extend(d.response_headers.iter().map(|(k, v)| header(k, v)));
+        let set: Vec<String> = ok.headers.iter().filter_map(|h| h.header.as_ref().map(|h| h.key.clone())).collect();
+        ok.headers_to_remove.extend(d.remove.iter().filter(|r| !set.contains(r)).cloned());
+    }
+}
+
+/// A denying Rego decision's status, body and headers, where it gives them.
+pub(super) fn with_decision_denied(resp: &mut CheckResponse, d: &crate::policy::RegoDecision) {
+    if let Some(HttpResponse::DeniedResponse(denied)) = &mut resp.http_response {
+        if let Some(status) = d.status {
+            denied.status = Some(HttpStatus { code: i32::from(status) });
+        }
+        if let Some(body) = &d.body {
+            denied.body.clone_from(body);
+            // The gateway's own content type described its JSON body, not the policy's.
+            denied.headers.retain(|h| h.header.as_ref().is_none_or(|h| h.key != "content-type"));
+        }
+        denied.headers.extend(d.headers.iter().map(|(k, v)| header(k, v)));
+    }
+}

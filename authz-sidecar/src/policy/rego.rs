@@ -40,6 +40,85 @@ pub fn load(modules: &BTreeMap<String, String>) -> Result<Engine, ModuleError> {
     Ok(engine)
 }
 
+/// A rule's decision: OPA-Envoy's boolean, or its object form (`allowed`, `headers`,
+/// `response_headers_to_add`, `request_headers_to_remove`, `http_status`, `body`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegoDecision {
+    pub allowed: bool,
+    /// Allowed: added to the request to the upstream; denied: sent to the client.
+    pub headers: Vec<(String, String)>,
+    /// Allowed: added to the response to the client.
+    pub response_headers: Vec<(String, String)>,
+    /// Allowed: removed from the request to the upstream.
+    pub remove: Vec<String>,
+    /// Denied: the status (else 403) and the body (else the gateway's JSON denial).
+    pub status: Option<u16>,
+    pub body: Option<String>,
+}
+
+impl RegoDecision {
+    pub fn of(value: &regorus::Value) -> Result<Self, String> {
+        if *value == regorus::Value::Undefined {
+            return Ok(Self::default());
+        }
+        let v = serde_json::to_value(value).map_err(|e| e.to_string())?;
+        let o = match v {
+            Json::Bool(allowed) => return Ok(Self { allowed, ..Self::default() }),
+            Json::Object(o) => o,
+            other => return Err(format!("the decision is not a boolean or an object: {other}")),
+        };
+        let allowed = o.get("allowed").and_then(Json::as_bool).ok_or("the decision object has no boolean `allowed`")?;
+        // A header a policy sets must be one HTTP can carry (names lower-cased, values without
+        // control characters); anything else is left out rather than sent broken.
+        let pairs = |key: &str| -> Vec<(String, String)> {
+            let Some(Json::Object(h)) = o.get(key) else { return Vec::new() };
+            h.iter()
+                .filter_map(|(k, v)| {
+                    let value = match v {
+                        Json::String(s) => s.clone(),
+                        Json::Array(items) => items.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(","),
+                        other => other.to_string(),
+                    };
+                    let name = k.to_ascii_lowercase();
+                    let token =
+                        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+                    (token && authz_core::headers::is_safe_value(&value, false)).then_some((name, value))
+                })
+                .collect()
+        };
+        let remove = o
+            .get("request_headers_to_remove")
+            .and_then(Json::as_array)
+            .map(|a| a.iter().filter_map(Json::as_str).map(str::to_ascii_lowercase).collect())
+            .unwrap_or_default();
+        let status = o.get("http_status").and_then(Json::as_u64).and_then(|s| u16::try_from(s).ok());
+        Ok(Self {
+            allowed,
+            headers: pairs("headers"),
+            response_headers: pairs("response_headers_to_add"),
+            remove,
+            status: status.filter(|s| (300..600).contains(s)),
+            body: o.get("body").and_then(Json::as_str).map(str::to_string),
+        })
+    }
+}
+
+/// Whether `value` has the shape of a decision (a boolean, an object whose `allowed` is a
+/// boolean, or undefined); else the kind it has.
+pub fn decision_shape(value: &regorus::Value) -> Result<(), &'static str> {
+    match serde_json::to_value(value) {
+        _ if *value == regorus::Value::Undefined => Ok(()),
+        Ok(Json::Bool(_)) => Ok(()),
+        Ok(Json::Object(o)) if o.get("allowed").is_none_or(Json::is_boolean) => Ok(()),
+        Ok(Json::Object(_)) => Err("an object whose `allowed` is not a boolean"),
+        Ok(Json::String(_)) => Err("a string"),
+        Ok(Json::Number(_)) => Err("a number"),
+        Ok(Json::Array(_)) => Err("an array or a set"),
+        Ok(Json::Null) => Err("null"),
+        Err(_) => Err("a value that is not JSON"),
+    }
+}
+
 /// Which syntax a module is written in: `v1`, else `v0` when it parses as such.
 fn add_module(engine: &mut Engine, name: &str, source: &str) -> Result<(), String> {
     engine.set_rego_v0(false);

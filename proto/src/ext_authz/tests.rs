@@ -16,7 +16,13 @@ fn check_request_reads_in_full_schema() {
                     socket_address: Some(SocketAddress { address: "203.0.113.7".into(), port_value: 40000 }),
                 }),
             }),
+            destination: Some(Peer {
+                address: Some(Address {
+                    socket_address: Some(SocketAddress { address: "10.0.0.1".into(), port_value: 8080 }),
+                }),
+            }),
             request: Some(Request {
+                time: Some(Timestamp { seconds: 1_700_000_000, nanos: 0 }),
                 http: Some(HttpRequest {
                     id: "r1".into(),
                     method: "GET".into(),
@@ -44,7 +50,10 @@ fn check_request_reads_in_full_schema() {
             Some(envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(40000))
         )
     );
-    let http = attrs.request.unwrap().http.unwrap();
+    assert!(attrs.destination.is_some_and(|d| d.address.is_some()));
+    let request = attrs.request.unwrap();
+    assert_eq!(request.time.map(|t| t.seconds), Some(1_700_000_000));
+    let http = request.http.unwrap();
     assert_eq!(http.method, "GET");
     assert_eq!(http.path, "/api/tools/x?y=1");
     assert_eq!(http.host, "gw");
