@@ -182,10 +182,7 @@ impl TryFrom<RouteSpec> for Route {
             }
         }
         // OPA-Envoy's decision path form (`envoy/authz/allow`) names `data.envoy.authz.allow`.
-        let rego = s.rego.as_deref().map(|r| match r.starts_with("data.") {
-            true => r.to_string(),
-            false => format!("data.{}", r.trim_matches('/').replace('/', ".")),
-        });
+        let rego = s.rego.as_deref().map(rego_rule);
         if rego.as_deref().is_some_and(|r| r == "data." || r.contains(char::is_whitespace)) {
             return Err(err("`rego` must name a rule as data.<package>.<rule> or <package path>/<rule>"));
         }
@@ -464,6 +461,16 @@ impl RouteTable {
             None if self.default_action == DefaultAction::Deny => Matched::NoRule,
             other => Matched::Protected(other),
         }
+    }
+}
+
+/// The rule a route's `rego` names: `data.<package>.<rule>` as written, or OPA-Envoy's decision
+/// path form (`envoy/authz/allow` is `data.envoy.authz.allow`).
+pub fn rego_rule(path: &str) -> String {
+    if path.starts_with("data.") {
+        path.to_string()
+    } else {
+        format!("data.{}", path.trim_matches('/').replace('/', "."))
     }
 }
 

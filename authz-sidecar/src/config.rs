@@ -11,12 +11,15 @@ mod audit;
 mod credentials;
 mod derived;
 mod env;
+mod keys;
 mod providers;
 mod quota;
 
 pub use audit::AuditConfig;
 pub use credentials::{ActionTokenConfig, ApiKeyConfig, FailedCredentialsConfig};
 pub use env::{Env, ProcessEnv};
+use keys::check_key_source;
+pub use keys::{JwksConfig, JwtConfig};
 pub use providers::ProviderConfig;
 pub use quota::{Limits, QuotaConfig};
 
@@ -113,37 +116,6 @@ pub struct Config {
     pub grpc_token: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JwtConfig {
-    /// Accepted `iss` values; empty accepts any issuer.
-    #[serde(default)]
-    pub issuers: Vec<String>,
-    /// Accepted `aud` values; empty skips the audience check.
-    #[serde(default)]
-    pub audiences: Vec<String>,
-    #[serde(default = "default_skew", with = "serde_str")]
-    pub clock_skew: Duration,
-    /// Refuse tokens without `exp` (default). Off: accepted, reverified every 5 minutes.
-    #[serde(default = "yes")]
-    pub require_exp: bool,
-    /// Algorithms accepted for kid-less tokens signed with `JWT_SECRET`.
-    #[serde(default = "default_hmac")]
-    pub hmac_algorithms: Vec<String>,
-    /// Keep verified bearer tokens on requests to upstreams (off: removed, as Envoy's
-    /// `jwt_authn` does without `forward: true`); a route may ask for it alone.
-    #[serde(default)]
-    pub forward_credential: bool,
-    /// Claims projected onto request headers for the upstream (`[{claim, header}]`); every
-    /// mapped name is stripped from client requests.
-    #[serde(default)]
-    pub claim_to_headers: Vec<authz_core::identity::ClaimHeader>,
-    /// Where else bearer tokens are read from, in order, when a request carries neither
-    /// `Authorization` nor `X-API-Key`: `[{cookie: name}]`, `[{header: name, prefix: "Token "}]`.
-    #[serde(default)]
-    pub token_sources: Vec<authz_core::credential::TokenSource>,
-}
-
 /// Where the auth service publishes and stores revocations (the README's contract).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -154,33 +126,6 @@ pub struct RevocationConfig {
     /// Prefix of the stored revocation keys (`<prefix><kind>:<id>`).
     #[serde(default = "default_rev_prefix")]
     pub key_prefix: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JwksConfig {
-    /// Path of the JWKS document under `iamUrl` (when no other source is named).
-    #[serde(default = "default_jwks_path")]
-    pub path: String,
-    /// The JWKS at this absolute URL instead.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// OpenID Connect discovery: the issuer whose `/.well-known/openid-configuration` names
-    /// the JWKS (`jwks_uri`); its `issuer` must be this value exactly.
-    #[serde(default)]
-    pub discovery: Option<String>,
-    /// A JWKS file, re-read when it changes (checked every `refreshInterval`).
-    #[serde(default)]
-    pub file: Option<std::path::PathBuf>,
-    /// The JWKS document itself (`{keys: [...]}`).
-    #[serde(default)]
-    pub inline: Option<serde_json::Value>,
-    /// Background refresh period.
-    #[serde(default = "default_refresh", with = "serde_str")]
-    pub refresh_interval: Duration,
-    /// Minimum time between two fetches triggered by unknown `kid`s (flood protection).
-    #[serde(default = "default_min_refresh", with = "serde_str")]
-    pub min_refresh_interval: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -218,9 +163,6 @@ pub enum LogFormat {
     Json,
 }
 
-fn yes() -> bool {
-    true
-}
 fn default_tenant_claim() -> String {
     "tenant".into()
 }
@@ -245,21 +187,6 @@ fn default_rev_prefix() -> String {
 fn default_session_ttl() -> Duration {
     Duration::from_secs(5)
 }
-fn default_hmac() -> Vec<String> {
-    vec!["HS256".into()]
-}
-fn default_skew() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_jwks_path() -> String {
-    "/.well-known/jwks.json".into()
-}
-fn default_refresh() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_min_refresh() -> Duration {
-    Duration::from_secs(10)
-}
 fn default_capacity() -> u64 {
     100_000
 }
@@ -279,36 +206,9 @@ fn default_level() -> String {
     "info".into()
 }
 
-impl Default for JwtConfig {
-    fn default() -> Self {
-        Self {
-            issuers: Vec::new(),
-            audiences: Vec::new(),
-            clock_skew: default_skew(),
-            require_exp: true,
-            hmac_algorithms: default_hmac(),
-            forward_credential: false,
-            claim_to_headers: Vec::new(),
-            token_sources: Vec::new(),
-        }
-    }
-}
 impl Default for RevocationConfig {
     fn default() -> Self {
         Self { channel: default_channel(), key_prefix: default_rev_prefix() }
-    }
-}
-impl Default for JwksConfig {
-    fn default() -> Self {
-        Self {
-            path: default_jwks_path(),
-            url: None,
-            discovery: None,
-            file: None,
-            inline: None,
-            refresh_interval: default_refresh(),
-            min_refresh_interval: default_min_refresh(),
-        }
     }
 }
 impl Default for CacheConfig {
@@ -336,27 +236,6 @@ pub enum ConfigError {
     Parse { path: String, field: String, reason: String },
     #[error("config `{field}`: {reason}")]
     Invalid { field: &'static str, reason: String },
-}
-
-/// The URLs, inline document and refresh interval of a key source (`jwks`, or a provider's
-/// `keys`).
-fn check_key_source(j: &JwksConfig, section: &'static str) -> Result<(), ConfigError> {
-    let invalid = |reason: String| Err(ConfigError::Invalid { field: section, reason });
-    for (field, url) in [("url", &j.url), ("discovery", &j.discovery)] {
-        if url.as_deref().is_some_and(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
-            return invalid(format!("{field} must be an http(s) URL"));
-        }
-    }
-    if let Some(doc) = &j.inline {
-        let mut keys = authz_core::KeySet::new();
-        if let Err(e) = keys.extend_from_jwks_json(&doc.to_string(), authz_core::keys::Source::Local) {
-            return invalid(format!("inline: {e}"));
-        }
-    }
-    if j.refresh_interval.is_zero() {
-        return invalid("refreshInterval must be greater than zero".into());
-    }
-    Ok(())
 }
 
 impl Config {

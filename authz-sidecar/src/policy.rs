@@ -117,7 +117,7 @@ pub fn parse(text: &str, origin: &str, known: &Known) -> Result<Policy, PolicyEr
     // `policy_error` on every request.
     if let Some(engine) = &rego {
         for r in doc.routes.iter().filter(|r| r.rego.is_some()) {
-            let rule = r.rego.clone().unwrap_or_default();
+            let rule = authz_core::routes::rego_rule(r.rego.as_deref().unwrap_or_default());
             let mut e = engine
                 .lock()
                 .map_err(|_| PolicyError::Rego {
@@ -226,6 +226,44 @@ impl PolicyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decision_rule_of_the_wrong_type_is_refused_at_load() {
+        let policy = |body: &str| {
+            format!(
+                "routes:\n  - id: r\n    prefix: /x\n    rego: envoy/authz/allow\nregoModules:\n  m.rego: |\n    package envoy.authz\n    import rego.v1\n    {body}\n"
+            )
+        };
+        let err = parse(&policy("allow := \"yes\""), "p.yaml", &Known::default()).unwrap_err().to_string();
+        assert!(err.contains("evaluates to a string"), "{err}");
+        let err = parse(&policy("allow := {\"allowed\": 1}"), "p.yaml", &Known::default()).unwrap_err().to_string();
+        assert!(err.contains("`allowed` is not a boolean"), "{err}");
+        // A boolean, the object form, and undefined over an empty input are decisions.
+        for ok in
+            ["default allow := false", "allow := {\"allowed\": false, \"http_status\": 401}", "allow if input.x == 1"]
+        {
+            parse(&policy(ok), "p.yaml", &Known::default()).unwrap();
+        }
+    }
+
+    #[test]
+    fn object_decisions_are_read_as_opa_envoy_documents_them() {
+        let v = |j: serde_json::Value| RegoDecision::of(&regorus::Value::from(j));
+        assert!(v(serde_json::json!(true)).unwrap().allowed);
+        let d = v(serde_json::json!({"allowed": false, "http_status": 302, "body": "moved",
+            "headers": {"Location": "https://login", "x-bad": "a\nb"}, "request_headers_to_remove": ["X-Debug"]}))
+        .unwrap();
+        assert_eq!((d.allowed, d.status, d.body.as_deref()), (false, Some(302), Some("moved")));
+        assert_eq!(
+            d.headers,
+            vec![("location".to_string(), "https://login".to_string())],
+            "an unsafe value is left out"
+        );
+        assert_eq!(d.remove, vec!["x-debug".to_string()]);
+        assert!(v(serde_json::json!({"headers": {}})).is_err(), "no `allowed`");
+        assert!(v(serde_json::json!("allow")).is_err());
+        assert!(!RegoDecision::of(&regorus::Value::Undefined).unwrap().allowed);
+    }
 
     #[test]
     fn a_rule_names_configured_providers_only() {

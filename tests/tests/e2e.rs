@@ -20,6 +20,7 @@ mod e2e {
     pub mod policy;
     pub mod providers;
     pub mod quota;
+    pub mod rego;
     pub mod revocation;
     pub mod sidecar;
     pub mod sources;

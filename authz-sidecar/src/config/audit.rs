@@ -8,7 +8,7 @@ use serde::Deserialize;
 pub struct AuditConfig {
     /// Accept Envoy's access-log stream and write events (off: the access-log service
     /// answers but discards, counting nothing).
-    #[serde(default = "super::yes")]
+    #[serde(default = "super::keys::yes")]
     pub enabled: bool,
     /// The Redis Stream key.
     #[serde(default = "default_audit_stream")]

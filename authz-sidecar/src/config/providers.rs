@@ -11,10 +11,6 @@ use serde::Deserialize;
 use super::{ConfigError, JwksConfig};
 use crate::credentials::keystore::KeySource;
 
-fn yes() -> bool {
-    true
-}
-
 /// One provider (`providers[]`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -26,10 +22,10 @@ pub struct ProviderConfig {
     /// Accepted `aud` values; empty skips the audience check.
     #[serde(default)]
     pub audiences: Vec<String>,
-    #[serde(default = "super::default_skew", with = "serde_str")]
+    #[serde(default = "super::keys::default_skew", with = "serde_str")]
     pub clock_skew: Duration,
     /// Refuse tokens without `exp` (default). Off: accepted, reverified every 5 minutes.
-    #[serde(default = "yes")]
+    #[serde(default = "super::keys::yes")]
     pub require_exp: bool,
     /// Where its keys come from: exactly one of `url`, `discovery`, `file`, `inline`, with
     /// `refreshInterval` and `minRefreshInterval` as for `jwks`.
@@ -106,7 +102,7 @@ pub(super) fn validate(providers: &[ProviderConfig], default_issuers: &[String])
         if named.iter().filter(|n| **n).count() != 1 {
             return invalid(format!("{name}: keys must name exactly one of url, discovery, file, inline"));
         }
-        super::check_key_source(k, "providers[].keys")?;
+        super::keys::check_key_source(k, "providers[].keys")?;
         if p.service_claim.as_deref().is_some_and(str::is_empty) {
             return invalid(format!("{name}: serviceClaim must name a claim"));
         }
