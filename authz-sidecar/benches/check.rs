@@ -1,6 +1,8 @@
 //! Criterion benchmark of the sidecar's `Check` handler with a warm identity cache (what
 //! Envoy's native ext_authz pays on every request, and the filter on each callout):
-//! `cargo bench -p authz-sidecar --bench check`.
+//! `cargo bench -p authz-sidecar --bench check`. Also a route decided by a tutorial-sized
+//! OPA-Envoy policy (`sidecar_check_rego_warm`), and that policy's evaluation alone
+//! (`rego_decision`: the input document built and the rule evaluated).
 //!
 //! The handler is called directly (no gRPC transport): request decoding into headers,
 //! sanitising, the credential, the revocation check, the cache hit, policy and the response.
@@ -26,6 +28,31 @@ routes:
   - id: tools
     template: /api/tools/**
     rolesAnyOf: [user, admin]
+"#;
+/// The OPA-Envoy tutorial's shape: a default deny, a few method/path/role rules, a claim.
+const REGO_POLICY: &str = r#"
+routes:
+  - id: tools
+    template: /api/tools/**
+    rego: envoy/authz/allow
+regoModules:
+  envoy.rego: |
+    package envoy.authz
+    import rego.v1
+    default allow := false
+    allow if {
+      input.attributes.request.http.method == "GET"
+      input.parsed_path[0] == "api"
+      glob.match("tools*", [], input.parsed_path[1])
+      "user" in input.identity.roles
+    }
+    allow if {
+      input.attributes.request.http.method == "POST"
+      "admin" in input.identity.roles
+    }
+    allow if {
+      input.identity.claims.email == "root@lab.example"
+    }
 "#;
 const SETTINGS: &str = "jwt:\n  issuers: [https://auth.bench]\n  audiences: [gateway]\n";
 
@@ -76,6 +103,38 @@ fn check(c: &mut Criterion) {
     let first = rt.block_on(svc.check(req.clone())).unwrap();
     assert_eq!(first.status.map(|s| s.code), Some(0), "the bench request must be allowed");
     c.bench_function("sidecar_check_warm", |b| b.iter(|| rt.block_on(svc.check(black_box(req.clone()))).unwrap()));
+
+    let rego = rt
+        .block_on(async { InMemorySidecar::with_policy(REGO_POLICY, SETTINGS, SECRET, MemoryAuth::default()) })
+        .unwrap();
+    let first = rt.block_on(rego.check(req.clone())).unwrap();
+    assert_eq!(first.status.map(|s| s.code), Some(0), "the Rego policy must allow the bench request");
+    c.bench_function("sidecar_check_rego_warm", |b| {
+        b.iter(|| rt.block_on(rego.check(black_box(req.clone()))).unwrap())
+    });
+
+    let policy = rego.decider.policy.current();
+    let id = authz_core::Identity::from_claims(serde_json::from_value(claims).unwrap()).unwrap();
+    let headers: Vec<(String, String)> =
+        [("authorization", format!("Bearer {token}")), ("accept", "application/json".into())]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+    let attrs = authz_sidecar::check::rego_input::Attributes::default();
+    c.bench_function("rego_decision", |b| {
+        b.iter(|| {
+            let input = authz_sidecar::check::rego_input::build(
+                &attrs,
+                "GET",
+                "/api/tools/run?x=1",
+                &headers,
+                b"",
+                Some(&id),
+                false,
+            );
+            policy.rego_decide("data.envoy.authz.allow", black_box(input)).unwrap()
+        })
+    });
 }
 
 criterion_group!(benches, check);

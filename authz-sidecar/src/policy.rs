@@ -25,7 +25,7 @@ pub struct Policy {
     pub json: String,
     /// The compiled Rego modules, when the policy has any. Evaluation clones the engine (its
     /// modules are shared), so concurrent checks never wait on each other for long.
-    rego: Option<std::sync::Mutex<regorus::Engine>>,
+    rego: Option<rego::Engines>,
     hide_credentials: bool,
 }
 
@@ -45,13 +45,12 @@ impl Policy {
 
     /// The decision of `rule` for `input`: OPA-Envoy's boolean, or its object form.
     pub fn rego_decide(&self, rule: &str, input: serde_json::Value) -> Result<RegoDecision, String> {
-        let mut engine = match &self.rego {
-            Some(m) => m.lock().map_err(|_| "rego engine poisoned".to_string())?.clone(),
-            None => return Err("the policy has no regoModules".into()),
-        };
-        engine.set_input(regorus::Value::from(input));
-        let value = engine.eval_rule(rule.to_string()).map_err(|e| e.to_string())?;
-        RegoDecision::of(&value)
+        let Some(engines) = &self.rego else { return Err("the policy has no regoModules".into()) };
+        engines.with(|engine| {
+            engine.set_input(regorus::Value::from(input));
+            let value = engine.eval_rule(rule.to_string()).map_err(|e| e.to_string())?;
+            RegoDecision::of(&value)
+        })
     }
 
     /// `regoHideCredentials`: the credential headers are left out of Rego's input.
@@ -100,7 +99,7 @@ pub fn parse(text: &str, origin: &str, known: &Known) -> Result<Policy, PolicyEr
             module: e.module,
             reason: e.reason,
         })?;
-        Some(std::sync::Mutex::new(engine))
+        Some(rego::Engines::new(engine))
     };
     if rego.is_none()
         && let Some(r) = doc.routes.iter().find(|r| r.rego.is_some())
@@ -118,20 +117,16 @@ pub fn parse(text: &str, origin: &str, known: &Known) -> Result<Policy, PolicyEr
     if let Some(engine) = &rego {
         for r in doc.routes.iter().filter(|r| r.rego.is_some()) {
             let rule = authz_core::routes::rego_rule(r.rego.as_deref().unwrap_or_default());
-            let mut e = engine
-                .lock()
-                .map_err(|_| PolicyError::Rego {
+            let value = engine
+                .with(|e| {
+                    e.set_input(regorus::Value::from(serde_json::json!({})));
+                    e.eval_rule(rule.clone()).map_err(|err| err.to_string())
+                })
+                .map_err(|err| PolicyError::Rego {
                     path: origin.to_string(),
                     module: String::new(),
-                    reason: "rego engine poisoned".into(),
-                })?
-                .clone();
-            e.set_input(regorus::Value::from(serde_json::json!({})));
-            let value = e.eval_rule(rule.clone()).map_err(|err| PolicyError::Rego {
-                path: origin.to_string(),
-                module: String::new(),
-                reason: format!("route {:?}: rule {rule}: {err}", r.id),
-            })?;
+                    reason: format!("route {:?}: rule {rule}: {err}", r.id),
+                })?;
             if let Err(kind) = rego::decision_shape(&value) {
                 return Err(PolicyError::Rego {
                     path: origin.to_string(),

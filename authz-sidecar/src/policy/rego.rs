@@ -19,6 +19,34 @@ use serde_json::Value as Json;
 #[path = "jwt_builtins.rs"]
 mod jwt_builtins;
 
+/// Engines holding the same modules, one per concurrent evaluation: an evaluation takes a free
+/// one (no clone of the engine per request, measured at most of a decision's cost), and only
+/// when all are busy clones one for itself.
+pub struct Engines {
+    pool: Vec<std::sync::Mutex<Engine>>,
+    /// Cloned (under a brief lock) when every engine of the pool is busy.
+    template: std::sync::Mutex<Engine>,
+}
+
+impl Engines {
+    pub fn new(engine: Engine) -> Self {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+        let pool = (0..n).map(|_| std::sync::Mutex::new(engine.clone())).collect();
+        Self { pool, template: std::sync::Mutex::new(engine) }
+    }
+
+    /// Runs `f` with an engine of its own.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Engine) -> Result<T, String>) -> Result<T, String> {
+        for slot in &self.pool {
+            if let Ok(mut engine) = slot.try_lock() {
+                return f(&mut engine);
+            }
+        }
+        let mut engine = self.template.lock().map_err(|_| "rego engine poisoned")?.clone();
+        f(&mut engine)
+    }
+}
+
 /// Why a module was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleError {
