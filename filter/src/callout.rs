@@ -12,9 +12,10 @@ use prost::Message;
 /// What the filter does with the sidecar's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CalloutVerdict {
-    /// Continue upstream after setting and removing these request headers. `record` is the
-    /// sidecar's audit record (an encoded `Struct`, possibly empty).
-    Allow { set: Vec<(String, String)>, remove: Vec<String>, record: Vec<u8> },
+    /// Continue upstream after setting and removing these request headers, and add `response`
+    /// to the response (a Rego decision's `response_headers_to_add`). `record` is the sidecar's
+    /// audit record (an encoded `Struct`, possibly empty).
+    Allow { set: Vec<(String, String)>, remove: Vec<String>, response: Vec<(String, String)>, record: Vec<u8> },
     /// Answer the client directly.
     Deny { status: u16, headers: Vec<(String, String)>, body: String, record: Vec<u8> },
     /// The sidecar could not be asked or did not answer sensibly: 503, never a pass.
@@ -98,9 +99,12 @@ pub fn interpret(grpc_status: u32, body: Option<&[u8]>) -> CalloutVerdict {
     let record = resp.dynamic_metadata;
     match (code, resp.http_response) {
         (0, Some(HttpResponse::OkResponse(ok))) => {
-            CalloutVerdict::Allow { set: pairs(&ok.headers), remove: ok.headers_to_remove, record }
+            // The trace id's echo is Envoy's own (the route's `response_headers_to_add`).
+            let mut response = pairs(&ok.response_headers_to_add);
+            response.retain(|(k, _)| k != "x-trace-id");
+            CalloutVerdict::Allow { set: pairs(&ok.headers), remove: ok.headers_to_remove, response, record }
         }
-        (0, None) => CalloutVerdict::Allow { set: Vec::new(), remove: Vec::new(), record },
+        (0, None) => CalloutVerdict::Allow { set: Vec::new(), remove: Vec::new(), response: Vec::new(), record },
         // An OK status with a denial body (or the reverse) is a broken server: fail closed.
         (0, Some(HttpResponse::DeniedResponse(_))) => CalloutVerdict::Unavailable,
         (_, Some(HttpResponse::DeniedResponse(d))) => {
@@ -168,7 +172,7 @@ mod tests {
             http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
                 headers: vec![hv("X-User-Id", "u1")],
                 headers_to_remove: vec!["x-user-roles".into()],
-                response_headers_to_add: vec![],
+                response_headers_to_add: vec![hv("x-trace-id", "t"), hv("x-policy", "yes")],
             })),
             dynamic_metadata: b"rec".to_vec(),
         };
@@ -177,6 +181,7 @@ mod tests {
             CalloutVerdict::Allow {
                 set: vec![("x-user-id".into(), "u1".into())],
                 remove: vec!["x-user-roles".into()],
+                response: vec![("x-policy".into(), "yes".into())],
                 record: b"rec".to_vec()
             }
         );

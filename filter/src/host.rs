@@ -19,6 +19,7 @@ pub trait Host {
     /// Sets (or with `None` removes every value of) a request header.
     fn set_request_header(&self, name: &str, value: Option<&str>);
     fn add_request_header(&self, name: &str, value: &str);
+    fn set_response_header(&self, name: &str, value: &str);
     fn request_body(&self, size: usize) -> Vec<u8>;
     fn request_trailers(&self) -> Vec<(String, Vec<u8>)>;
     fn remove_request_trailer(&self, name: &str);
@@ -61,6 +62,10 @@ impl Host for Envoy {
 
     fn add_request_header(&self, name: &str, value: &str) {
         let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
+    }
+
+    fn set_response_header(&self, name: &str, value: &str) {
+        let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
     }
 
     fn request_body(&self, size: usize) -> Vec<u8> {

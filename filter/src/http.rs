@@ -45,6 +45,9 @@ pub struct Http<H: Host = Envoy> {
     /// The matched rule's id and the credential's kind, for the audit record.
     rule: String,
     credential: &'static str,
+    /// Headers the sidecar's answer adds to the response (a Rego decision's
+    /// `response_headers_to_add`); empty for nearly every request.
+    response_headers: Vec<(String, String)>,
 }
 
 /// A denial for a compute request whose body is over `maxComputeBodyBytes`.
@@ -67,7 +70,17 @@ impl<H: Host> Http<H> {
             unknown_key_token: None,
             rule: String::new(),
             credential: "",
+            response_headers: Vec::new(),
         }
+    }
+
+    /// The response's headers: only what an allowing answer asked to add. Envoy calls into the
+    /// VM for this phase whether or not the filter acts, so an empty list costs nothing more.
+    pub fn on_response_headers(&mut self) -> Action {
+        for (name, value) in std::mem::take(&mut self.response_headers) {
+            self.host.set_response_header(&name, &value);
+        }
+        Action::Continue
     }
 
     /// Attaches this request's decision to Envoy's access log (filter state
@@ -217,7 +230,8 @@ impl<H: Host> Http<H> {
             _ => false,
         };
         match verdict {
-            CalloutVerdict::Allow { set, remove, .. } => {
+            CalloutVerdict::Allow { set, remove, response, .. } => {
+                self.response_headers = response;
                 if !forwarded {
                     self.record("allow", "ok", None, None);
                 }
@@ -425,5 +439,9 @@ impl HttpContext for Http<Envoy> {
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         self.on_trailers()
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.on_response_headers()
     }
 }

@@ -46,6 +46,8 @@ pub struct FakeState {
     pub properties: HashMap<Vec<String>, Vec<u8>>,
     pub resumed: bool,
     pub warnings: Vec<String>,
+    /// Headers set on the response.
+    pub response_headers: Vec<(String, String)>,
 }
 
 /// Cheap to clone: the clones share one state, so a test keeps one and gives one to the filter.
@@ -79,6 +81,12 @@ impl Host for FakeHost {
         if let Some(v) = value {
             s.headers.push((name.to_string(), v.as_bytes().to_vec()));
         }
+    }
+
+    fn set_response_header(&self, name: &str, value: &str) {
+        let mut s = self.0.borrow_mut();
+        s.response_headers.retain(|(k, _)| k != name);
+        s.response_headers.push((name.to_string(), value.to_string()));
     }
 
     fn add_request_header(&self, name: &str, value: &str) {

@@ -119,9 +119,8 @@ async fn conformance(mode: Mode) {
     assert_eq!(ok.status, 200, "{mode:?}");
     assert_eq!(ok.upstream("x-policy").as_str(), Some("checked"), "{mode:?}: {}", ok.json);
     assert!(ok.upstream("x-internal-debug").is_null(), "{mode:?}: {}", ok.json);
-    if mode == Mode::ExtAuthz {
-        assert_eq!(ok.header("x-policy-response"), Some("yes"), "response_headers_to_add");
-    }
+    assert_eq!(ok.header("x-policy-response"), Some("yes"), "{mode:?}: response_headers_to_add");
+    assert!(ok.header("x-trace-id").is_some_and(|t| !t.contains(',')), "{mode:?}: one trace id on the response");
     let no = status("/api/tools/object", a(&[])).await;
     assert_eq!((no.status, no.header("x-why")), (418, Some("teapot")), "{mode:?}");
     // The body of a compute request (parsed_body).
