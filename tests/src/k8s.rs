@@ -80,6 +80,8 @@ pub fn sidecar_config() -> String {
          jwt:\n  issuers: [{issuer}]\n  audiences: [{audience}]\n\
          publicPaths: [/health]\n\
          policyFile: /etc/authz/policy/policy.yaml\n\
+         # Sized for the Redis of 30-redis.yaml (640 MB, noeviction): about 100 MB of audit events.\n\
+         audit:\n  maxLen: 200000\n\
          log:\n  format: json\n  level: info\n",
         issuer = yaml_string(&env_or("JWT_ISSUER", "https://auth.dev.local")),
         audience = yaml_string(&env_or("JWT_AUDIENCE", "platform-gateway")),

@@ -10,6 +10,9 @@ use serde::Deserialize as _;
 
 use super::client::{bearer, get};
 
+#[path = "deploy/production.rs"]
+mod production;
+
 /// The Envoy configs in `envoy/` (every one a template the renderer fills).
 const ENVOY_CONFIGS: &[&str] = &["gateway.yaml", "gateway-ext-authz.yaml"];
 
