@@ -35,6 +35,8 @@ pub struct Metrics {
     pub revocation_resyncs: Counter,
     /// Revocation messages that could not be read.
     pub revocation_errors: Counter,
+    /// 1 while the revocation subscription is live (after its resync), else 0.
+    pub revocation_subscription_live: Gauge,
     /// Policy file reloads by `result` (ok, error).
     pub policy_reloads: Family<Labels, Counter>,
     /// Time spent in the `Check` handler (decoding to answer, without the gRPC transport).
@@ -74,6 +76,12 @@ impl Default for Metrics {
         registry.register("revocation_events", "Revocation facts received on pub/sub", revocation_events.clone());
         registry.register("revocation_resyncs", "Reloads of the stored revocation state", revocation_resyncs.clone());
         registry.register("revocation_errors", "Revocation messages that could not be read", revocation_errors.clone());
+        let revocation_subscription_live = Gauge::default();
+        registry.register(
+            "revocation_subscription_live",
+            "1 while the revocation subscription is live (after its resync), else 0",
+            revocation_subscription_live.clone(),
+        );
         registry.register("session_checks", "Session validations at the auth service", session_checks.clone());
         registry.register("checks", "ext_authz Check answers", checks.clone());
         registry.register("identity_cache", "Identity cache lookups", identity_cache.clone());
@@ -132,6 +140,7 @@ impl Default for Metrics {
             revocation_events,
             revocation_resyncs,
             revocation_errors,
+            revocation_subscription_live,
             policy_reloads,
             check_duration,
         }

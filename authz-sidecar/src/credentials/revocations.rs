@@ -85,11 +85,13 @@ impl RevocationHub {
         self.state
             .send_modify(|s| *s = Arc::new(RevocationState { version: s.version + 1, set, live: true, synced: true }));
         self.metrics.revocation_resyncs.inc();
+        self.metrics.revocation_subscription_live.set(1);
         info!(revocations = size, "revocations resynced from Redis");
         let _ = self.updates.send(Update::Full);
     }
 
     fn set_live(&self, live: bool) {
+        self.metrics.revocation_subscription_live.set(i64::from(live));
         self.state.send_if_modified(|s| {
             if s.live == live {
                 return false;

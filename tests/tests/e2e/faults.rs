@@ -244,6 +244,18 @@ async fn faults_under_load(mode: Mode) {
     load.enter("redis down");
     stack.stop_redis().await.unwrap();
     tokio::time::sleep(phase_time).await;
+    // Redis away keeps the sidecar ready (it decides with what it holds), and says so.
+    let ready =
+        stack.client.get(format!("http://127.0.0.1:{}/readyz", stack.ports.sidecar_admin)).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "a Redis restart must not take the pod out of the Service");
+    let detail: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(
+        (detail["redis"]["ready"].as_bool(), detail["revocations"]["live"].as_bool()),
+        (Some(false), Some(false)),
+        "{detail}"
+    );
+    let metrics = stack.sidecar_metrics().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "authz_revocation_subscription_live 0"), "{metrics}");
     let back = load.enter("redis back");
     stack.start_redis().await.unwrap();
     recovery.push((
