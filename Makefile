@@ -8,17 +8,21 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-wasip1
 WASM_PROFILE := wasm-release
 
-.PHONY: run test setup build wasm lint fmt clean fuzz
+.PHONY: run test setup build wasm lint fmt clean fuzz images
 
 run: build
 	$(CARGO) run -q -p authz-e2e --bin devstack -- $(ARGS)
 
-test: build lint
+test: build lint images
 	./scripts/test.sh
 	./scripts/fuzz.sh 10
 
 setup:
 	./scripts/setup.sh
+
+# Both container images (Docker, else buildah on an mmdebstrap base); `make test` smoke-tests them.
+images: setup
+	./scripts/images.sh
 
 wasm: setup
 	$(CARGO) build -p authz-filter --target $(WASM_TARGET) --profile $(WASM_PROFILE)

@@ -14,6 +14,7 @@ mod e2e {
     pub mod garbage;
     pub mod hostile;
     pub mod identity;
+    pub mod images;
     pub mod keys;
     pub mod nginx;
     pub mod observability;

@@ -80,7 +80,7 @@ pub async fn auth_endpoints_are_limited_per_client(stack: &Stack) {
 }
 
 /// Every object in `k8s/`, with the file it came from.
-fn manifests() -> Vec<(String, serde_yaml::Value)> {
+pub fn manifests() -> Vec<(String, serde_yaml::Value)> {
     let dir = paths::workspace().join("k8s");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -195,11 +195,11 @@ fn k8s_config_is_the_tested_config() {
 /// k8s/40-gateway.yaml): name and the keys they must hold.
 const EXTERNAL_SECRETS: &[(&str, &[&str])] = &[("authz-jwt", &["JWT_SECRET"])];
 
-fn str_of(v: &serde_yaml::Value) -> &str {
+pub fn str_of(v: &serde_yaml::Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
-fn seq(v: &serde_yaml::Value) -> &[serde_yaml::Value] {
+pub fn seq(v: &serde_yaml::Value) -> &[serde_yaml::Value] {
     v.as_sequence().map_or(&[], Vec::as_slice)
 }
 
