@@ -8,7 +8,8 @@
 //! (proxies in front of the gateway trusted to append to `X-Forwarded-For`, default 0),
 //! `IAM_HOST` / `IAM_PORT` (the auth service, default as the Deployment's `IAM_URL`), and `<SERVICE>_HOST` /
 //! `<SERVICE>_PORT` for the upstreams (default: the service names and ports of the
-//! architecture, resolved in the gateway's namespace).
+//! architecture, qualified with `PLATFORM_NAMESPACE`, default `platform`:
+//! `workbench.platform.svc.cluster.local`).
 
 use std::collections::BTreeMap;
 
@@ -59,11 +60,14 @@ pub fn envoy_vars() -> anyhow::Result<BTreeMap<&'static str, String>> {
     // The auth service, as the Deployment's IAM_URL names it.
     vars.insert("IAM_HOST", env_or("IAM_HOST", "auth-service.platform.svc.cluster.local"));
     vars.insert("IAM_PORT", env_or("IAM_PORT", "8000"));
+    // The services live in the platform's namespace, not the gateway's: a bare name would
+    // resolve in `authz-gateway` and every route would answer 503.
+    let platform = env_or("PLATFORM_NAMESPACE", "platform");
     for (cluster, name, port) in SERVICES {
         let upper = cluster.to_ascii_uppercase();
         let host_var: &'static str = Box::leak(format!("{upper}_HOST").into_boxed_str());
         let port_var: &'static str = Box::leak(format!("{upper}_PORT").into_boxed_str());
-        vars.insert(host_var, env_or(host_var, name));
+        vars.insert(host_var, env_or(host_var, &format!("{name}.{platform}.svc.cluster.local")));
         vars.insert(port_var, env_or(port_var, &port.to_string()));
     }
     Ok(vars)

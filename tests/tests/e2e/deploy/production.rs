@@ -80,3 +80,26 @@ fn redis_keeps_revocations_and_leases_under_its_memory_limit() {
     let sidecar: serde_yaml::Value = serde_yaml::from_str(str_of(&config["data"]["sidecar.yaml"])).unwrap();
     assert!(sidecar["audit"]["maxLen"].as_u64().is_some_and(|n| n <= 500_000), "{:?}", sidecar["audit"]);
 }
+
+#[test]
+fn every_upstream_is_named_in_its_own_namespace() {
+    let all = manifests();
+    let config = find(&all, "ConfigMap", "authz-envoy");
+    let envoy: serde_yaml::Value = serde_yaml::from_str(str_of(&config["data"]["envoy.yaml"])).unwrap();
+    let mut checked = 0;
+    for cluster in seq(&envoy["static_resources"]["clusters"]).iter().filter(|c| c["type"] == "STRICT_DNS") {
+        for endpoints in seq(&cluster["load_assignment"]["endpoints"]) {
+            for lb in seq(&endpoints["lb_endpoints"]) {
+                let host = str_of(&lb["endpoint"]["address"]["socket_address"]["address"]);
+                // A bare service name resolves in the gateway's namespace, not the service's.
+                assert!(
+                    host.ends_with(".svc.cluster.local"),
+                    "cluster {:?}: {host:?} is not namespace-qualified",
+                    cluster["name"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 7, "{checked} upstreams");
+}
