@@ -6,8 +6,9 @@
 //!
 //! nginx sends `$request_uri` as the client wrote it; Envoy never normalised it. So the path is
 //! brought to the form Envoy gives a filter (percent-encoded unreserved characters decoded,
-//! repeated slashes merged) and the path guard then refuses what an upstream could read
-//! differently, exactly as for a request that reaches Envoy itself.
+//! repeated slashes merged, an escaped `/` or `\` refused as Envoy's configuration never lets one
+//! through) and the path guard then refuses what an upstream could read differently, exactly
+//! as for a request that reaches Envoy itself.
 
 use crate::denial::Denial;
 use crate::path_guard::{PATH_CHARACTERS, PATH_ENCODING};
@@ -63,6 +64,12 @@ fn parse(uri: &[u8], method: Option<&[u8]>) -> Result<Original, Denial> {
         if b == b'%' {
             let hex = path.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
             let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else { return Err(PATH_ENCODING) };
+            // An escaped separator: Envoy's `path_with_escaped_slashes_action:
+            // UNESCAPE_AND_REDIRECT` never lets one reach a filter, and a framework behind nginx
+            // that decodes it would read another path than the policy: refused.
+            if v == b'/' || v == b'\\' {
+                return Err(PATH_CHARACTERS);
+            }
             // RFC 3986 §6.2.2.2: an escaped unreserved character is that character.
             if v.is_ascii_alphanumeric() || b"-._~".contains(&v) {
                 out.push(v);
@@ -115,7 +122,11 @@ mod tests {
     fn the_original_path_is_read_as_envoy_would_give_it() {
         assert_eq!(ok("//api///lims/admin"), "/api/lims/admin");
         assert_eq!(ok("/api/%6cims/%41dmin"), "/api/lims/Admin");
-        assert_eq!(ok("/api/lims%2Fadmin"), "/api/lims%2Fadmin", "an escaped separator stays escaped");
+        // An escaped separator is refused, not kept: a framework decoding it would read
+        // `/api/lims/admin` where the policy read one segment.
+        assert!(ask(VERIFY_PATH, Some("/api/lims%2Fadmin"), None).unwrap().is_err());
+        assert!(ask(VERIFY_PATH, Some("/api/lims%5cadmin"), None).unwrap().is_err());
+        assert_eq!(ok("/api/lims%3Aadmin"), "/api/lims%3Aadmin", "another reserved escape stays escaped");
         assert_eq!(ok("/api/tools?next=//x&y=%41"), "/api/tools?next=//x&y=%41", "the query is left alone");
         // What the path guard refuses next is left for it to refuse.
         assert_eq!(ok("/api/%2e%2e/admin"), "/api/../admin");

@@ -181,6 +181,7 @@ const ORIGINALS: &[(&str, &str)] = &[
     ("/api/tools/..;/admin", "GET"),
     ("/api/%zz", "GET"),
     ("/api/tools/x", "get"),
+    ("/api/tools%2F..%2Fadmin/users", "GET"),
 ];
 
 fn user_token() -> impl Strategy<Value = UserToken> {
@@ -213,7 +214,7 @@ fn req() -> impl Strategy<Value = Req> {
         prop::sample::select(TARGETS),
         credential(),
         prop::sample::select(&[0u8, 1, 1, 1, 2, 3, 4][..]),
-        prop::sample::select(&[0u8, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6][..]),
+        prop::sample::select(&[0u8, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7][..]),
     )
         .prop_map(|((method, path), credential, action, original)| Req {
             method,
