@@ -49,7 +49,7 @@ impl Policy {
         engines.with(|engine| {
             engine.set_input(regorus::Value::from(input));
             let value = engine.eval_rule(rule.to_string()).map_err(|e| e.to_string())?;
-            RegoDecision::of(&value)
+            RegoDecision::of(&value).map_err(|kind| format!("the decision is {kind}"))
         })
     }
 
@@ -127,7 +127,7 @@ pub fn parse(text: &str, origin: &str, known: &Known) -> Result<Policy, PolicyEr
                     module: String::new(),
                     reason: format!("route {:?}: rule {rule}: {err}", r.id),
                 })?;
-            if let Err(kind) = rego::decision_shape(&value) {
+            if let Err(kind) = RegoDecision::of(&value) {
                 return Err(PolicyError::Rego {
                     path: origin.to_string(),
                     module: String::new(),

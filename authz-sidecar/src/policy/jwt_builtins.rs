@@ -157,10 +157,12 @@ fn verified(token: &str, keys: &KeySet, alg: Option<Algorithm>) -> Option<(Json,
     v.validate_aud = false;
     v.required_spec_claims.clear();
     authz_core::crypto::ensure_provider();
-    let key = keys
+    // The first key that verifies gives the payload (one decode per key tried).
+    let payload = keys
         .candidates(header.kid.as_deref(), header.alg)
-        .find(|k| k.alg == header.alg && jsonwebtoken::decode::<Json>(token, &k.key, &v).is_ok())?;
-    let payload = jsonwebtoken::decode::<Json>(token, &key.key, &v).ok()?.claims;
+        .filter(|k| k.alg == header.alg)
+        .find_map(|k| jsonwebtoken::decode::<Json>(token, &k.key, &v).ok())?
+        .claims;
     let header: Json = serde_json::from_slice(&part(token, 0).ok()?).ok()?;
     Some((header, payload))
 }

@@ -85,17 +85,27 @@ pub struct RegoDecision {
 }
 
 impl RegoDecision {
+    /// The decision `value` makes; else the kind of value it is (`a string`, ...), for the
+    /// load-time check and the evaluation error alike.
     pub fn of(value: &regorus::Value) -> Result<Self, String> {
         if *value == regorus::Value::Undefined {
             return Ok(Self::default());
         }
-        let v = serde_json::to_value(value).map_err(|e| e.to_string())?;
-        let o = match v {
-            Json::Bool(allowed) => return Ok(Self { allowed, ..Self::default() }),
-            Json::Object(o) => o,
-            other => return Err(format!("the decision is not a boolean or an object: {other}")),
+        let kind = |k: &str| Err(k.to_string());
+        let o = match serde_json::to_value(value) {
+            Ok(Json::Bool(allowed)) => return Ok(Self { allowed, ..Self::default() }),
+            Ok(Json::Object(o)) => o,
+            Ok(Json::String(_)) => return kind("a string"),
+            Ok(Json::Number(_)) => return kind("a number"),
+            Ok(Json::Array(_)) => return kind("an array or a set"),
+            Ok(Json::Null) => return kind("null"),
+            Err(_) => return kind("a value that is not JSON"),
         };
-        let allowed = o.get("allowed").and_then(Json::as_bool).ok_or("the decision object has no boolean `allowed`")?;
+        let allowed = match o.get("allowed") {
+            Some(Json::Bool(b)) => *b,
+            Some(_) => return kind("an object whose `allowed` is not a boolean"),
+            None => return kind("an object without `allowed`"),
+        };
         // A header a policy sets must be one HTTP can carry (names lower-cased, values without
         // control characters); anything else is left out rather than sent broken.
         let pairs = |key: &str| -> Vec<(String, String)> {
@@ -128,22 +138,6 @@ impl RegoDecision {
             status: status.filter(|s| (300..600).contains(s)),
             body: o.get("body").and_then(Json::as_str).map(str::to_string),
         })
-    }
-}
-
-/// Whether `value` has the shape of a decision (a boolean, an object whose `allowed` is a
-/// boolean, or undefined); else the kind it has.
-pub fn decision_shape(value: &regorus::Value) -> Result<(), &'static str> {
-    match serde_json::to_value(value) {
-        _ if *value == regorus::Value::Undefined => Ok(()),
-        Ok(Json::Bool(_)) => Ok(()),
-        Ok(Json::Object(o)) if o.get("allowed").is_none_or(Json::is_boolean) => Ok(()),
-        Ok(Json::Object(_)) => Err("an object whose `allowed` is not a boolean"),
-        Ok(Json::String(_)) => Err("a string"),
-        Ok(Json::Number(_)) => Err("a number"),
-        Ok(Json::Array(_)) => Err("an array or a set"),
-        Ok(Json::Null) => Err("null"),
-        Err(_) => Err("a value that is not JSON"),
     }
 }
 
