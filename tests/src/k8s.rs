@@ -24,6 +24,8 @@ pub const WASM_PATH: &str = "/var/lib/authz/wasm/authz_filter.wasm";
 pub const SIDECAR_SOCKET: &str = "/run/authz/sidecar.sock";
 /// Envoy's `/stats/prometheus` listener in the pod.
 pub const STATS_PORT: u16 = 9902;
+/// The sidecar's admin port (`/healthz`, `/readyz`, `/metrics`, the lease API).
+pub const SIDECAR_ADMIN_PORT: u16 = 9192;
 /// The generated file, relative to the workspace.
 pub const CONFIG_FILE: &str = "k8s/20-config.yaml";
 
@@ -57,6 +59,9 @@ pub fn envoy_vars() -> anyhow::Result<BTreeMap<&'static str, String>> {
     // the pod's containers can open.
     vars.insert("SIDECAR_ADDRESS", crate::stack::pipe_address(std::path::Path::new(SIDECAR_SOCKET)));
     vars.insert("XFF_TRUSTED_HOPS", env_or("XFF_TRUSTED_HOPS", "0"));
+    // The lease API's route reaches the sidecar's admin port inside the pod.
+    vars.insert("SIDECAR_ADMIN_HOST", "127.0.0.1".into());
+    vars.insert("SIDECAR_ADMIN_PORT", SIDECAR_ADMIN_PORT.to_string());
     // The auth service, as the Deployment's IAM_URL names it.
     vars.insert("IAM_HOST", env_or("IAM_HOST", "auth-service.platform.svc.cluster.local"));
     vars.insert("IAM_PORT", env_or("IAM_PORT", "8000"));
@@ -80,7 +85,7 @@ pub fn sidecar_config() -> String {
         "# authz-sidecar in the gateway pod (every key: authz-sidecar/config.example.yaml).\n\
          # IAM_URL, REDIS_URL and JWT_SECRET come from the Deployment's environment.\n\
          grpcListen: \"unix:{socket}\"\n\
-         adminListen: 0.0.0.0:9192\n\
+         adminListen: 0.0.0.0:{admin}\n\
          jwt:\n  issuers: [{issuer}]\n  audiences: [{audience}]\n\
          publicPaths: [/health]\n\
          policyFile: /etc/authz/policy/policy.yaml\n\
@@ -90,6 +95,7 @@ pub fn sidecar_config() -> String {
         issuer = yaml_string(&env_or("JWT_ISSUER", "https://auth.dev.local")),
         audience = yaml_string(&env_or("JWT_AUDIENCE", "platform-gateway")),
         socket = SIDECAR_SOCKET,
+        admin = SIDECAR_ADMIN_PORT,
     )
 }
 

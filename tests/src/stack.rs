@@ -89,12 +89,13 @@ impl Stack {
             sidecar: None,
             envoy: None,
         };
-        // The shipped policy's first two rules (`authz-sidecar/policy.example.yaml`), unless the
+        // The shipped policy's first three rules (`authz-sidecar/policy.example.yaml`), unless the
         // test's routes carry them already (the example policy itself), then the test's.
         let theirs: Vec<serde_json::Value> = stack.opts.routes.as_array().into_iter().flatten().cloned().collect();
         let mut routes: Vec<serde_json::Value> = [
             serde_json::json!({"id": "auth-verify", "path": "/auth/verify"}),
             serde_json::json!({"id": "auth-service", "prefix": "/auth", "public": true}),
+            serde_json::json!({"id": "quota-leases", "prefix": "/quota/v1/leases", "serviceOnly": true, "forwardCredential": true}),
         ]
         .into_iter()
         .filter(|r| !theirs.iter().any(|t| t["id"] == r["id"]))
@@ -260,6 +261,8 @@ impl Stack {
         vars.insert("ROUTE_TIMEOUT", format!("{timeout}s"));
         vars.insert("SIDECAR_ADDRESS", pipe_address(&self.sidecar_socket("sidecar")));
         vars.insert("XFF_TRUSTED_HOPS", "0".into());
+        vars.insert("SIDECAR_ADMIN_HOST", "127.0.0.1".into());
+        vars.insert("SIDECAR_ADMIN_PORT", self.ports.sidecar_admin.to_string());
         // The auth stand-in serves the auth service's own endpoints (`/auth/*`) too.
         let iam = self.auth.addr;
         vars.insert("IAM_HOST", iam.ip().to_string());

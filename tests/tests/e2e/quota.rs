@@ -183,6 +183,28 @@ pub async fn leases_through_the_gateway(stack: &mut Stack) {
     assert_eq!(admin_post(stack, &path, Some(&service("tes"))).await.0, 404, "already released");
     assert_eq!(submit(stack, &alice, 2, &[]).await.status, 200, "the released GPUs are free again");
 
+    // The same API through the gateway, as a compute service in the cluster calls it (the
+    // admin port is not reachable from the mesh): the shipped `quota-leases` rule admits
+    // service tokens only, then the sidecar checks the token again.
+    let held = six.upstream("x-quota-lease").as_str().unwrap_or_default().to_string();
+    let renew = format!("/quota/v1/leases/{held}/renew");
+    let release = format!("/quota/v1/leases/{held}/release");
+    let json = [("content-type", "application/json")];
+    assert_eq!(post(stack, &renew, &json, r#"{"ttlSeconds": 30}"#).await.status, 401, "no token");
+    let r = post(stack, &renew, &[("authorization", &alice), json[0]], r#"{"ttlSeconds": 30}"#).await;
+    assert_eq!((r.status, r.error()), (403, "service_only"), "a user is refused at the gateway: {}", r.json);
+    let tes = service("tes");
+    let r = post(stack, &renew, &[("authorization", &tes), json[0]], r#"{"ttlSeconds": 30}"#).await;
+    assert_eq!((r.status, &r.json["found"]), (200, &json!(true)), "{}", r.json);
+    assert!(r.json["expiresAtMs"].as_u64().is_some_and(|ms| ms > 0), "{}", r.json);
+    assert!(r.headers.contains_key("x-trace-id"), "answered through the gateway");
+    let r = post(stack, &release, &[("authorization", &tes)], "").await;
+    assert_eq!((r.status, &r.json["found"]), (200, &json!(true)), "{}", r.json);
+    assert_eq!(post(stack, &release, &[("authorization", &tes)], "").await.status, 404, "already released");
+    // Only the lease API: the rest of the admin port stays in the pod.
+    assert_eq!(get(stack, "/metrics", &[("authorization", &tes)]).await.status, 404);
+    assert_eq!(get(stack, "/quota/v1/leases/../../metrics", &[("authorization", &tes)]).await.status, 404);
+
     // Redis down: compute requests fail closed, everything else is served, audit drops count.
     stack.stop_redis().await.unwrap();
     let r = submit(stack, &alice, 1, &[]).await;

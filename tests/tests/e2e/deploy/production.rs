@@ -103,3 +103,35 @@ fn every_upstream_is_named_in_its_own_namespace() {
     }
     assert!(checked >= 7, "{checked} upstreams");
 }
+
+#[test]
+fn compute_services_reach_the_lease_api_through_the_gateway_and_only_with_a_service_token() {
+    let all = manifests();
+    let config = find(&all, "ConfigMap", "authz-envoy");
+    let envoy: serde_yaml::Value = serde_yaml::from_str(str_of(&config["data"]["envoy.yaml"])).unwrap();
+    let listener = seq(&envoy["static_resources"]["listeners"]).iter().find(|l| l["name"] == "gateway").unwrap();
+    let hcm = &listener["filter_chains"][0]["filters"][0]["typed_config"];
+    let routes = seq(&hcm["route_config"]["virtual_hosts"][0]["routes"]);
+    let lease = routes.iter().find(|r| r["name"] == "quota_leases").expect("no quota_leases route");
+    assert_eq!(str_of(&lease["match"]["path_separated_prefix"]), "/quota/v1/leases");
+    // Its cluster is the sidecar's admin port inside the pod.
+    let cluster_name = str_of(&lease["route"]["cluster"]);
+    let cluster = seq(&envoy["static_resources"]["clusters"]).iter().find(|c| c["name"] == cluster_name).unwrap();
+    let address =
+        &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
+    let pod = &find(&all, "Deployment", "authz-gateway")["spec"]["template"]["spec"];
+    let admin =
+        seq(&container(pod, "sidecar")["ports"]).iter().find(|p| p["name"] == "admin").unwrap()["containerPort"]
+            .as_u64();
+    assert_eq!((str_of(&address["address"]), address["port_value"].as_u64()), ("127.0.0.1", admin));
+    // The shipped policy admits service tokens only there, and passes the token on for the
+    // sidecar to check again.
+    let sidecar = find(&all, "ConfigMap", "authz-sidecar");
+    let policy: serde_yaml::Value = serde_yaml::from_str(str_of(&sidecar["data"]["policy.yaml"])).unwrap();
+    let rule = seq(&policy["routes"]).iter().find(|r| r["prefix"] == "/quota/v1/leases").expect("no lease rule");
+    assert_eq!((rule["serviceOnly"].as_bool(), rule["forwardCredential"].as_bool()), (Some(true), Some(true)));
+    assert!(rule["public"].is_null() && rule["methods"].is_null(), "{rule:?}");
+    // The mesh reaches it on the gateway's port, like every route.
+    let mesh = find(&all, "NetworkPolicy", "gateway-from-mesh");
+    assert_eq!(mesh["spec"]["ingress"][0]["ports"][0]["port"].as_u64(), Some(8080));
+}
