@@ -25,7 +25,7 @@ use crate::auth_standin::{self, AuthStandin};
 use crate::render::{render, yaml_string};
 use crate::tokens::{AUDIENCE, DEV_JWT_SECRET, ISSUER};
 use crate::{echo, paths};
-use redis_server::redis_url_of;
+use redis_server::redis_url_with;
 
 pub struct Stack {
     pub opts: Options,
@@ -63,7 +63,11 @@ impl Stack {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
         let cluster_ports =
             if opts.redis_cluster { vec![opts.ports.redis, free_port()?, free_port()?] } else { Vec::new() };
-        let redis_url = redis_url_of(opts.ports.redis, &cluster_ports);
+        anyhow::ensure!(
+            !(opts.redis_cluster && opts.redis_password.is_some()),
+            "redis_password is for one Redis, not a cluster"
+        );
+        let redis_url = redis_url_with(opts.ports.redis, &cluster_ports, opts.redis_password.as_deref());
         let auth = auth_standin::spawn(SocketAddr::from(([127, 0, 0, 1], opts.ports.auth)), Some(&redis_url)).await?;
         let mut ports = opts.ports.clone();
         ports.auth = auth.addr.port();
@@ -167,7 +171,7 @@ impl Stack {
             socket = self.sidecar_socket(name).display(),
             policy = self.policy_path().display(),
             iam = self.auth.url(),
-            redis = self.redis_url(),
+            redis = self.sidecar_redis_url(),
             cluster = self.opts.redis_cluster,
         );
         text.push_str(&self.opts.sidecar_extra);
@@ -204,7 +208,17 @@ impl Stack {
                 cmd.env("JWT_SECRET", DEV_JWT_SECRET).env_remove("JWT_SECRET_FILE");
             }
         }
-        cmd.env_remove("IAM_URL").env_remove("REDIS_URL");
+        cmd.env_remove("IAM_URL").env_remove("REDIS_URL").env_remove("REDIS_PASSWORD");
+        match &self.opts.redis_password {
+            Some(password) => {
+                let file = self.dir().join("redis-password");
+                std::fs::write(&file, format!("{password}\n"))?;
+                cmd.env("REDIS_PASSWORD_FILE", &file);
+            }
+            None => {
+                cmd.env_remove("REDIS_PASSWORD_FILE");
+            }
+        }
         let mut child = spawn_logged(cmd, &log)?;
         let url = format!("http://127.0.0.1:{admin}/readyz");
         let client = self.client.clone();

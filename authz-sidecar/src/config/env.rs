@@ -1,5 +1,5 @@
 //! The environment on top of the file: the platform's variables (`IAM_URL`, `REDIS_URL`,
-//! `JWT_SECRET`, ...) and the secrets that are only ever read from the environment or from a
+//! `REDIS_PASSWORD`, `JWT_SECRET`, ...) and the secrets that are only ever read from the environment or from a
 //! file it names.
 
 use super::{Config, ConfigError, LogFormat};
@@ -55,6 +55,25 @@ fn hmac_secret(env: &dyn Env) -> Result<Option<Vec<u8>>, ConfigError> {
         .map_err(|e| ConfigError::Invalid { field, reason: format!("the base64: value does not decode ({e})") })
 }
 
+/// Every seed URL of `redis_url` with `password` in it (percent-encoded, as the redis crate
+/// decodes it), so the URL itself never has to carry a Secret. A URL that already names a
+/// password is refused rather than one of the two silently winning.
+fn with_redis_password(redis_url: &str, password: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { field: "REDIS_PASSWORD", reason };
+    let mut out = Vec::new();
+    for seed in crate::backend::redis_conn::seeds(redis_url) {
+        let mut url = reqwest::Url::parse(seed)
+            .map_err(|e| invalid(format!("the Redis URL {} does not parse ({e})", super::redact_url(seed))))?;
+        if url.password().is_some() {
+            return Err(invalid(format!("the Redis URL {} carries a password too; use one", super::redact_url(seed))));
+        }
+        url.set_password(Some(password))
+            .map_err(|()| invalid(format!("the Redis URL {seed} has no host to authenticate to")))?;
+        out.push(url.to_string());
+    }
+    Ok(out.join(","))
+}
+
 /// Environment variables read on top of the file. Passed in (not read here) so tests are pure.
 pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
@@ -85,6 +104,9 @@ impl Config {
         }
         if let Some(v) = env.var("REDIS_URL") {
             self.redis_url = v;
+        }
+        if let Some(password) = secret_from_env(env, "REDIS_PASSWORD", "REDIS_PASSWORD_FILE")? {
+            self.redis_url = with_redis_password(&self.redis_url, &password)?;
         }
         if let Some(v) = env.var("REDIS_CLUSTER") {
             self.redis_cluster = match v.as_str() {

@@ -36,6 +36,36 @@ fn env_overrides_file_and_secret_is_redacted() {
 }
 
 #[test]
+fn redis_password_goes_into_every_seed_and_never_into_logs() {
+    let file = std::env::temp_dir().join(format!("authz-redis-password-{}", std::process::id()));
+    std::fs::write(&file, "p@ss/wörd:1\n").unwrap();
+    let path: &'static str = Box::leak(file.display().to_string().into_boxed_str());
+    let yaml = "iamUrl: http://a\nredisUrl: redis://r1:6379/0\n";
+    let cfg = Config::from_yaml(yaml, "t", &env(&[("REDIS_PASSWORD_FILE", path)])).unwrap();
+    let info = redis::IntoConnectionInfo::into_connection_info(cfg.redis_url.as_str()).unwrap();
+    assert_eq!(info.redis_settings().password(), Some("p@ss/wörd:1"), "{}", cfg.redacted_redis_url());
+    assert!(!format!("{cfg:?}").contains("p%40ss"), "{cfg:?}");
+    // A cluster's seeds all get it; the environment's REDIS_URL is the one amended.
+    let cfg = Config::from_yaml(
+        yaml,
+        "t",
+        &env(&[("REDIS_URL", "redis://a:1,redis://b:2"), ("REDIS_CLUSTER", "true"), ("REDIS_PASSWORD", "pw")]),
+    )
+    .unwrap();
+    assert_eq!(cfg.redis_url, "redis://:pw@a:1,redis://:pw@b:2");
+    // Two passwords, both ways of giving one, or no host: refused, without the secret.
+    for (pairs, reason) in [
+        (vec![("REDIS_URL", "redis://:other@r:1"), ("REDIS_PASSWORD", "pw")], "carries a password too"),
+        (vec![("REDIS_PASSWORD", "pw"), ("REDIS_PASSWORD_FILE", path)], "REDIS_PASSWORD is set too"),
+        (vec![("REDIS_URL", "redis+unix:///run/redis.sock"), ("REDIS_PASSWORD", "pw")], "no host"),
+    ] {
+        let err = Config::from_yaml(yaml, "t", &env(&pairs)).unwrap_err().to_string();
+        assert!(err.contains(reason) && !err.contains("other"), "{pairs:?}: {err}");
+    }
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
 fn errors_name_the_field() {
     let base = "iamUrl: http://a\nredisUrl: redis://r\n";
     let cases = [

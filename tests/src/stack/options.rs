@@ -60,6 +60,10 @@ pub struct Options {
     /// The sidecar finds its keys by OpenID Connect discovery at the auth stand-in
     /// (`jwks.discovery`) instead of its JWKS path.
     pub jwks_discovery: bool,
+    /// Redis requires this password (`--requirepass`, as `k8s/30-redis.yaml` runs it); the
+    /// sidecar reads it from a file (`REDIS_PASSWORD_FILE`), its `redisUrl` stays without it.
+    /// One Redis only, not with `redis_cluster`.
+    pub redis_password: Option<String>,
     /// More lines of the sidecar's `jwt:` block (indented two spaces), e.g. `claimToHeaders`.
     pub jwt_extra: String,
 }
@@ -81,6 +85,7 @@ impl Options {
             redis_cluster: false,
             record_upstream: false,
             hmac_secret_file: None,
+            redis_password: None,
             jwks_discovery: false,
             jwt_extra: String::new(),
         })

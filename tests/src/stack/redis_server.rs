@@ -17,6 +17,9 @@ impl Stack {
         cmd.args(["--bind", "127.0.0.1", "--port", &self.ports.redis.to_string(), "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir());
+        if let Some(password) = &self.opts.redis_password {
+            cmd.args(["--requirepass", password]);
+        }
         let mut child = spawn_logged(cmd, &log)?;
         let port = self.ports.redis;
         wait_until("redis-server", Duration::from_secs(10), &log, &mut child, || async move {
@@ -27,8 +30,15 @@ impl Stack {
         Ok(())
     }
 
-    /// The Redis URL the sidecar and the auth stand-in use (a cluster: its nodes, comma-separated).
+    /// The Redis URL the auth stand-in and the tests use (a cluster: its nodes, comma-separated),
+    /// with the password when Redis has one.
     pub fn redis_url(&self) -> String {
+        redis_url_with(self.ports.redis, &self.cluster_ports, self.opts.redis_password.as_deref())
+    }
+
+    /// The URL in the sidecar's configuration: never with the password, which the sidecar
+    /// reads from its own file.
+    pub(super) fn sidecar_redis_url(&self) -> String {
         redis_url_of(self.ports.redis, &self.cluster_ports)
     }
 
@@ -86,6 +96,14 @@ impl Stack {
             c.kill().await?;
         }
         Ok(())
+    }
+}
+
+pub(super) fn redis_url_with(port: u16, cluster_ports: &[u16], password: Option<&str>) -> String {
+    let url = redis_url_of(port, cluster_ports);
+    match password {
+        Some(p) => url.replace("redis://", &format!("redis://:{p}@")),
+        None => url,
     }
 }
 

@@ -193,7 +193,7 @@ fn k8s_config_is_the_tested_config() {
 
 /// Secrets the manifests use but must not contain (created by the operator, see
 /// k8s/40-gateway.yaml): name and the keys they must hold.
-const EXTERNAL_SECRETS: &[(&str, &[&str])] = &[("authz-jwt", &["JWT_SECRET"])];
+const EXTERNAL_SECRETS: &[(&str, &[&str])] = &[("authz-jwt", &["JWT_SECRET"]), ("authz-redis", &["REDIS_PASSWORD"])];
 
 pub fn str_of(v: &serde_yaml::Value) -> &str {
     v.as_str().unwrap_or("")

@@ -13,8 +13,15 @@ async fn start(mode: Mode) -> Stack {
     let mut opts = Options::test(mode).unwrap();
     // Fail closed the moment the control stream is lost (see the README's trade-off).
     opts.filter_config_override = Some(serde_json::json!({ "revocationStaleAfter": "0s" }));
+    // The wasm mode's Redis requires a password, as the shipped manifests run it: the
+    // subscription, the resync and every write authenticate (`REDIS_PASSWORD_FILE`).
+    if mode == Mode::Wasm {
+        opts.redis_password = Some(REDIS_PASSWORD.into());
+    }
     Stack::start(opts).await.unwrap()
 }
+
+const REDIS_PASSWORD: &str = "revocation-test-redis-password";
 
 /// One request on a fresh connection (so Envoy may place it on any worker).
 async fn fresh(stack: &Stack, path: &str, auth: (&str, &str)) -> (u16, Value) {
@@ -144,7 +151,7 @@ pub async fn lost_message(stack: &mut Stack) {
     assert_eq!(fresh(stack, "/api/tools/r", ("authorization", &auth2)).await.0, 200);
     let r2 = Revocation::Session { sid: c2["sid"].as_str().unwrap().into(), expires_at: tokens::now() + 900 };
     stack.auth.state.revoke(&r2, false).await.unwrap();
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}", stack.ports.redis)).unwrap();
+    let client = redis::Client::open(stack.redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let killed: i64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut conn).await.unwrap();
     assert!(killed >= 1, "the sidecar held a pub/sub connection");
@@ -220,6 +227,13 @@ async fn revocation_through_the_wasm_filter() {
     revoked_api_key(&stack).await;
     lost_message(&mut stack).await;
     sidecar_restart_under_traffic(&mut stack).await;
+    // Redis refuses anyone without the password; the sidecar's log never shows it.
+    let anonymous = redis::Client::open(format!("redis://127.0.0.1:{}", stack.ports.redis)).unwrap();
+    let mut conn = anonymous.get_multiplexed_async_connection().await.unwrap();
+    let refused: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("NOAUTH")), "Redis without a password?");
+    let log = std::fs::read_to_string(stack.dir().join("sidecar.log")).unwrap();
+    assert!(log.contains("redis") && !log.contains(REDIS_PASSWORD), "the sidecar's log shows the Redis password");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,23 +62,112 @@ fn the_gateway_scales_drains_spreads_and_can_be_scraped() {
     assert_eq!(str_of(&monitoring["authz-gateway/monitoring"]), "true");
 }
 
+/// The Redis container's shell script (`sh -c`), its arguments as words, and its probe.
+fn redis_script(all: &[(String, serde_yaml::Value)]) -> (String, String) {
+    let redis = find(all, "StatefulSet", "redis");
+    let c = container(&redis["spec"]["template"]["spec"], "redis");
+    let command: Vec<&str> = seq(&c["command"]).iter().map(str_of).collect();
+    assert_eq!(command, ["sh", "-c"]);
+    let script = str_of(&seq(&c["args"])[0]).to_string();
+    let probe: Vec<&str> = seq(&c["readinessProbe"]["exec"]["command"]).iter().map(str_of).collect();
+    assert_eq!(&probe[..2], ["sh", "-c"]);
+    assert_eq!(c["livenessProbe"]["exec"], c["readinessProbe"]["exec"]);
+    (script, probe[2].to_string())
+}
+
 #[test]
 fn redis_keeps_revocations_and_leases_under_its_memory_limit() {
     let all = manifests();
     let redis = find(&all, "StatefulSet", "redis");
     let c = container(&redis["spec"]["template"]["spec"], "redis");
-    let args: Vec<&str> = seq(&c["args"]).iter().map(str_of).collect();
+    let (script, _) = redis_script(&all);
+    let args: Vec<&str> = script.split_whitespace().collect();
     assert_eq!(flag(&args, "--maxmemory-policy"), Some("noeviction"), "revocations and leases must never be evicted");
     let maxmemory = flag(&args, "--maxmemory").and_then(|m| m.strip_suffix("mb")).and_then(|m| m.parse::<u64>().ok());
     assert!(maxmemory.is_some_and(|m| m < 1024), "maxmemory below the 1 GiB limit, with room for the AOF fork");
     assert_eq!(str_of(&c["resources"]["limits"]["memory"]), "1Gi");
+    assert_eq!(flag(&args, "--appendonly"), Some("yes"));
     // The StatefulSet's Service is headless.
     let service = find(&all, "Service", str_of(&redis["spec"]["serviceName"]));
     assert_eq!(str_of(&service["spec"]["clusterIP"]), "None");
+    // A voluntary eviction waits for an operator (one replica).
+    let pdb = find(&all, "PodDisruptionBudget", "redis");
+    assert_eq!(pdb["spec"]["maxUnavailable"].as_u64(), Some(0));
+    assert_eq!(pdb["spec"]["selector"]["matchLabels"], redis["spec"]["selector"]["matchLabels"]);
     // The audit stream is sized for it.
     let config = find(&all, "ConfigMap", "authz-sidecar");
     let sidecar: serde_yaml::Value = serde_yaml::from_str(str_of(&config["data"]["sidecar.yaml"])).unwrap();
     assert!(sidecar["audit"]["maxLen"].as_u64().is_some_and(|n| n <= 500_000), "{:?}", sidecar["audit"]);
+}
+
+/// The manifest's own Redis script and probe, run with Debian's redis-server and `sh` (the
+/// image's are Alpine's; the script is POSIX sh), the Secret as the file the pod mounts: Redis
+/// requires the password, does not show it in its command line, and the probe passes only
+/// with it. The sidecar gets the same Secret as a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_requires_the_password_from_its_secret() {
+    let all = manifests();
+    let (script, probe) = redis_script(&all);
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, data) = (dir.path().join("secret"), dir.path().join("data"));
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    let password = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    std::fs::write(secret.join("REDIS_PASSWORD"), format!("{password}\n")).unwrap();
+    let port = authz_e2e::stack::free_port().unwrap();
+    let local = |text: &str| {
+        text.replace("/etc/redis/secret", &secret.display().to_string())
+            .replace("--dir /data", &format!("--dir {}", data.display()))
+            .replace(
+                "exec redis-server",
+                &format!("exec {} --bind 127.0.0.1 --port {port}", authz_e2e::paths::redis_server().display()),
+            )
+            .replace("redis-cli", &format!("{} -p {port}", authz_e2e::paths::redis_cli().display()))
+    };
+    let mut server =
+        tokio::process::Command::new("sh").arg("-c").arg(local(&script)).kill_on_drop(true).spawn().unwrap();
+    let probe_passes = |probe: String| async move {
+        tokio::process::Command::new("sh").arg("-c").arg(probe).status().await.unwrap().success()
+    };
+    let start = std::time::Instant::now();
+    while !probe_passes(local(&probe)).await {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "the readiness probe never passed");
+        assert!(server.try_wait().unwrap().is_none(), "redis-server exited");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let anonymous = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut conn = anonymous.get_multiplexed_async_connection().await.unwrap();
+    let refused: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("NOAUTH")));
+    let with = redis::Client::open(format!("redis://:{password}@127.0.0.1:{port}")).unwrap();
+    let mut conn = with.get_multiplexed_async_connection().await.unwrap();
+    let policy: Vec<String> =
+        redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query_async(&mut conn).await.unwrap();
+    assert_eq!(policy[1], "noeviction");
+    let pid = server.id().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(password), "the password is in Redis's command line");
+    // A wrong password fails the probe.
+    std::fs::write(secret.join("REDIS_PASSWORD"), "wrong\n").unwrap();
+    assert!(!probe_passes(local(&probe)).await, "the probe passed with a wrong password");
+    let _ = server.kill().await;
+
+    // The sidecar reads the same Secret as a file.
+    let pod = &find(&all, "Deployment", "authz-gateway")["spec"]["template"]["spec"];
+    let sidecar = container(pod, "sidecar");
+    let env = seq(&sidecar["env"]).iter().find(|e| e["name"] == "REDIS_PASSWORD_FILE").expect("REDIS_PASSWORD_FILE");
+    let file = std::path::Path::new(str_of(&env["value"]));
+    let mount = seq(&sidecar["volumeMounts"])
+        .iter()
+        .find(|m| file.parent() == Some(std::path::Path::new(str_of(&m["mountPath"]))))
+        .expect("REDIS_PASSWORD_FILE is not in a mounted volume");
+    let volume = seq(&pod["volumes"]).iter().find(|v| v["name"] == mount["name"]).unwrap();
+    let redis_volume = seq(&find(&all, "StatefulSet", "redis")["spec"]["template"]["spec"]["volumes"])
+        .iter()
+        .find(|v| v["name"] == "password")
+        .unwrap();
+    assert_eq!(volume["secret"], redis_volume["secret"], "the sidecar and Redis read one Secret");
+    assert!(!str_of(&seq(&sidecar["env"]).iter().find(|e| e["name"] == "REDIS_URL").unwrap()["value"]).contains('@'));
 }
 
 #[test]
