@@ -1,15 +1,18 @@
 //! The Kubernetes ConfigMaps, generated from the files the tests run: `envoy/gateway.yaml`
-//! and `envoy/filter.json` rendered with the in-cluster values below, and the sidecar's example
+//! and `envoy/filter.json` rendered with the cluster's values, and the sidecar's example
 //! policy verbatim. `k8s/20-config.yaml` is this module's output, committed; a test fails when
 //! it differs from a fresh generation (`cargo run -p authz-e2e --bin gen-k8s` rewrites it).
 //!
-//! In-cluster values can be changed at generation time through the environment:
-//! `ROUTE_TIMEOUT` (seconds, default 15), `JWT_ISSUER`, `JWT_AUDIENCE`, `XFF_TRUSTED_HOPS`
-//! (proxies in front of the gateway trusted to append to `X-Forwarded-For`, default 0),
-//! `IAM_HOST` / `IAM_PORT` (the auth service, default as the Deployment's `IAM_URL`), and `<SERVICE>_HOST` /
-//! `<SERVICE>_PORT` for the upstreams (default: the service names and ports of the
-//! architecture, qualified with `PLATFORM_NAMESPACE`, default `platform`:
-//! `workbench.platform.svc.cluster.local`).
+//! The cluster's values come from the environment, else from [`VALUES_FILE`]
+//! (`k8s/cluster.env`, `NAME=value` lines). Four have no default and are refused when they
+//! name a development or reserved host (`localhost`, loopback, `*.local` outside
+//! `svc.cluster.local`, RFC 2606's `example.*`, `.test`, `.invalid`): `JWT_ISSUER` (the `iss`
+//! the auth service writes), `JWT_AUDIENCE`, `IAM_URL` (the auth service as the gateway reaches
+//! it; the Deployment's `IAM_URL` must be the same, a test checks) and `PLATFORM_NAMESPACE`
+//! (where the services live: upstreams are `<service>.<namespace>.svc.cluster.local`). The others
+//! default: `ROUTE_TIMEOUT` (seconds, 15), `XFF_TRUSTED_HOPS` (proxies in front of the gateway
+//! trusted to append to `X-Forwarded-For`, 0), and `<SERVICE>_HOST` / `<SERVICE>_PORT` per
+//! upstream (the architecture's service names and ports in `PLATFORM_NAMESPACE`).
 
 use std::collections::BTreeMap;
 
@@ -29,17 +32,105 @@ pub const SIDECAR_ADMIN_PORT: u16 = 9192;
 /// The generated file, relative to the workspace.
 pub const CONFIG_FILE: &str = "k8s/20-config.yaml";
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+/// The cluster's values, relative to the workspace (see the module's docs).
+pub const VALUES_FILE: &str = "k8s/cluster.env";
+
+/// The values without a default.
+pub const REQUIRED: &[&str] = &["JWT_ISSUER", "JWT_AUDIENCE", "IAM_URL", "PLATFORM_NAMESPACE"];
+
+/// A value from the environment (the process's, or a test's).
+pub type Env = Box<dyn Fn(&str) -> Option<String>>;
+
+/// Where the generator reads each value: the environment first, then [`VALUES_FILE`].
+pub struct Values {
+    file: BTreeMap<String, String>,
+    env: Env,
+}
+
+impl Values {
+    /// The process environment over the committed values file.
+    pub fn load() -> anyhow::Result<Self> {
+        let path = paths::workspace().join(VALUES_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Self::parse(&text, Box::new(|name| std::env::var(name).ok().filter(|v| !v.is_empty())))
+    }
+
+    /// `text` in the values file's format, under `env`.
+    pub fn parse(text: &str, env: Env) -> anyhow::Result<Self> {
+        let mut file = BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("{VALUES_FILE}:{}: not NAME=value: {line:?}", n + 1))?;
+            file.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        let values = Self { file, env };
+        let missing: Vec<&str> = REQUIRED.iter().copied().filter(|k| values.get(k).is_none()).collect();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "no value for {} (set them in {VALUES_FILE} or the environment; there are no defaults)",
+            missing.join(", ")
+        );
+        for name in ["JWT_ISSUER", "IAM_URL"] {
+            let value = values.required(name)?;
+            let url =
+                reqwest::Url::parse(&value).map_err(|e| anyhow::anyhow!("{name}={value:?} is not a URL ({e})"))?;
+            let host = url.host_str().unwrap_or_default();
+            anyhow::ensure!(
+                !development_host(host),
+                "{name}={value:?} names a development host; set the cluster's own ({VALUES_FILE})"
+            );
+        }
+        let namespace = values.required("PLATFORM_NAMESPACE")?;
+        anyhow::ensure!(
+            !namespace.is_empty()
+                && namespace.len() <= 63
+                && namespace.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "PLATFORM_NAMESPACE={namespace:?} is not a Kubernetes namespace name"
+        );
+        Ok(values)
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.env)(name).or_else(|| self.file.get(name).cloned()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &str) -> anyhow::Result<String> {
+        self.get(name).ok_or_else(|| anyhow::anyhow!("no value for {name}"))
+    }
+
+    fn or(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_string())
+    }
+}
+
+/// A host that no cluster's auth service has: the development stand-in's, loopback, mDNS
+/// `.local` (but for Kubernetes' own `svc.cluster.local`), and the names RFC 2606 reserves.
+fn development_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let reserved = ["localhost", "example", "test", "invalid"];
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+        || reserved.iter().any(|r| host == *r || host.ends_with(&format!(".{r}")))
+        || ["example.com", "example.net", "example.org"].iter().any(|r| host == *r || host.ends_with(&format!(".{r}")))
+        || (host.ends_with(".local") && !host.ends_with(".svc.cluster.local"))
 }
 
 /// The placeholders of the Envoy templates, in the cluster.
-pub fn envoy_vars() -> anyhow::Result<BTreeMap<&'static str, String>> {
+pub fn envoy_vars(values: &Values) -> anyhow::Result<BTreeMap<&'static str, String>> {
     let mut vars: BTreeMap<&'static str, String> = BTreeMap::new();
     vars.insert("SIDECAR_TIMEOUT", "250ms".into());
     vars.insert("SIDECAR_TIMEOUT_ENVOY", "0.25s".into());
-    vars.insert("JWT_ISSUER", env_or("JWT_ISSUER", "https://auth.dev.local"));
-    vars.insert("JWT_AUDIENCE", env_or("JWT_AUDIENCE", "platform-gateway"));
+    vars.insert("JWT_ISSUER", values.required("JWT_ISSUER")?);
+    vars.insert("JWT_AUDIENCE", values.required("JWT_AUDIENCE")?);
     let filter = render(&std::fs::read_to_string(paths::workspace().join("envoy/filter.json"))?, &vars)?;
     // Compact JSON, checked to be JSON: it travels as one YAML string.
     let filter: serde_json::Value = serde_json::from_str(&filter)?;
@@ -53,35 +144,36 @@ pub fn envoy_vars() -> anyhow::Result<BTreeMap<&'static str, String>> {
     // Envoy's stats for Prometheus (the PodMonitor in k8s/monitoring scrapes it).
     vars.insert("STATS_ADDRESS", "0.0.0.0".into());
     vars.insert("STATS_PORT", STATS_PORT.to_string());
-    let timeout: u64 = env_or("ROUTE_TIMEOUT", "15").parse()?;
+    let timeout: u64 = values.or("ROUTE_TIMEOUT", "15").parse()?;
     vars.insert("ROUTE_TIMEOUT", format!("{timeout}s"));
     // The sidecar shares the pod: gRPC over a Unix socket in a shared emptyDir, which only
     // the pod's containers can open.
     vars.insert("SIDECAR_ADDRESS", crate::stack::pipe_address(std::path::Path::new(SIDECAR_SOCKET)));
-    vars.insert("XFF_TRUSTED_HOPS", env_or("XFF_TRUSTED_HOPS", "0"));
+    vars.insert("XFF_TRUSTED_HOPS", values.or("XFF_TRUSTED_HOPS", "0"));
     // The lease API's route reaches the sidecar's admin port inside the pod.
     vars.insert("SIDECAR_ADMIN_HOST", "127.0.0.1".into());
     vars.insert("SIDECAR_ADMIN_PORT", SIDECAR_ADMIN_PORT.to_string());
-    // The auth service, as the Deployment's IAM_URL names it.
-    vars.insert("IAM_HOST", env_or("IAM_HOST", "auth-service.platform.svc.cluster.local"));
-    vars.insert("IAM_PORT", env_or("IAM_PORT", "8000"));
+    // The auth service, as IAM_URL names it (the Deployment's IAM_URL is the same).
+    let iam = reqwest::Url::parse(&values.required("IAM_URL")?)?;
+    vars.insert("IAM_HOST", iam.host_str().unwrap_or_default().to_string());
+    vars.insert("IAM_PORT", iam.port_or_known_default().unwrap_or(80).to_string());
     // The services live in the platform's namespace, not the gateway's: a bare name would
     // resolve in `authz-gateway` and every route would answer 503.
-    let platform = env_or("PLATFORM_NAMESPACE", "platform");
+    let platform = values.required("PLATFORM_NAMESPACE")?;
     for (cluster, name, port) in SERVICES {
         let upper = cluster.to_ascii_uppercase();
         let host_var: &'static str = Box::leak(format!("{upper}_HOST").into_boxed_str());
         let port_var: &'static str = Box::leak(format!("{upper}_PORT").into_boxed_str());
-        vars.insert(host_var, env_or(host_var, &format!("{name}.{platform}.svc.cluster.local")));
-        vars.insert(port_var, env_or(port_var, &port.to_string()));
+        vars.insert(host_var, values.or(host_var, &format!("{name}.{platform}.svc.cluster.local")));
+        vars.insert(port_var, values.or(port_var, &port.to_string()));
     }
     Ok(vars)
 }
 
 /// The sidecar's configuration in the cluster. Secrets and the auth service's address come
 /// from the Deployment's environment (`JWT_SECRET` from the Secret, `IAM_URL`, `REDIS_URL`).
-pub fn sidecar_config() -> String {
-    format!(
+pub fn sidecar_config(values: &Values) -> anyhow::Result<String> {
+    Ok(format!(
         "# authz-sidecar in the gateway pod (every key: authz-sidecar/config.example.yaml).\n\
          # IAM_URL, REDIS_URL and JWT_SECRET come from the Deployment's environment.\n\
          grpcListen: \"unix:{socket}\"\n\
@@ -92,11 +184,11 @@ pub fn sidecar_config() -> String {
          # Sized for the Redis of 30-redis.yaml (640 MB, noeviction): about 100 MB of audit events.\n\
          audit:\n  maxLen: 200000\n\
          log:\n  format: json\n  level: info\n",
-        issuer = yaml_string(&env_or("JWT_ISSUER", "https://auth.dev.local")),
-        audience = yaml_string(&env_or("JWT_AUDIENCE", "platform-gateway")),
+        issuer = yaml_string(&values.required("JWT_ISSUER")?),
+        audience = yaml_string(&values.required("JWT_AUDIENCE")?),
         socket = SIDECAR_SOCKET,
         admin = SIDECAR_ADMIN_PORT,
-    )
+    ))
 }
 
 /// `text` as a YAML literal block under a key indented by two spaces.
@@ -171,13 +263,16 @@ pub fn monitoring_files() -> anyhow::Result<Vec<(&'static str, String)>> {
 
 /// The text of [`CONFIG_FILE`].
 pub fn config_file() -> anyhow::Result<String> {
-    let envoy = render(&std::fs::read_to_string(paths::workspace().join("envoy/gateway.yaml"))?, &envoy_vars()?)?;
+    let values = Values::load()?;
+    let envoy =
+        render(&std::fs::read_to_string(paths::workspace().join("envoy/gateway.yaml"))?, &envoy_vars(&values)?)?;
     let policy = std::fs::read_to_string(paths::workspace().join("authz-sidecar/policy.example.yaml"))?;
     Ok(format!(
         "# GENERATED by `cargo run -p authz-e2e --bin gen-k8s` from envoy/gateway.yaml, envoy/filter.json\n\
-         # and authz-sidecar/policy.example.yaml; a test fails if it differs. Do not edit by hand.\n\
+         # and authz-sidecar/policy.example.yaml with k8s/cluster.env; a test fails if it differs.\n\
+         # Do not edit by hand.\n\
          {}---\n{}",
         configmap("authz-envoy", &[("envoy.yaml", envoy)]),
-        configmap("authz-sidecar", &[("sidecar.yaml", sidecar_config()), ("policy.yaml", policy)]),
+        configmap("authz-sidecar", &[("sidecar.yaml", sidecar_config(&values)?), ("policy.yaml", policy)]),
     ))
 }

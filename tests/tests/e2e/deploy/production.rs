@@ -224,3 +224,52 @@ fn compute_services_reach_the_lease_api_through_the_gateway_and_only_with_a_serv
     let mesh = find(&all, "NetworkPolicy", "gateway-from-mesh");
     assert_eq!(mesh["spec"]["ingress"][0]["ports"][0]["port"].as_u64(), Some(8080));
 }
+
+/// What `gen-k8s` refuses: a cluster value left out, or one naming a development host.
+#[test]
+fn the_generator_refuses_missing_and_development_values() {
+    use authz_e2e::k8s::Values;
+    let good = "JWT_ISSUER=https://auth.platform.org\nJWT_AUDIENCE=platform-gateway\n\
+                IAM_URL=http://auth-service.platform.svc.cluster.local:8000\nPLATFORM_NAMESPACE=platform\n";
+    let no_env = || -> authz_e2e::k8s::Env { Box::new(|_| None) };
+    assert!(Values::parse(good, no_env()).is_ok());
+    for name in authz_e2e::k8s::REQUIRED {
+        let without: String =
+            good.lines().filter(|l| !l.starts_with(&format!("{name}="))).map(|l| format!("{l}\n")).collect();
+        let err = Values::parse(&without, no_env()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains(name) && err.contains("no defaults"), "{name}: {err}");
+    }
+    for (name, value) in [
+        ("JWT_ISSUER", "https://auth.dev.local"),
+        ("JWT_ISSUER", "http://localhost:8000"),
+        ("JWT_ISSUER", "http://127.0.0.1:8000"),
+        ("JWT_ISSUER", "http://[::1]:8000"),
+        ("JWT_ISSUER", "https://auth.example.com"),
+        ("JWT_ISSUER", "https://idp.test"),
+        ("IAM_URL", "http://auth.local:8000"),
+        ("JWT_ISSUER", "not a url"),
+        ("PLATFORM_NAMESPACE", "Platform_NS"),
+    ] {
+        let env = Box::new(move |n: &str| (n == name).then(|| value.to_string()));
+        let err = Values::parse(good, env).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains(name), "{name}={value} was accepted: {err}");
+    }
+    // The environment wins over the file.
+    let env = Box::new(|n: &str| (n == "JWT_AUDIENCE").then(|| "other".to_string()));
+    assert_eq!(Values::parse(good, env).unwrap().get("JWT_AUDIENCE").as_deref(), Some("other"));
+}
+
+/// The committed values are the ones the manifests use: the Deployment's `IAM_URL`, and the
+/// issuer and audience the sidecar's ConfigMap carries.
+#[test]
+fn the_manifests_use_the_committed_cluster_values() {
+    let values = authz_e2e::k8s::Values::load().unwrap();
+    let all = manifests();
+    let pod = &find(&all, "Deployment", "authz-gateway")["spec"]["template"]["spec"];
+    let env = seq(&container(pod, "sidecar")["env"]).iter().find(|e| e["name"] == "IAM_URL").unwrap();
+    assert_eq!(Some(str_of(&env["value"]).to_string()), values.get("IAM_URL"), "k8s/40-gateway.yaml vs cluster.env");
+    let config = find(&all, "ConfigMap", "authz-sidecar");
+    let sidecar: serde_yaml::Value = serde_yaml::from_str(str_of(&config["data"]["sidecar.yaml"])).unwrap();
+    assert_eq!(sidecar["jwt"]["issuers"][0].as_str().map(String::from), values.get("JWT_ISSUER"));
+    assert_eq!(sidecar["jwt"]["audiences"][0].as_str().map(String::from), values.get("JWT_AUDIENCE"));
+}
