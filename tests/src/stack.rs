@@ -111,8 +111,10 @@ impl Stack {
         } else {
             stack.start_redis().await?;
         }
-        stack.start_sidecar().await?;
-        stack.start_envoy().await?;
+        if stack.opts.gateway {
+            stack.start_sidecar().await?;
+            stack.start_envoy().await?;
+        }
         Ok(stack)
     }
 

@@ -64,6 +64,9 @@ pub struct Options {
     /// sidecar reads it from a file (`REDIS_PASSWORD_FILE`), its `redisUrl` stays without it.
     /// One Redis only, not with `redis_cluster`.
     pub redis_password: Option<String>,
+    /// Start the sidecar and Envoy (false: only Redis, the auth stand-in and the upstreams, for
+    /// a test that runs its own, such as from the built images).
+    pub gateway: bool,
     /// More lines of the sidecar's `jwt:` block (indented two spaces), e.g. `claimToHeaders`.
     pub jwt_extra: String,
 }
@@ -86,6 +89,7 @@ impl Options {
             record_upstream: false,
             hmac_secret_file: None,
             redis_password: None,
+            gateway: true,
             jwks_discovery: false,
             jwt_extra: String::new(),
         })

@@ -3,7 +3,10 @@
 //! Deployment mounts them, its environment is the Deployment's, and the command is the one the
 //! pod runs (the init container's own, `authz-sidecar validate` on the shipped configuration,
 //! `envoy --mode validate` on the shipped Envoy configuration with the `.wasm` where the pod
-//! puts it). The user each process runs as must be the one the manifests name.
+//! puts it). The user each process runs as must be the one the manifests name. Then both
+//! images serve for real: the sidecar and Envoy from the images, on the host's network, in
+//! front of a real Redis, the auth stand-in and an echo upstream, with one authenticated
+//! request through them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,24 +80,42 @@ fn dir_with(root: &Path, name: &str, files: &[(&str, String)]) -> PathBuf {
     d
 }
 
-#[test]
-fn the_built_images_run_what_the_manifests_ask_of_them() {
-    let all = manifests();
-    let deployment = all
-        .iter()
-        .map(|(_, v)| v)
-        .find(|v| v["kind"] == "Deployment" && v["metadata"]["name"] == "authz-gateway")
-        .unwrap();
-    let pod = &deployment["spec"]["template"]["spec"];
-    let config_map = |name: &str, key: &str| -> String {
-        let (_, cm) = all.iter().find(|(_, v)| v["kind"] == "ConfigMap" && v["metadata"]["name"] == name).unwrap();
+/// The gateway pod of `k8s/` and what its volumes would hold, as host directories under `root`.
+struct Pod {
+    all: Vec<(String, serde_yaml::Value)>,
+    spec: serde_yaml::Value,
+    root: PathBuf,
+    /// Files whose text replaces the ConfigMap's (volume path → text).
+    replaced: Vec<(&'static str, String)>,
+}
+
+/// What each Secret item of the pod holds in these tests.
+const SECRET: &str = "smoke-test-secret-of-32-bytes-xx";
+
+impl Pod {
+    fn load() -> Self {
+        let all = manifests();
+        let deployment = all
+            .iter()
+            .map(|(_, v)| v)
+            .find(|v| v["kind"] == "Deployment" && v["metadata"]["name"] == "authz-gateway")
+            .unwrap();
+        let spec = deployment["spec"]["template"]["spec"].clone();
+        Self { all, spec, root: tempdir(), replaced: Vec::new() }
+    }
+
+    fn config_map(&self, name: &str, key: &str) -> String {
+        let (_, cm) = self.all.iter().find(|(_, v)| v["kind"] == "ConfigMap" && v["metadata"]["name"] == name).unwrap();
         str_of(&cm["data"][key]).to_string()
-    };
-    let run_as = pod["securityContext"]["runAsUser"].as_u64().unwrap().to_string();
-    let root = tempdir();
-    let volumes = seq(&pod["volumes"]);
-    // Each volume of the pod as a host directory with what Kubernetes would put in it.
-    let host_dir = |volume: &str| -> PathBuf {
+    }
+
+    fn run_as(&self) -> String {
+        self.spec["securityContext"]["runAsUser"].as_u64().unwrap().to_string()
+    }
+
+    /// The volume `volume` as a host directory with what Kubernetes would put in it.
+    fn host_dir(&self, volume: &str) -> PathBuf {
+        let volumes = seq(&self.spec["volumes"]);
         let v = volumes.iter().find(|v| v["name"] == volume).unwrap_or_else(|| panic!("no volume {volume}"));
         let items: Vec<(String, String)> = seq(&v["configMap"]["items"])
             .iter()
@@ -103,66 +124,272 @@ fn the_built_images_run_what_the_manifests_ask_of_them() {
             .collect();
         let files: Vec<(&str, String)> = if !v["configMap"].is_null() {
             let cm = str_of(&v["configMap"]["name"]);
-            items.iter().map(|(k, p)| (p.as_str(), config_map(cm, k))).collect()
+            items
+                .iter()
+                .map(|(k, p)| {
+                    let text = self.replaced.iter().find(|(r, _)| r == p).map(|(_, t)| t.clone());
+                    (p.as_str(), text.unwrap_or_else(|| self.config_map(cm, k)))
+                })
+                .collect()
         } else if !v["secret"].is_null() {
-            items.iter().map(|(_, p)| (p.as_str(), "smoke-test-secret-of-32-bytes-xx".to_string())).collect()
+            items.iter().map(|(_, p)| (p.as_str(), SECRET.to_string())).collect()
         } else {
             Vec::new()
         };
-        dir_with(&root, volume, &files)
-    };
-    let mounts_of = |c: &serde_yaml::Value| -> Vec<(PathBuf, String)> {
+        dir_with(&self.root, volume, &files)
+    }
+
+    fn mounts_of(&self, c: &serde_yaml::Value) -> Vec<(PathBuf, String)> {
         seq(&c["volumeMounts"])
             .iter()
-            .map(|m| (host_dir(str_of(&m["name"])), str_of(&m["mountPath"]).to_string()))
+            .map(|m| (self.host_dir(str_of(&m["name"])), str_of(&m["mountPath"]).to_string()))
             .collect()
-    };
-    let env_of = |c: &serde_yaml::Value| -> Vec<(String, String)> {
+    }
+
+    fn env_of(c: &serde_yaml::Value) -> Vec<(String, String)> {
         seq(&c["env"]).iter().map(|e| (str_of(&e["name"]).to_string(), str_of(&e["value"]).to_string())).collect()
-    };
-    let container = |list: &str, name: &str| {
-        seq(&pod[list]).iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {list} {name}")).clone()
-    };
+    }
+
+    fn container(&self, list: &str, name: &str) -> serde_yaml::Value {
+        seq(&self.spec[list]).iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {list} {name}")).clone()
+    }
+
+    /// The init container's own command, in the sidecar image: the `.wasm` where Envoy mounts it.
+    fn install_filter(&self, sidecar_image: &Working) -> PathBuf {
+        let init = self.container("initContainers", "install-filter");
+        assert_eq!(str_of(&init["image"]), SIDECAR_IMAGE);
+        let command: Vec<&str> = seq(&init["command"]).iter().map(str_of).collect();
+        let (ok, out) = sidecar_image.run(&self.mounts_of(&init), &[], &command);
+        assert!(ok, "the init container's command in the sidecar image:\n{out}");
+        self.host_dir("wasm").join("authz_filter.wasm")
+    }
+
+    /// The container's command line as the pod runs it: the image's entrypoint, then its args.
+    fn command_line(&self, name: &str, entrypoint: &str) -> Vec<String> {
+        let c = self.container("containers", name);
+        assert!(c["command"].is_null(), "{name}: the image's entrypoint runs");
+        std::iter::once(entrypoint.to_string()).chain(seq(&c["args"]).iter().map(|a| str_of(a).to_string())).collect()
+    }
+}
+
+#[test]
+fn the_built_images_run_what_the_manifests_ask_of_them() {
+    let pod = Pod::load();
+    let run_as = pod.run_as();
 
     // The sidecar image: the init container's own command fills the wasm volume.
-    let init = container("initContainers", "install-filter");
-    assert_eq!(str_of(&init["image"]), SIDECAR_IMAGE);
     let sidecar_image = Working::of(SIDECAR_IMAGE);
     assert_eq!(sidecar_image.config("{{.OCIv1.Config.User}}"), format!("{run_as}:{run_as}"));
-    let command: Vec<&str> = seq(&init["command"]).iter().map(str_of).collect();
-    let (ok, out) = sidecar_image.run(&mounts_of(&init), &[], &command);
-    assert!(ok, "the init container's command in the sidecar image:\n{out}");
-    let wasm = host_dir("wasm").join("authz_filter.wasm");
+    let wasm = pod.install_filter(&sidecar_image);
     assert!(wasm.metadata().is_ok_and(|m| m.len() > 100_000), "the .wasm was not copied where Envoy mounts it");
     let (_, uid) = sidecar_image.run(&[], &[], &["id", "-u"]);
     assert_eq!(uid.trim(), run_as, "the sidecar image runs as the manifests' user");
     // The sidecar itself: `validate` on the configuration and policy k8s/ ships, with the
     // Deployment's environment and mounts.
-    let sidecar = container("containers", "sidecar");
+    let sidecar = pod.container("containers", "sidecar");
     assert_eq!(str_of(&sidecar["image"]), SIDECAR_IMAGE);
-    assert!(sidecar["command"].is_null(), "the image's entrypoint is the sidecar");
     assert_eq!(sidecar_image.config("{{.OCIv1.Config.Entrypoint}}"), "[/usr/local/bin/authz-sidecar]");
-    let mut args: Vec<&str> = vec!["/usr/local/bin/authz-sidecar"];
-    args.extend(seq(&sidecar["args"]).iter().map(str_of));
-    args.push("validate");
-    let (ok, out) = sidecar_image.run(&mounts_of(&sidecar), &env_of(&sidecar), &args);
+    let mut args = pod.command_line("sidecar", "/usr/local/bin/authz-sidecar");
+    args.push("validate".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = sidecar_image.run(&pod.mounts_of(&sidecar), &Pod::env_of(&sidecar), &args);
     assert!(ok, "authz-sidecar validate in the sidecar image:\n{out}");
 
     // The gateway image: Envoy validates the shipped configuration, the .wasm where the pod
     // mounts it.
-    let envoy = container("containers", "envoy");
+    let envoy = pod.container("containers", "envoy");
     assert_eq!(str_of(&envoy["image"]), GATEWAY_IMAGE);
     let gateway_image = Working::of(GATEWAY_IMAGE);
     assert_eq!(gateway_image.config("{{.OCIv1.Config.User}}"), format!("{run_as}:{run_as}"));
     assert_eq!(gateway_image.config("{{.OCIv1.Config.Entrypoint}}"), "[/usr/local/bin/envoy]");
-    let mut args: Vec<&str> = vec!["/usr/local/bin/envoy", "--mode", "validate"];
     // The pod's own arguments, but for what a validation does not take.
-    let pod_args: Vec<&str> = seq(&envoy["args"]).iter().map(str_of).collect();
-    args.extend(pod_args.iter().copied().filter(|a| !matches!(*a, "--disable-hot-restart")));
-    let (ok, out) = gateway_image.run(&mounts_of(&envoy), &[], &args);
+    let mut args: Vec<String> = vec!["/usr/local/bin/envoy".into(), "--mode".into(), "validate".into()];
+    args.extend(pod.command_line("envoy", "").into_iter().skip(1).filter(|a| a != "--disable-hot-restart"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = gateway_image.run(&pod.mounts_of(&envoy), &[], &args);
     assert!(ok, "envoy --mode validate in the gateway image:\n{out}");
     assert!(out.contains("configuration") && out.contains("OK"), "{out}");
-    let _ = paths::workspace();
+}
+
+/// A server running inside an image (`buildah run` on the host's network), stopped with its
+/// process group when dropped.
+struct Serving {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Serving {
+    fn start(
+        image: &Working,
+        mounts: &[(PathBuf, String)],
+        env: &[(String, String)],
+        cmd: &[String],
+        log: PathBuf,
+    ) -> Self {
+        use std::os::unix::process::CommandExt as _;
+        let mut args: Vec<String> =
+            ["--storage-driver", "vfs", "run", "--isolation", "chroot", "--network", "host"].map(String::from).to_vec();
+        for (host, at) in mounts {
+            args.push("-v".into());
+            args.push(format!("{}:{at}", host.display()));
+        }
+        for (k, v) in env {
+            args.push("--env".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push(image.0.clone());
+        args.push("--".into());
+        args.extend(cmd.iter().cloned());
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("buildah")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .expect("buildah run");
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        // buildah stops what it runs when it is asked to stop (SIGTERM), not when killed.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        for _ in 0..50 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `url` until it answers `status`, or fails with the server's log.
+async fn until_answers(client: &reqwest::Client, url: &str, status: u16, server: &mut Serving) {
+    let start = std::time::Instant::now();
+    loop {
+        if client.get(url).send().await.is_ok_and(|r| r.status().as_u16() == status) {
+            return;
+        }
+        if let Ok(Some(exit)) = server.child.try_wait() {
+            panic!("{url}: the server in the image exited ({exit}):\n{}", server.log());
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{url} never answered {status}:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Both images serving, as the pod runs them (the shipped configurations, the Deployment's
+/// mounts, environment and arguments), with what a pod's network gives changed to this host:
+/// the listeners' ports, the auth service's and Redis's addresses, one upstream's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_images_serve_an_authenticated_request_end_to_end() {
+    use authz_e2e::k8s;
+    use authz_e2e::stack::{Mode, Options, Stack, free_port};
+    let mut opts = Options::test(Mode::Wasm).unwrap();
+    opts.gateway = false;
+    opts.redis_password = Some(SECRET.into());
+    let stack = Stack::start(opts).await.unwrap();
+
+    let values = k8s::Values::load().unwrap();
+    let (admin, listen, envoy_admin, stats) =
+        (free_port().unwrap(), free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
+    let mut pod = Pod::load();
+    // The sidecar's configuration as shipped, its admin port on this host's loopback.
+    let sidecar_yaml = pod.config_map("authz-sidecar", "sidecar.yaml");
+    let shipped_admin = format!("adminListen: 0.0.0.0:{}", k8s::SIDECAR_ADMIN_PORT);
+    assert!(sidecar_yaml.contains(&shipped_admin), "{sidecar_yaml}");
+    pod.replaced
+        .push(("sidecar.yaml", sidecar_yaml.replace(&shipped_admin, &format!("adminListen: 127.0.0.1:{admin}"))));
+    // Envoy's configuration rendered as gen-k8s renders it, with this host's ports and the
+    // tool server's echo stand-in.
+    let mut vars = k8s::envoy_vars(&values).unwrap();
+    let toolserver = stack.upstreams.iter().find(|(n, _)| *n == "toolserver").unwrap().1;
+    for (k, v) in [
+        ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
+        ("LISTEN_PORT", listen.to_string()),
+        ("ADMIN_PORT", envoy_admin.to_string()),
+        ("STATS_ADDRESS", "127.0.0.1".to_string()),
+        ("STATS_PORT", stats.to_string()),
+        ("SIDECAR_ADMIN_PORT", admin.to_string()),
+        ("TOOLSERVER_HOST", toolserver.ip().to_string()),
+        ("TOOLSERVER_PORT", toolserver.port().to_string()),
+    ] {
+        vars.insert(k, v);
+    }
+    let template = std::fs::read_to_string(paths::workspace().join("envoy/gateway.yaml")).unwrap();
+    pod.replaced.push(("envoy.yaml", authz_e2e::render::render(&template, &vars).unwrap()));
+
+    let sidecar_image = Working::of(SIDECAR_IMAGE);
+    let wasm = pod.install_filter(&sidecar_image);
+    assert!(wasm.exists());
+    let sidecar = pod.container("containers", "sidecar");
+    let mut env = Pod::env_of(&sidecar);
+    for (k, v) in &mut env {
+        match k.as_str() {
+            "IAM_URL" => *v = stack.auth.url(),
+            "REDIS_URL" => *v = format!("redis://127.0.0.1:{}", stack.ports.redis),
+            _ => {}
+        }
+    }
+    let mut sidecar_server = Serving::start(
+        &sidecar_image,
+        &pod.mounts_of(&sidecar),
+        &env,
+        &pod.command_line("sidecar", "/usr/local/bin/authz-sidecar"),
+        pod.root.join("sidecar.log"),
+    );
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap();
+    until_answers(&client, &format!("http://127.0.0.1:{admin}/readyz"), 200, &mut sidecar_server).await;
+
+    let gateway_image = Working::of(GATEWAY_IMAGE);
+    let envoy = pod.container("containers", "envoy");
+    let mut envoy_server = Serving::start(
+        &gateway_image,
+        &pod.mounts_of(&envoy),
+        &[],
+        &pod.command_line("envoy", "/usr/local/bin/envoy"),
+        pod.root.join("envoy.log"),
+    );
+    let gateway = format!("http://127.0.0.1:{listen}");
+    until_answers(&client, &format!("{gateway}/health"), 200, &mut envoy_server).await;
+
+    // A token of the cluster's issuer and audience, signed by the auth service's key.
+    let mut claims = authz_e2e::tokens::user_claims("u-image", "image@lab.example", &["scientist"]);
+    claims["iss"] = serde_json::json!(values.get("JWT_ISSUER"));
+    claims["aud"] = serde_json::json!(values.get("JWT_AUDIENCE"));
+    let token = authz_e2e::tokens::sign_rs256(&claims, Some(authz_e2e::tokens::DEV_KID)).unwrap();
+    let url = format!("{gateway}/api/tools/run");
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "no token:\n{}", envoy_server.log());
+    let r = client.get(&url).bearer_auth(&token).header("x-user-id", "forged").send().await.unwrap();
+    let status = r.status().as_u16();
+    let trace = r.headers().get("x-trace-id").cloned();
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    assert_eq!(status, 200, "{body}\n{}\n{}", envoy_server.log(), sidecar_server.log());
+    assert_eq!(body["headers"]["x-user-id"], "u-image", "{body}");
+    assert!(trace.is_some() && body["headers"]["x-trace-id"].is_string(), "{body}");
+    // The sidecar in its image decided with Redis behind the Secret's password.
+    let ready: serde_json::Value =
+        client.get(format!("http://127.0.0.1:{admin}/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["redis"]["ready"], true, "{ready}");
+    drop(envoy_server);
+    drop(sidecar_server);
 }
 
 fn tempdir() -> PathBuf {
