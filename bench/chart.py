@@ -16,7 +16,7 @@ def main(src: str, dst: str) -> None:
     curves = report.get("curves")
     rows = 3 if curves else 2
     fig, axes = plt.subplots(rows, 2, figsize=(14, 4.5 * rows))
-    colors = ["#888888" if v["id"] in ("a", "b", "b0", "c") else "#2b7bba" for v in variants]
+    colors = ["#888888" if v["id"] in ("a", "b", "b0", "b+", "c") else "#2b7bba" for v in variants]
 
     ax = axes[0][0]
     rps = [v["saturation"]["rps"] for v in variants]

@@ -308,7 +308,12 @@ regoModules:
     #[test]
     fn the_documented_example_parses() {
         let p = parse(include_str!("../policy.example.yaml"), "policy.example.yaml", &Known::default()).unwrap();
-        assert_eq!(p.table.len(), 9);
+        assert_eq!(p.table.len(), 10);
+        // The lease API: service tokens only.
+        assert!(matches!(
+            p.table.find("POST", "/quota/v1/leases/l-1/release"),
+            authz_core::routes::Matched::Protected(Some(r)) if r.id == "quota-leases"
+        ));
         // nginx's verification needs a credential; the auth service's own endpoints do not.
         assert!(matches!(p.table.find("GET", "/auth/verify"), authz_core::routes::Matched::Protected(Some(_))));
         assert!(matches!(p.table.find("POST", "/auth/login"), authz_core::routes::Matched::Public));

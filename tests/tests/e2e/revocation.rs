@@ -151,7 +151,9 @@ pub async fn lost_message(stack: &mut Stack) {
     assert_eq!(fresh(stack, "/api/tools/r", ("authorization", &auth2)).await.0, 200);
     let r2 = Revocation::Session { sid: c2["sid"].as_str().unwrap().into(), expires_at: tokens::now() + 900 };
     stack.auth.state.revoke(&r2, false).await.unwrap();
-    let client = redis::Client::open(stack.redis_url()).unwrap();
+    // One node (in a cluster, the first seed): the one the sidecar subscribes on.
+    let url = stack.redis_url();
+    let client = redis::Client::open(url.split(',').next().unwrap_or_default()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let killed: i64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut conn).await.unwrap();
     assert!(killed >= 1, "the sidecar held a pub/sub connection");
