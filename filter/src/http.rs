@@ -110,8 +110,9 @@ impl<H: Host> Http<H> {
         self.host.set_property(&[audit::FILTER_STATE], &bytes);
     }
 
+    /// The worker's clock of its last tick, else the host's.
     fn now(&self) -> u64 {
-        self.host.now()
+        self.shared.as_ref().and_then(|s| s.borrow().clock).unwrap_or_else(|| self.host.now())
     }
 
     fn deny(&mut self, d: &Denial, verified: Option<&Verified>, credential: Option<&str>) -> Action {

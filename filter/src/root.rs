@@ -26,6 +26,8 @@ const TICK: Duration = Duration::from_millis(200);
 pub struct Root {
     shared: Option<Shared>,
     control: ControlState,
+    /// The sidecar's control stream is configured (`controlStream`).
+    control_stream: bool,
 }
 
 impl Root {
@@ -91,16 +93,23 @@ impl RootContext for Root {
         let mut worker = Worker::new(settings, Metrics::define());
         worker.use_envoy_crypto();
         self.shared = Some(Rc::new(RefCell::new(worker)));
+        // The tick flushes the request counters, with or without a control stream.
+        self.set_tick_period(TICK);
+        self.control_stream = control;
         if control {
-            self.set_tick_period(TICK);
             self.open_stream();
         }
         true
     }
 
     fn on_tick(&mut self) {
+        crate::metrics::flush();
         let now = self.get_current_time();
         let Some(shared) = self.shared.clone() else { return };
+        shared.borrow_mut().clock = now.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs());
+        if !self.control_stream {
+            return;
+        }
         let tick = self.control.tick(now, &mut shared.borrow_mut());
         for w in &tick.warnings {
             log::warn(w);

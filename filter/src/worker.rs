@@ -50,6 +50,11 @@ pub struct Worker {
     /// The table used before the first policy: nothing public is known yet.
     pub bootstrap: Rc<RouteTable>,
     pub policy_version: String,
+    /// Unix seconds as of the root context's last tick (every 200 ms), so a request reads no
+    /// clock of its own; `None` until the first tick (then the host's clock is read). Token
+    /// lifetimes are whole seconds: a tick's lag moves an expiry by under a second, inside
+    /// any clock skew the settings allow.
+    pub clock: Option<u64>,
 }
 
 pub type Shared = Rc<RefCell<Worker>>;
@@ -69,6 +74,7 @@ impl Worker {
             policy: None,
             bootstrap: Rc::new(RouteTable::public_only(Vec::new())),
             policy_version: String::new(),
+            clock: None,
         }
     }
 

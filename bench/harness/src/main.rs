@@ -62,6 +62,13 @@ struct Cli {
     /// Variants to run (ids, comma-separated); `a` always runs, it sets the fixed rates.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Another build of our filter, run as variant `d-base` next to (d) in the same rounds
+    /// (`--only d,d-base --baseline-wasm old.wasm`): a change's before and after in one run.
+    #[arg(long)]
+    baseline_wasm: Option<PathBuf>,
+    /// Skip the fixed-rate latency runs (saturation and CPU per request only).
+    #[arg(long)]
+    no_latency: bool,
     /// Also measure the scaling curves (several minutes more).
     #[arg(long)]
     curves: bool,
@@ -120,6 +127,8 @@ pub struct Bench {
     pub stack: Stack,
     pub settings: Settings,
     pub gateway_template: String,
+    /// The module of variant `d-base`.
+    pub baseline_wasm: Option<PathBuf>,
     pub jwks: String,
     pub noop_wasm: PathBuf,
     pub hit_pool: Vec<String>,
@@ -141,6 +150,11 @@ impl Bench {
         let (mode, template) = variants::envoy_setup(filter, &self.gateway_template, &self.jwks, &self.noop_wasm)?;
         self.stack.opts.mode = mode;
         self.stack.opts.envoy_template = template;
+        self.stack.opts.var_overrides.retain(|(k, _)| *k != "WASM_PATH");
+        if filter == variants::Filter::OursBaseline {
+            let path = self.baseline_wasm.as_ref().ok_or_else(|| anyhow::anyhow!("d-base needs --baseline-wasm"))?;
+            self.stack.opts.var_overrides.push(("WASM_PATH", path.display().to_string()));
+        }
         // The variant's own filter settings replace the previous variant's; other overrides
         // (the memory curve's cache size) are the caller's and stay.
         let mut settings = match self.stack.opts.filter_config_override.take() {
@@ -284,6 +298,7 @@ async fn run(cli: Cli, envoy_cpu: Option<usize>, load_cpu: Option<usize>) -> any
         stack,
         settings,
         gateway_template: std::fs::read_to_string(paths::workspace().join("envoy/gateway.yaml"))?,
+        baseline_wasm: cli.baseline_wasm.clone(),
         jwks,
         noop_wasm,
         hit_pool,
@@ -334,6 +349,9 @@ async fn run(cli: Cli, envoy_cpu: Option<usize>, load_cpu: Option<usize>) -> any
     let rates = [a_rps * 0.25, a_rps * 0.5];
     for (v, r) in selected.iter().zip(results.iter_mut()) {
         r.ratio_to_a = r.saturation.rps / a_rps.max(1e-9);
+        if cli.no_latency {
+            continue;
+        }
         eprintln!("bench: ({}) latency at {:.0} and {:.0} req/s", v.id, rates[0], rates[1]);
         r.latency = bench.latencies(v, &rates, first).await?;
         first += 1_000_000;

@@ -31,6 +31,9 @@ pub enum Filter {
     AddWasm,
     /// Our filter (`envoy/gateway.yaml` as shipped, audit included).
     Ours,
+    /// The same, from another build of the module (`--baseline-wasm`): a change's before and
+    /// after in one run, interleaved round by round.
+    OursBaseline,
     /// Our filter without the audit trail (no access-log service, `audit: false`).
     OursNoAudit,
     /// Diagnostics: our filter writing its decision record, but no access log to carry it.
@@ -85,6 +88,10 @@ pub const VARIANTS: &[Variant] = &[
     Variant {
         diagnostic: true,
         ..v("d1", "our filter, hit path, decision record without access log", Filter::OursRecordOnly, Load::TokenPool)
+    },
+    Variant {
+        diagnostic: true,
+        ..v("d-base", "our filter, hit path, the --baseline-wasm build", Filter::OursBaseline, Load::TokenPool)
     },
     Variant { diagnostic: true, ..v("c2-get", "wasm filter: read headers only", Filter::GetWasm, Load::TokenPool) },
     Variant { diagnostic: true, ..v("c2-add", "wasm filter: add 4 headers only", Filter::AddWasm, Load::TokenPool) },
@@ -339,7 +346,7 @@ pub fn envoy_setup(
         Filter::GetWasm => (Mode::Custom, Some(with_filter_block(gateway, &noop_block(noop_wasm, "get"))?)),
         Filter::AddWasm => (Mode::Custom, Some(with_filter_block(gateway, &noop_block(noop_wasm, "add"))?)),
         Filter::HeadersWasm => (Mode::Custom, Some(with_filter_block(gateway, &noop_block(noop_wasm, "headers"))?)),
-        Filter::Ours => (Mode::Wasm, None),
+        Filter::Ours | Filter::OursBaseline => (Mode::Wasm, None),
         // Our filter as shipped, minus the access log; the harness also sets `audit: false`.
         Filter::OursNoAudit | Filter::OursRecordOnly => (Mode::Custom, Some(without_access_log(gateway)?)),
         Filter::ExtAuthz => (Mode::ExtAuthz, None),
