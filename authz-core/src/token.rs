@@ -209,6 +209,10 @@ fn verify_with_key(
             ErrorKind::InvalidKeyFormat | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidEcdsaKey => {
                 TokenError::AlgorithmMismatch
             }
+            // This host cannot verify the algorithm itself (the filter's verify-only provider
+            // has no ECDSA; Envoy's `verify_signature` normally does it): as for a key it does
+            // not hold, the sidecar decides.
+            ErrorKind::UnsupportedAlgorithm => TokenError::UnknownKey,
             _ => TokenError::Malformed,
         }
     })?;

@@ -12,10 +12,18 @@ async fn wasm_filter_verdicts_metrics_and_sidecar_outage() {
     verdicts::all(&stack).await;
     sidecar::admin_and_health(&stack).await;
 
-    // The filter's counters are in Envoy's stats.
+    // The filter's counters are in Envoy's stats (the request counters from the next tick
+    // on: they are kept in the VM and flushed every 200 ms).
     for counter in ["allowed", "denied", "cache_hits", "cache_misses", "callouts"] {
-        let n = stack.envoy_stat(&format!("authz_filter.{counter}")).await;
-        assert!(n.is_some_and(|n| n > 0), "authz_filter.{counter} = {n:?}");
+        let start = std::time::Instant::now();
+        loop {
+            let n = stack.envoy_stat(&format!("authz_filter.{counter}")).await;
+            if n.is_some_and(|n| n > 0) {
+                break;
+            }
+            assert!(start.elapsed() < std::time::Duration::from_secs(2), "authz_filter.{counter} = {n:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
     // JWTs with known keys never left Envoy: callouts are API keys and the unknown kid only.
     assert_eq!(stack.envoy_stat("authz_filter.callouts").await, Some(5));
