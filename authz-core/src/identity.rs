@@ -5,8 +5,10 @@ use crate::headers::{X_INTERNAL_SERVICE, X_USER_EMAIL, X_USER_ID, X_USER_ROLES, 
 use crate::token::TokenError;
 
 pub mod claim_headers;
+pub mod claim_map;
 
 pub use claim_headers::ClaimHeader;
+pub use claim_map::ClaimMap;
 
 /// Who the caller is, as established by a verified credential. Serialisable so the sidecar
 /// can share it through Redis.
@@ -45,7 +47,7 @@ pub struct Identity {
     pub endpoint_permissions: Option<Vec<String>>,
     /// Claims beyond the registered and platform ones (`labs`, `tier`, ...), for route rules.
     #[serde(default)]
-    pub claims: std::collections::BTreeMap<String, serde_json::Value>,
+    pub claims: ClaimMap,
     /// Unix seconds after which this identity must not be used (the token's `exp`).
     pub expires_at: u64,
     /// The provider whose keys verified the token (`None`: the default one, and API keys).
@@ -83,7 +85,7 @@ impl Identity {
                 None => c.scp,
             },
             endpoint_permissions: c.endpoint_permissions,
-            claims: c.extra,
+            claims: ClaimMap::from(c.extra),
             expires_at: c.exp.unwrap_or(0),
             provider: None,
         })

@@ -32,9 +32,9 @@ fn envoy_increment(id: u32, by: u64) {
 /// Adds the batched counters' increments to Envoy's (the root context calls it on its tick).
 pub fn flush() {
     for slot in 0..BATCHED {
-        let n = PENDING.with(|p| p[slot].replace(0));
+        let n = PENDING.with(|p| p.get(slot).map_or(0, |c| c.replace(0)));
         if n > 0
-            && let Some(id) = BATCHED_IDS.with(|ids| ids[slot].get())
+            && let Some(id) = BATCHED_IDS.with(|ids| ids.get(slot).and_then(Cell::get))
         {
             SINK.with(|sink| sink.get()(id, n));
         }
@@ -61,14 +61,18 @@ impl Counter {
 
     fn define_batched(name: &str, slot: usize) -> Self {
         let Some(id) = hostcalls::define_metric(MetricType::Counter, name).ok() else { return Self(None) };
-        BATCHED_IDS.with(|ids| ids[slot].set(Some(id)));
+        let Some(()) = BATCHED_IDS.with(|ids| ids.get(slot).map(|c| c.set(Some(id)))) else { return Self(None) };
         Self(Some(Kind::Batched(slot)))
     }
 
     pub fn inc(self) {
         match self.0 {
             Some(Kind::Direct(id)) => SINK.with(|sink| sink.get()(id, 1)),
-            Some(Kind::Batched(slot)) => PENDING.with(|p| p[slot].set(p[slot].get() + 1)),
+            Some(Kind::Batched(slot)) => PENDING.with(|p| {
+                if let Some(c) = p.get(slot) {
+                    c.set(c.get() + 1);
+                }
+            }),
             None => {}
         }
     }

@@ -66,6 +66,8 @@ impl Values {
             let (k, v) = line
                 .split_once('=')
                 .ok_or_else(|| anyhow::anyhow!("{VALUES_FILE}:{}: not NAME=value: {line:?}", n + 1))?;
+            // A comment may follow the value after whitespace (`ROUTE_TIMEOUT=15  # seconds`).
+            let v = v.split(" #").next().unwrap_or(v).split("\t#").next().unwrap_or(v);
             file.insert(k.trim().to_string(), v.trim().to_string());
         }
         let values = Self { file, env };

@@ -256,6 +256,9 @@ fn the_generator_refuses_missing_and_development_values() {
         let err = Values::parse(good, env).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains(name), "{name}={value} was accepted: {err}");
     }
+    // A comment after a value is not part of it.
+    let commented = format!("{good}ROUTE_TIMEOUT=20   # seconds\n");
+    assert_eq!(Values::parse(&commented, no_env()).unwrap().get("ROUTE_TIMEOUT").as_deref(), Some("20"));
     // The environment wins over the file.
     let env = Box::new(|n: &str| (n == "JWT_AUDIENCE").then(|| "other".to_string()));
     assert_eq!(Values::parse(good, env).unwrap().get("JWT_AUDIENCE").as_deref(), Some("other"));
