@@ -137,25 +137,40 @@ pub fn without_access_log(gateway: &str) -> anyhow::Result<String> {
     Ok(format!("{}{}", &gateway[..start], &gateway[end..]))
 }
 
+/// One `jwt_authn` provider (under `providers:`): RS256 keys inline, our issuer and audience,
+/// `claims` (claim, header) copied to headers.
+fn jwt_provider(name: &str, jwks_json: &str, claims: &[(&str, &str)], cache: bool, extra: &str) -> String {
+    let mut out = format!(
+        "                {name}:
+                  issuer: ${{JWT_ISSUER}}
+                  audiences: [${{JWT_AUDIENCE}}]
+                  local_jwks: {{ inline_string: {jwks} }}
+{extra}                  claim_to_headers:
+",
+        jwks = yaml_string(jwks_json),
+    );
+    for (claim, header) in claims {
+        out.push_str(&format!("                  - {{ header_name: {header}, claim_name: {claim} }}\n"));
+    }
+    if cache {
+        out.push_str("                  jwt_cache_config: { jwt_cache_size: 4096 }\n");
+    }
+    out
+}
+
 /// The `jwt_authn` filter: RS256 keys inline, the same issuer and audience as ours, `sub`
 /// forwarded as `x-user-id` (what our filter does, minus everything else).
 pub fn jwt_authn_block(jwks_json: &str, cache: bool) -> String {
-    let cache_line = if cache { "                  jwt_cache_config: { jwt_cache_size: 4096 }\n" } else { "" };
     format!(
         "          - name: envoy.filters.http.jwt_authn
             typed_config:
               \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
               providers:
-                platform:
-                  issuer: ${{JWT_ISSUER}}
-                  audiences: [${{JWT_AUDIENCE}}]
-                  local_jwks: {{ inline_string: {jwks} }}
-                  claim_to_headers: [{{ header_name: x-user-id, claim_name: sub }}]
-{cache_line}              rules:
+{provider}              rules:
               - match: {{ prefix: /api }}
                 requires: {{ provider_name: platform }}
 ",
-        jwks = yaml_string(jwks_json),
+        provider = jwt_provider("platform", jwks_json, &[("sub", "x-user-id")], cache, ""),
     )
 }
 
@@ -185,6 +200,9 @@ fn removed_headers() -> Vec<&'static str> {
 ///   (a claim compared with the clock), sessions, action tokens, quota and API keys; prefix
 ///   rules match on segment boundaries only as an exact-or-`prefix/` pair.
 pub fn native_chain_block(jwks_json: &str) -> String {
+    const IDENTITY_CLAIMS: &[(&str, &str)] =
+        &[("sub", "x-user-id"), ("email", "x-user-email"), ("roles", "x-user-roles")];
+    const METADATA: &str = "                  payload_in_metadata: jwt_payload\n";
     let mut removals = String::from("                - remove_on_match: { key_matcher: { prefix: x-user- } }\n");
     for name in removed_headers() {
         removals.push_str(&format!("                - remove: {name}\n"));
@@ -212,30 +230,9 @@ pub fn native_chain_block(jwks_json: &str) -> String {
             typed_config:
               \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
               providers:
-                platform:
-                  issuer: ${{JWT_ISSUER}}
-                  audiences: [${{JWT_AUDIENCE}}]
-                  local_jwks: {{ inline_string: {jwks} }}
-                  claim_to_headers:
-                  - {{ header_name: x-user-id, claim_name: sub }}
-                  - {{ header_name: x-user-email, claim_name: email }}
-                  - {{ header_name: x-user-roles, claim_name: roles }}
-                  payload_in_metadata: jwt_payload
-                  jwt_cache_config: {{ jwt_cache_size: 4096 }}
-                # The lease API's rule passes the token on (ours: `forwardCredential`);
+{platform}                # The lease API's rule passes the token on (ours: `forwardCredential`);
                 # `forward` is per provider in jwt_authn, so the same issuer twice.
-                platform_forward:
-                  issuer: ${{JWT_ISSUER}}
-                  audiences: [${{JWT_AUDIENCE}}]
-                  local_jwks: {{ inline_string: {jwks} }}
-                  forward: true
-                  claim_to_headers:
-                  - {{ header_name: x-user-id, claim_name: sub }}
-                  - {{ header_name: x-user-email, claim_name: email }}
-                  - {{ header_name: x-user-roles, claim_name: roles }}
-                  payload_in_metadata: jwt_payload
-                  jwt_cache_config: {{ jwt_cache_size: 4096 }}
-              rules:
+{platform_forward}              rules:
               - match: {{ path: /health }}
               - match: {{ path: /auth/verify }}
                 requires: {{ provider_name: platform }}
@@ -276,7 +273,14 @@ pub fn native_chain_block(jwks_json: &str) -> String {
                           - {leases}
                     principals:
 {sub}",
-        jwks = yaml_string(jwks_json),
+        platform = jwt_provider("platform", jwks_json, IDENTITY_CLAIMS, true, METADATA),
+        platform_forward = jwt_provider(
+            "platform_forward",
+            jwks_json,
+            IDENTITY_CLAIMS,
+            true,
+            &format!("{METADATA}                  forward: true\n"),
+        ),
         sub = jwt_principal("sub"),
         svc = jwt_principal("svc"),
         auth = under("/auth"),

@@ -38,9 +38,17 @@ impl Working {
         Self(out.lines().last().unwrap_or_default().trim().to_string())
     }
 
-    /// Runs `cmd` inside, with `mounts` (host dir, container path) and `env`.
-    fn run(&self, mounts: &[(PathBuf, String)], env: &[(String, String)], cmd: &[&str]) -> (bool, String) {
-        let mut args: Vec<String> = vec!["run".into(), "--isolation".into(), "chroot".into()];
+    /// `buildah run` (chroot isolation, then `options`) of `cmd` inside, with `mounts` (host
+    /// dir, container path) and `env`: the arguments after the storage driver.
+    fn run_args(
+        &self,
+        options: &[&str],
+        mounts: &[(PathBuf, String)],
+        env: &[(String, String)],
+        cmd: &[&str],
+    ) -> Vec<String> {
+        let mut args: Vec<String> =
+            ["run", "--isolation", "chroot"].iter().chain(options).map(|s| s.to_string()).collect();
         for (host, at) in mounts {
             args.push("-v".into());
             args.push(format!("{}:{at}", host.display()));
@@ -52,6 +60,12 @@ impl Working {
         args.push(self.0.clone());
         args.push("--".into());
         args.extend(cmd.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// Runs `cmd` inside to its end.
+    fn run(&self, mounts: &[(PathBuf, String)], env: &[(String, String)], cmd: &[&str]) -> (bool, String) {
+        let args = self.run_args(&[], mounts, env, cmd);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         buildah(&refs)
     }
@@ -84,6 +98,8 @@ fn dir_with(root: &Path, name: &str, files: &[(&str, String)]) -> PathBuf {
 struct Pod {
     all: Vec<(String, serde_yaml::Value)>,
     spec: serde_yaml::Value,
+    /// The pod's volumes as host directories; removed on drop.
+    _dir: tempfile::TempDir,
     root: PathBuf,
     /// Files whose text replaces the ConfigMap's (volume path → text).
     replaced: Vec<(&'static str, String)>,
@@ -93,6 +109,7 @@ struct Pod {
 const SECRET: &str = "smoke-test-secret-of-32-bytes-xx";
 
 impl Pod {
+    /// One per test: the tests run in parallel, each with volumes of its own.
     fn load() -> Self {
         let all = manifests();
         let deployment = all
@@ -101,7 +118,11 @@ impl Pod {
             .find(|v| v["kind"] == "Deployment" && v["metadata"]["name"] == "authz-gateway")
             .unwrap();
         let spec = deployment["spec"]["template"]["spec"].clone();
-        Self { all, spec, root: tempdir(), replaced: Vec::new() }
+        let dir = tempfile::Builder::new().prefix("authz-images-").tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        // The containers' user reads the volumes below it.
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        Self { all, spec, _dir: dir, root, replaced: Vec::new() }
     }
 
     fn config_map(&self, name: &str, key: &str) -> String {
@@ -227,21 +248,11 @@ impl Serving {
         log: PathBuf,
     ) -> Self {
         use std::os::unix::process::CommandExt as _;
-        let mut args: Vec<String> =
-            ["--storage-driver", "vfs", "run", "--isolation", "chroot", "--network", "host"].map(String::from).to_vec();
-        for (host, at) in mounts {
-            args.push("-v".into());
-            args.push(format!("{}:{at}", host.display()));
-        }
-        for (k, v) in env {
-            args.push("--env".into());
-            args.push(format!("{k}={v}"));
-        }
-        args.push(image.0.clone());
-        args.push("--".into());
-        args.extend(cmd.iter().cloned());
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let args = image.run_args(&["--network", "host"], mounts, env, &cmd);
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new("buildah")
+            .args(["--storage-driver", "vfs"])
             .args(&args)
             .stdin(std::process::Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -296,7 +307,9 @@ async fn until_answers(client: &reqwest::Client, url: &str, status: u16, server:
 
 /// Both images serving, as the pod runs them (the shipped configurations, the Deployment's
 /// mounts, environment and arguments), with what a pod's network gives changed to this host:
-/// the listeners' ports, the auth service's and Redis's addresses, one upstream's address.
+/// the listeners' ports, the addresses of Redis, the auth service and the upstreams (the
+/// cluster's names do not resolve here, and Envoy would hold its listener until their first
+/// DNS answers time out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_images_serve_an_authenticated_request_end_to_end() {
     use authz_e2e::k8s;
@@ -316,10 +329,14 @@ async fn the_images_serve_an_authenticated_request_end_to_end() {
     assert!(sidecar_yaml.contains(&shipped_admin), "{sidecar_yaml}");
     pod.replaced
         .push(("sidecar.yaml", sidecar_yaml.replace(&shipped_admin, &format!("adminListen: 127.0.0.1:{admin}"))));
-    // Envoy's configuration rendered as gen-k8s renders it, with this host's ports and the
-    // tool server's echo stand-in.
+    // Envoy's configuration rendered as gen-k8s renders it, with this host's ports, the auth
+    // stand-in and the echo upstreams.
     let mut vars = k8s::envoy_vars(&values).unwrap();
-    let toolserver = stack.upstreams.iter().find(|(n, _)| *n == "toolserver").unwrap().1;
+    for ((cluster, _, _), (_, addr)) in authz_e2e::stack::SERVICES.iter().zip(&stack.upstreams) {
+        let upper = cluster.to_ascii_uppercase();
+        vars.insert(Box::leak(format!("{upper}_HOST").into_boxed_str()), addr.ip().to_string());
+        vars.insert(Box::leak(format!("{upper}_PORT").into_boxed_str()), addr.port().to_string());
+    }
     for (k, v) in [
         ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
         ("LISTEN_PORT", listen.to_string()),
@@ -327,8 +344,8 @@ async fn the_images_serve_an_authenticated_request_end_to_end() {
         ("STATS_ADDRESS", "127.0.0.1".to_string()),
         ("STATS_PORT", stats.to_string()),
         ("SIDECAR_ADMIN_PORT", admin.to_string()),
-        ("TOOLSERVER_HOST", toolserver.ip().to_string()),
-        ("TOOLSERVER_PORT", toolserver.port().to_string()),
+        ("IAM_HOST", stack.auth.addr.ip().to_string()),
+        ("IAM_PORT", stack.auth.addr.port().to_string()),
     ] {
         vars.insert(k, v);
     }
@@ -390,11 +407,4 @@ async fn the_images_serve_an_authenticated_request_end_to_end() {
     assert_eq!(ready["redis"]["ready"], true, "{ready}");
     drop(envoy_server);
     drop(sidecar_server);
-}
-
-fn tempdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("authz-images-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
