@@ -13,6 +13,7 @@
 mod curves;
 mod loadgen;
 mod measure;
+mod native_chain;
 mod procstat;
 mod report;
 mod soak;
