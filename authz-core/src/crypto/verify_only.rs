@@ -15,6 +15,7 @@ use jsonwebtoken::errors::{ErrorKind, Result};
 use jsonwebtoken::signature;
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::pkcs8::AssociatedOid;
 use rsa::traits::SignatureScheme;
 use rsa::{BigUint, Pkcs1v15Sign, Pss, RsaPublicKey};
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -30,12 +31,17 @@ pub static PROVIDER: CryptoProvider = CryptoProvider {
 
 /// A verifier for `alg` with `key`, or why there is none.
 pub fn new_verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>> {
-    let scheme = match alg {
+    let pss = match alg {
         Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
             let DecodingKeyKind::SecretOrDer(secret) = key.kind() else {
                 return Err(ErrorKind::InvalidKeyFormat.into());
             };
-            return Ok(Box::new(HmacVerifier { alg: *alg, secret: secret.clone() }));
+            let mac = match alg {
+                Algorithm::HS256 => Keyed::Hs256(keyed(secret)?),
+                Algorithm::HS384 => Keyed::Hs384(keyed(secret)?),
+                _ => Keyed::Hs512(keyed(secret)?),
+            };
+            return Ok(Box::new(HmacVerifier { alg: *alg, mac }));
         }
         Algorithm::EdDSA => {
             let DecodingKeyKind::SecretOrDer(bytes) = key.kind() else {
@@ -45,8 +51,8 @@ pub fn new_verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVer
             let key = ed25519_dalek::VerifyingKey::from_bytes(&point).map_err(|_| ErrorKind::InvalidEddsaKey)?;
             return Ok(Box::new(EdDsaVerifier(key)));
         }
-        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => RsaScheme::Pkcs1v15,
-        Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => RsaScheme::Pss,
+        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => false,
+        Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => true,
         // ES256/384 (and whatever jsonwebtoken adds later): not in this VM.
         _ => return Err(ErrorKind::UnsupportedAlgorithm.into()),
     };
@@ -59,27 +65,38 @@ pub fn new_verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVer
                 .map_err(|e| ErrorKind::InvalidRsaKey(e.to_string()))?
         }
     };
-    Ok(Box::new(RsaVerifier { alg: *alg, scheme, public }))
+    Ok(Box::new(RsaVerifier { alg: *alg, pss, public }))
+}
+
+/// The HMAC keyed once, when the verifier is made; each verification works on a copy.
+#[derive(Clone)]
+enum Keyed {
+    Hs256(Hmac<Sha256>),
+    Hs384(Hmac<Sha384>),
+    Hs512(Hmac<Sha512>),
 }
 
 struct HmacVerifier {
     alg: Algorithm,
-    secret: Vec<u8>,
+    mac: Keyed,
+}
+
+fn keyed<M: hmac::digest::KeyInit>(secret: &[u8]) -> Result<M> {
+    M::new_from_slice(secret).map_err(|_| ErrorKind::InvalidKeyFormat.into())
 }
 
 /// `Mac::verify_slice` compares in constant time.
-fn verify_mac<M: Mac + hmac::digest::KeyInit>(secret: &[u8], msg: &[u8], tag: &[u8]) -> bool {
-    let Ok(mut mac) = <M as hmac::digest::KeyInit>::new_from_slice(secret) else { return false };
+fn verify_mac<M: Mac>(mut mac: M, msg: &[u8], tag: &[u8]) -> bool {
     mac.update(msg);
     mac.verify_slice(tag).is_ok()
 }
 
 impl signature::Verifier<Vec<u8>> for HmacVerifier {
     fn verify(&self, msg: &[u8], tag: &Vec<u8>) -> std::result::Result<(), signature::Error> {
-        let valid = match self.alg {
-            Algorithm::HS256 => verify_mac::<Hmac<Sha256>>(&self.secret, msg, tag),
-            Algorithm::HS384 => verify_mac::<Hmac<Sha384>>(&self.secret, msg, tag),
-            _ => verify_mac::<Hmac<Sha512>>(&self.secret, msg, tag),
+        let valid = match self.mac.clone() {
+            Keyed::Hs256(m) => verify_mac(m, msg, tag),
+            Keyed::Hs384(m) => verify_mac(m, msg, tag),
+            Keyed::Hs512(m) => verify_mac(m, msg, tag),
         };
         if valid { Ok(()) } else { Err(signature::Error::new()) }
     }
@@ -107,41 +124,32 @@ impl JwtVerifier for EdDsaVerifier {
     }
 }
 
-#[derive(Clone, Copy)]
-enum RsaScheme {
-    Pkcs1v15,
-    Pss,
-}
-
 struct RsaVerifier {
     alg: Algorithm,
-    scheme: RsaScheme,
+    /// PSS (PS*), else PKCS#1 v1.5 (RS*).
+    pss: bool,
     public: RsaPublicKey,
 }
 
-fn verify_rsa<S: SignatureScheme>(public: &RsaPublicKey, scheme: S, digest: &[u8], sig: &[u8]) -> bool {
-    scheme.verify(public, digest, sig).is_ok()
+/// `sig` over `msg` with digest `D`, in the verifier's padding.
+fn verify_rsa<D>(public: &RsaPublicKey, pss: bool, msg: &[u8], sig: &[u8]) -> bool
+where
+    D: Digest + AssociatedOid + hmac::digest::DynDigest + Send + Sync + 'static,
+{
+    let digest = D::digest(msg);
+    if pss {
+        Pss::new::<D>().verify(public, &digest, sig).is_ok()
+    } else {
+        Pkcs1v15Sign::new::<D>().verify(public, &digest, sig).is_ok()
+    }
 }
 
 impl signature::Verifier<Vec<u8>> for RsaVerifier {
     fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> std::result::Result<(), signature::Error> {
-        let valid = match (self.scheme, self.alg) {
-            (RsaScheme::Pkcs1v15, Algorithm::RS256) => {
-                verify_rsa(&self.public, Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig)
-            }
-            (RsaScheme::Pkcs1v15, Algorithm::RS384) => {
-                verify_rsa(&self.public, Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(msg), sig)
-            }
-            (RsaScheme::Pkcs1v15, _) => {
-                verify_rsa(&self.public, Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(msg), sig)
-            }
-            (RsaScheme::Pss, Algorithm::PS256) => {
-                verify_rsa(&self.public, Pss::new::<Sha256>(), &Sha256::digest(msg), sig)
-            }
-            (RsaScheme::Pss, Algorithm::PS384) => {
-                verify_rsa(&self.public, Pss::new::<Sha384>(), &Sha384::digest(msg), sig)
-            }
-            (RsaScheme::Pss, _) => verify_rsa(&self.public, Pss::new::<Sha512>(), &Sha512::digest(msg), sig),
+        let valid = match self.alg {
+            Algorithm::RS256 | Algorithm::PS256 => verify_rsa::<Sha256>(&self.public, self.pss, msg, sig),
+            Algorithm::RS384 | Algorithm::PS384 => verify_rsa::<Sha384>(&self.public, self.pss, msg, sig),
+            _ => verify_rsa::<Sha512>(&self.public, self.pss, msg, sig),
         };
         if valid { Ok(()) } else { Err(signature::Error::new()) }
     }

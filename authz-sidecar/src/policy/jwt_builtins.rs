@@ -50,37 +50,34 @@ pub fn register(engine: &mut Engine) -> Result<()> {
             Ok(decode_verify(&text(&a, 0)?, &constraints))
         }),
     )?;
-    for (name, alg) in [
-        ("io.jwt.verify_rs256", Algorithm::RS256),
-        ("io.jwt.verify_rs384", Algorithm::RS384),
-        ("io.jwt.verify_rs512", Algorithm::RS512),
-        ("io.jwt.verify_ps256", Algorithm::PS256),
-        ("io.jwt.verify_ps384", Algorithm::PS384),
-        ("io.jwt.verify_ps512", Algorithm::PS512),
-        ("io.jwt.verify_es256", Algorithm::ES256),
-        ("io.jwt.verify_es384", Algorithm::ES384),
-        ("io.jwt.verify_eddsa", Algorithm::EdDSA),
-    ] {
-        engine.add_extension(
-            name.into(),
-            2,
-            Box::new(move |a: Vec<Value>| {
-                let keys = public_keys(&text(&a, 1)?, alg);
-                Ok(Value::from(verified(&text(&a, 0)?, &keys, Some(alg)).is_some()))
-            }),
-        )?;
+    // The second argument: a certificate, PEM or JWK(S) for the public-key algorithms, the
+    // secret itself for HMAC.
+    fn hmac_key(secret: &str, alg: Algorithm) -> KeySet {
+        let mut keys = KeySet::new();
+        keys.add_hmac_secret(secret.as_bytes(), alg);
+        keys
     }
-    for (name, alg) in [
-        ("io.jwt.verify_hs256", Algorithm::HS256),
-        ("io.jwt.verify_hs384", Algorithm::HS384),
-        ("io.jwt.verify_hs512", Algorithm::HS512),
-    ] {
+    type KeysOf = fn(&str, Algorithm) -> KeySet;
+    let verifiers: [(&str, Algorithm, KeysOf); 12] = [
+        ("io.jwt.verify_rs256", Algorithm::RS256, public_keys),
+        ("io.jwt.verify_rs384", Algorithm::RS384, public_keys),
+        ("io.jwt.verify_rs512", Algorithm::RS512, public_keys),
+        ("io.jwt.verify_ps256", Algorithm::PS256, public_keys),
+        ("io.jwt.verify_ps384", Algorithm::PS384, public_keys),
+        ("io.jwt.verify_ps512", Algorithm::PS512, public_keys),
+        ("io.jwt.verify_es256", Algorithm::ES256, public_keys),
+        ("io.jwt.verify_es384", Algorithm::ES384, public_keys),
+        ("io.jwt.verify_eddsa", Algorithm::EdDSA, public_keys),
+        ("io.jwt.verify_hs256", Algorithm::HS256, hmac_key),
+        ("io.jwt.verify_hs384", Algorithm::HS384, hmac_key),
+        ("io.jwt.verify_hs512", Algorithm::HS512, hmac_key),
+    ];
+    for (name, alg, keys_of) in verifiers {
         engine.add_extension(
             name.into(),
             2,
             Box::new(move |a: Vec<Value>| {
-                let mut keys = KeySet::new();
-                keys.add_hmac_secret(text(&a, 1)?.as_bytes(), alg);
+                let keys = keys_of(&text(&a, 1)?, alg);
                 Ok(Value::from(verified(&text(&a, 0)?, &keys, Some(alg)).is_some()))
             }),
         )?;

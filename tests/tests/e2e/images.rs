@@ -313,15 +313,15 @@ async fn until_answers(client: &reqwest::Client, url: &str, status: u16, server:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_images_serve_an_authenticated_request_end_to_end() {
     use authz_e2e::k8s;
-    use authz_e2e::stack::{Mode, Options, Stack, free_port};
+    use authz_e2e::stack::{Mode, Options, Stack};
     let mut opts = Options::test(Mode::Wasm).unwrap();
     opts.gateway = false;
     opts.redis_password = Some(SECRET.into());
     let stack = Stack::start(opts).await.unwrap();
 
     let values = k8s::Values::load().unwrap();
-    let (admin, listen, envoy_admin, stats) =
-        (free_port().unwrap(), free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
+    // The stack's own ports for the sidecar and Envoy it did not start.
+    let (admin, listen) = (stack.ports.sidecar_admin, stack.ports.gateway);
     let mut pod = Pod::load();
     // The sidecar's configuration as shipped, its admin port on this host's loopback.
     let sidecar_yaml = pod.config_map("authz-sidecar", "sidecar.yaml");
@@ -329,25 +329,14 @@ async fn the_images_serve_an_authenticated_request_end_to_end() {
     assert!(sidecar_yaml.contains(&shipped_admin), "{sidecar_yaml}");
     pod.replaced
         .push(("sidecar.yaml", sidecar_yaml.replace(&shipped_admin, &format!("adminListen: 127.0.0.1:{admin}"))));
-    // Envoy's configuration rendered as gen-k8s renders it, with this host's ports, the auth
-    // stand-in and the echo upstreams.
+    // Envoy's configuration rendered as gen-k8s renders it, with this host's listeners, auth
+    // stand-in and echo upstreams: the stack's own values for every address and port but the
+    // sidecar's socket, which stays where the pod has it.
     let mut vars = k8s::envoy_vars(&values).unwrap();
-    for ((cluster, _, _), (_, addr)) in authz_e2e::stack::SERVICES.iter().zip(&stack.upstreams) {
-        let upper = cluster.to_ascii_uppercase();
-        vars.insert(Box::leak(format!("{upper}_HOST").into_boxed_str()), addr.ip().to_string());
-        vars.insert(Box::leak(format!("{upper}_PORT").into_boxed_str()), addr.port().to_string());
-    }
-    for (k, v) in [
-        ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
-        ("LISTEN_PORT", listen.to_string()),
-        ("ADMIN_PORT", envoy_admin.to_string()),
-        ("STATS_ADDRESS", "127.0.0.1".to_string()),
-        ("STATS_PORT", stats.to_string()),
-        ("SIDECAR_ADMIN_PORT", admin.to_string()),
-        ("IAM_HOST", stack.auth.addr.ip().to_string()),
-        ("IAM_PORT", stack.auth.addr.port().to_string()),
-    ] {
-        vars.insert(k, v);
+    for (k, v) in stack.envoy_vars().unwrap() {
+        if (k.ends_with("_ADDRESS") || k.ends_with("_HOST") || k.ends_with("_PORT")) && k != "SIDECAR_ADDRESS" {
+            vars.insert(k, v);
+        }
     }
     let template = std::fs::read_to_string(paths::workspace().join("envoy/gateway.yaml")).unwrap();
     pod.replaced.push(("envoy.yaml", authz_e2e::render::render(&template, &vars).unwrap()));
