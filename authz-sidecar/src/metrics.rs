@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -37,6 +38,9 @@ pub struct Metrics {
     pub revocation_errors: Counter,
     /// 1 while the revocation subscription is live (after its resync), else 0.
     pub revocation_subscription_live: Gauge,
+    /// When the last revocation fact arrived on pub/sub (Unix seconds, microsecond precision):
+    /// against the publisher's clock, the pub/sub hop of the propagation benchmark.
+    pub revocation_last_received: Gauge<f64, AtomicU64>,
     /// Policy file reloads by `result` (ok, error).
     pub policy_reloads: Family<Labels, Counter>,
     /// Time spent in the `Check` handler (decoding to answer, without the gRPC transport).
@@ -81,6 +85,12 @@ impl Default for Metrics {
             "revocation_subscription_live",
             "1 while the revocation subscription is live (after its resync), else 0",
             revocation_subscription_live.clone(),
+        );
+        let revocation_last_received = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "revocation_last_received_timestamp_seconds",
+            "When the last revocation fact arrived on pub/sub (Unix time)",
+            revocation_last_received.clone(),
         );
         registry.register("session_checks", "Session validations at the auth service", session_checks.clone());
         registry.register("checks", "ext_authz Check answers", checks.clone());
@@ -141,6 +151,7 @@ impl Default for Metrics {
             revocation_resyncs,
             revocation_errors,
             revocation_subscription_live,
+            revocation_last_received,
             policy_reloads,
             check_duration,
         }

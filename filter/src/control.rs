@@ -164,6 +164,12 @@ impl ControlState {
                     }
                     w.revocations_fresh = true;
                     self.down_since = None;
+                } else if update.received_unix_micros > 0
+                    && let Ok(applied) = now.duration_since(UNIX_EPOCH)
+                {
+                    let applied = u64::try_from(applied.as_micros()).unwrap_or(u64::MAX);
+                    w.metrics.revocation_last_applied.record(applied);
+                    w.metrics.revocation_delay.record(applied.saturating_sub(update.received_unix_micros));
                 }
                 w.metrics.revocation_updates.inc();
             }

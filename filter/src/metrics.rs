@@ -6,7 +6,8 @@
 //! native unit tests, where counters are inert. The counters every request touches
 //! (`allowed`, `denied`, `cache_hits`, `cache_misses`) are kept in the VM and added to Envoy's
 //! on the root context's tick ([`flush`], every 200 ms): one hostcall per counter and tick
-//! instead of two per request. The rest count rare events and go to Envoy at once.
+//! instead of two per request. The rest count rare events and go to Envoy at once, as do the
+//! gauge and the histogram of revocation propagation.
 
 use std::cell::Cell;
 
@@ -19,6 +20,8 @@ const BATCHED: usize = 4;
 thread_local! {
     /// Where increments go: nowhere until Envoy's counters are defined.
     static SINK: Cell<fn(u32, u64)> = const { Cell::new(|_, _| {}) };
+    /// Where gauge values and histogram samples go, likewise.
+    static RECORD: Cell<fn(u32, u64)> = const { Cell::new(|_, _| {}) };
     /// Increments of the batched counters since the last flush, by slot.
     static PENDING: [Cell<u64>; BATCHED] = const { [const { Cell::new(0) }; BATCHED] };
     /// The Envoy metric id of each batched slot.
@@ -27,6 +30,10 @@ thread_local! {
 
 fn envoy_increment(id: u32, by: u64) {
     let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+}
+
+fn envoy_record(id: u32, value: u64) {
+    let _ = hostcalls::record_metric(id, value);
 }
 
 /// Adds the batched counters' increments to Envoy's (the root context calls it on its tick).
@@ -78,6 +85,23 @@ impl Counter {
     }
 }
 
+/// A gauge (set) or a histogram (one sample per record): both reach Envoy at once, as they
+/// record rare events.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recorded(Option<u32>);
+
+impl Recorded {
+    fn define(kind: MetricType, name: &str) -> Self {
+        Self(hostcalls::define_metric(kind, name).ok())
+    }
+
+    pub fn record(self, value: u64) {
+        if let Some(id) = self.0 {
+            RECORD.with(|sink| sink.get()(id, value));
+        }
+    }
+}
+
 /// The filter's counters.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Metrics {
@@ -94,6 +118,13 @@ pub struct Metrics {
     pub stale_callouts: Counter,
     /// Revocation updates applied (full snapshots and single facts).
     pub revocation_updates: Counter,
+    /// When this VM last applied a single revocation fact (µs since the Unix epoch). One gauge
+    /// for every VM: once each has applied a fact, it holds the last VM's time, so publish →
+    /// this gauge is the propagation to every worker.
+    pub revocation_last_applied: Recorded,
+    /// Per VM and fact: µs from the sidecar receiving it on pub/sub to this VM applying it
+    /// (the sidecar's fan-out, the control stream and Envoy's dispatch).
+    pub revocation_delay: Recorded,
     /// Route policies applied.
     pub policy_updates: Counter,
     /// Signatures verified by Envoy's native crypto (RSA, ECDSA).
@@ -107,6 +138,7 @@ impl Metrics {
     /// Defines the counters in Envoy and sends increments there.
     pub fn define() -> Self {
         SINK.with(|sink| sink.set(envoy_increment));
+        RECORD.with(|sink| sink.set(envoy_record));
         Self {
             allowed: Counter::define_batched("authz_filter.allowed", 0),
             denied: Counter::define_batched("authz_filter.denied", 1),
@@ -119,6 +151,11 @@ impl Metrics {
             revoked: Counter::define("authz_filter.revoked"),
             stale_callouts: Counter::define("authz_filter.stale_callouts"),
             revocation_updates: Counter::define("authz_filter.revocation_updates"),
+            revocation_last_applied: Recorded::define(
+                MetricType::Gauge,
+                "authz_filter.revocation_last_applied_unix_us",
+            ),
+            revocation_delay: Recorded::define(MetricType::Histogram, "authz_filter.revocation_delay_us"),
             policy_updates: Counter::define("authz_filter.policy_updates"),
             control_stream_closed: Counter::define("authz_filter.control_stream_closed"),
             control_stream_idle: Counter::define("authz_filter.control_stream_idle"),

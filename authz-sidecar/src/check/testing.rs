@@ -99,6 +99,7 @@ impl InMemorySidecar {
                 version: revocations.version,
                 full: true,
                 revocations_json: facts,
+                received_unix_micros: 0,
             }),
         ])
         .map(|e| ControlEvent { event: Some(e) })

@@ -9,7 +9,7 @@
 //! (deltas) as they arrive.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authz_core::revocation::{Revocation, RevocationSet};
 use futures::StreamExt;
@@ -39,8 +39,9 @@ pub struct RevocationState {
 pub enum Update {
     /// The whole set changed (resync): send a snapshot.
     Full,
-    /// One more fact.
-    Delta(u64, Revocation),
+    /// One more fact: the set's version with it, and when it arrived on pub/sub
+    /// (microseconds since the Unix epoch), which the filters measure their delay from.
+    Delta { version: u64, revocation: Revocation, received_unix_micros: u64 },
 }
 
 pub struct RevocationHub {
@@ -65,16 +66,31 @@ impl RevocationHub {
         self.updates.subscribe()
     }
 
-    fn apply(&self, r: Revocation) {
+    fn apply(&self, r: Revocation, received_unix_micros: u64) {
         let mut version = 0;
         self.state.send_modify(|s| {
+            // Shares the set's large base: copies only its recent layer.
             let mut set = s.set.clone();
             set.insert(&r);
             version = s.version + 1;
             *s = Arc::new(RevocationState { version, set, live: s.live, synced: s.synced });
         });
         self.metrics.revocation_events.inc();
-        let _ = self.updates.send(Update::Delta(version, r));
+        let _ = self.updates.send(Update::Delta { version, revocation: r, received_unix_micros });
+        // The fact is on its way: now fold the set's recent layer in when it is due (a copy of
+        // the whole set, once per few hundred facts), made outside the lock readers take.
+        let current = self.current();
+        if current.set.needs_compaction() {
+            let mut set = current.set.clone();
+            set.compact();
+            // Unchanged facts: readers need no notification.
+            self.state.send_if_modified(|s| {
+                if s.version == current.version {
+                    *s = Arc::new(RevocationState { version: s.version, set, live: s.live, synced: s.synced });
+                }
+                false
+            });
+        }
     }
 
     /// Installs a whole set, as a resync from Redis does (public for benchmarks and tests that
@@ -183,6 +199,8 @@ impl RevocationHub {
         self.replace(stored);
         let mut messages = pubsub.into_on_message();
         while let Some(msg) = messages.next().await {
+            let received = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            self.metrics.revocation_last_received.set(received.as_secs_f64());
             let payload: String = match msg.get_payload() {
                 Ok(p) => p,
                 Err(e) => {
@@ -191,7 +209,7 @@ impl RevocationHub {
                 }
             };
             match serde_json::from_str::<Revocation>(&payload) {
-                Ok(r) => self.apply(r),
+                Ok(r) => self.apply(r, u64::try_from(received.as_micros()).unwrap_or(u64::MAX)),
                 Err(e) => {
                     self.metrics.revocation_errors.inc();
                     warn!(error = %e, "revocation message refused");

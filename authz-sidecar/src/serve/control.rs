@@ -93,9 +93,19 @@ fn keys_event(provider: &str, state: &KeyState, symmetric: bool) -> Option<Contr
     Some(ControlEvent { event: Some(event) })
 }
 
-fn revocations_event(version: u64, full: bool, revocations_json: Vec<String>) -> ControlEvent {
+fn revocations_event(
+    version: u64,
+    full: bool,
+    revocations_json: Vec<String>,
+    received_unix_micros: u64,
+) -> ControlEvent {
     ControlEvent {
-        event: Some(control_event::Event::Revocations(RevocationUpdate { version, full, revocations_json })),
+        event: Some(control_event::Event::Revocations(RevocationUpdate {
+            version,
+            full,
+            revocations_json,
+            received_unix_micros,
+        })),
     }
 }
 
@@ -106,7 +116,7 @@ fn full_snapshot(hub: &RevocationHub) -> Option<ControlEvent> {
         return None;
     }
     let json = state.set.to_vec().iter().filter_map(|r| serde_json::to_string(r).ok()).collect();
-    Some(revocations_event(state.version, true, json))
+    Some(revocations_event(state.version, true, json, 0))
 }
 
 #[tonic::async_trait]
@@ -162,9 +172,9 @@ impl Control for ControlService {
                         Err(_) => break,
                     },
                     update = updates.recv() => match update {
-                        Ok(Update::Delta(version, r)) => {
-                            serde_json::to_string(&r).ok().map(|j| revocations_event(version, false, vec![j]))
-                        }
+                        Ok(Update::Delta { version, revocation, received_unix_micros }) => serde_json::to_string(&revocation)
+                            .ok()
+                            .map(|j| revocations_event(version, false, vec![j], received_unix_micros)),
                         // A resync, or we fell behind: the whole set again.
                         Ok(Update::Full) | Err(broadcast::error::RecvError::Lagged(_)) => full_snapshot(&hub),
                         Err(broadcast::error::RecvError::Closed) => break,

@@ -34,6 +34,7 @@ fn full_revocations(json: &[&str]) -> ControlEvent {
             version: 1,
             full: true,
             revocations_json: json.iter().map(|s| s.to_string()).collect(),
+            received_unix_micros: 0,
         })),
     }
 }

@@ -48,7 +48,12 @@ fn shared() -> Shared {
             policy_json: policy.into(),
             settings_json: serde_json::to_string(&settings).unwrap(),
         }),
-        control_event::Event::Revocations(RevocationUpdate { version: 1, full: true, revocations_json: vec![] }),
+        control_event::Event::Revocations(RevocationUpdate {
+            version: 1,
+            full: true,
+            revocations_json: vec![],
+            received_unix_micros: 0,
+        }),
     ];
     for e in events {
         assert!(c.apply(&mut w, ControlEvent { event: Some(e) }, now).is_empty());

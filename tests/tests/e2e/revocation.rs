@@ -100,8 +100,21 @@ pub async fn logout_reaches_every_worker(stack: &Stack) {
     let auth = bearer(&token);
     assert_eq!(fresh(stack, "/api/tools/r", ("authorization", &auth)).await.0, 200);
     let before = revocation_updates(stack).await;
+    let published = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     logout(stack, &token, false).await;
     let took = until_every_vm_applied(stack, before).await;
+    if stack.opts.mode == Mode::Wasm {
+        // Each hop recorded when it saw the fact (what the propagation benchmark reads).
+        let metrics = stack.sidecar_metrics().await.unwrap();
+        let received: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("authz_revocation_last_received_timestamp_seconds "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pub/sub receipt time in\n{metrics}"));
+        let applied = stack.envoy_stat("authz_filter.revocation_last_applied_unix_us").await.unwrap_or(0);
+        assert!(received >= published.as_secs_f64(), "received at {received}, published at {published:?}");
+        assert!(applied as f64 >= received * 1e6, "applied at {applied} µs, received at {received} s");
+    }
     until_refused(stack, ("authorization", &auth), "token_revoked").await;
     all_refused(stack, ("authorization", &auth), "token_revoked", 20).await;
     assert_eq!(fresh(stack, "/api/tools/r", ("authorization", &bearer(&other_session))).await.0, 200);
