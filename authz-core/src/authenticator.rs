@@ -7,21 +7,28 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::cache::TokenCache;
+use crate::cache::{Fingerprint, TokenCache};
 use crate::claims::ClaimsPolicy;
+use crate::headers::{X_INTERNAL_SERVICE, X_USER_EMAIL, X_USER_ID, X_USER_ROLES};
 use crate::identity::Identity;
 use crate::keys::KeySet;
 use crate::provider::Providers;
 use crate::token::{NativeVerifier, TokenError, kid_of, verify_token_time_with};
 
-/// A verified identity with its header projection computed once.
+/// A verified identity and what is derived from it once per token. The identity headers are
+/// read from the identity itself when a request is forwarded: only what needs computing is kept
+/// (several roles joined, mapped claims), so a cached token costs its identity and little more.
 #[derive(Debug)]
 pub struct Verified {
     /// Shared with the sidecar's identity cache (the filter holds the only reference).
     pub identity: Arc<Identity>,
-    pub headers: Vec<(String, String)>,
+    /// `X-User-Roles` of several roles (see [`Identity::joined_roles`]).
+    joined_roles: Option<Box<str>>,
+    /// Claims projected onto headers (`claimToHeaders`): (header, value); empty, and no
+    /// allocation, unless the provider maps claims.
+    mapped: Vec<(String, String)>,
     /// The token's [`crate::cache::fingerprint`], for audit events (computed once, on a miss).
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
 }
 
 impl Verified {
@@ -36,8 +43,25 @@ impl Verified {
 
     /// With the claims of `mapped` projected onto their headers too.
     pub fn mapped(identity: Arc<Identity>, token: &str, mapped: &[crate::identity::ClaimHeader]) -> Self {
-        let headers = identity.headers_with(mapped);
-        Self { identity, headers, fingerprint: crate::cache::fingerprint(token) }
+        let mapped = mapped.iter().filter_map(|m| m.value(&identity).map(|v| (m.header.clone(), v))).collect();
+        Self { joined_roles: identity.joined_roles(), identity, mapped, fingerprint: Fingerprint::of(token) }
+    }
+
+    /// The identity headers set on a forwarded request: `X-User-Id`, then `X-User-Email`,
+    /// `X-User-Roles` (comma-joined) and `X-Internal-Service` when the identity has them, then
+    /// the mapped claims.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        let id = &*self.identity;
+        let roles = match (&self.joined_roles, id.roles.as_slice()) {
+            (Some(joined), _) => Some(&**joined),
+            (None, [one]) => Some(one.as_str()),
+            (None, _) => None,
+        };
+        std::iter::once((X_USER_ID, id.user_id.as_str()))
+            .chain(id.email.as_deref().map(|e| (X_USER_EMAIL, e)))
+            .chain(roles.map(|r| (X_USER_ROLES, r)))
+            .chain(id.service.as_deref().map(|s| (X_INTERNAL_SERVICE, s)))
+            .chain(self.mapped.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 }
 
@@ -69,6 +93,9 @@ pub struct Authenticator {
     refused_kids: HashMap<(usize, String), u64>,
     /// The keys of a provider none were received for yet.
     no_keys: KeySet,
+    /// The extra claims a cached identity keeps (sorted), when the host knows what its policy
+    /// reads (the filter); `None` keeps every claim (the sidecar: Rego may read any).
+    kept_claims: Option<Vec<String>>,
 }
 
 /// How long a refused `kid` is refused locally without asking the sidecar again (the
@@ -95,6 +122,7 @@ impl Authenticator {
             native: None,
             refused_kids: HashMap::new(),
             no_keys: KeySet::new(),
+            kept_claims: None,
         }
     }
 
@@ -122,6 +150,21 @@ impl Authenticator {
     /// Replaces the providers (the settings pushed by the sidecar). Cached identities carry
     /// their provider's headers and were matched by its issuer, so a change empties the cache;
     /// the same settings again (every policy reload sends them) keep it.
+    /// Keeps only these extra claims (sorted) in identities cached from now on, plus what the
+    /// typed fields hold. A change empties the cache: identities cached under the old set may
+    /// lack a claim the new policy reads.
+    pub fn keep_only_claims(&mut self, names: Option<Vec<String>>) {
+        if names != self.kept_claims {
+            self.kept_claims = names;
+            self.cache.clear();
+        }
+    }
+
+    /// The extra claims cached identities keep (`None`: all).
+    pub fn kept_claims(&self) -> Option<&[String]> {
+        self.kept_claims.as_deref()
+    }
+
     pub fn set_providers(&mut self, providers: Providers) {
         if providers != self.providers {
             self.providers = providers;
@@ -190,7 +233,14 @@ impl Authenticator {
                 Ok(identity) => {
                     let exp = identity.expires_at;
                     let mapped = &self.providers.nth(i).claim_headers;
-                    let verified = Arc::new(Verified::mapped(Arc::new(identity), token, mapped));
+                    // Mapped claims are projected before unread claims are dropped.
+                    let mut verified = Verified::mapped(Arc::new(identity), token, mapped);
+                    if let Some(keep) = &self.kept_claims
+                        && let Some(id) = Arc::get_mut(&mut verified.identity)
+                    {
+                        id.keep_claims(keep);
+                    }
+                    let verified = Arc::new(verified);
                     self.cache.insert(key, Arc::clone(&verified), exp, now);
                     LocalVerdict::Valid { verified, cache_hit: false }
                 }
@@ -231,6 +281,33 @@ mod tests {
         a.remember_unknown_kid(&t, now);
         a.set_keys(KeySet::new());
         assert!(matches!(a.authenticate(&t, now), LocalVerdict::Unknown));
+    }
+
+    /// With the claims its policy reads named, a cache keeps only those (and the typed fields);
+    /// a different set empties it, so no identity lacks a claim the new policy reads.
+    #[test]
+    fn cached_identities_keep_only_the_claims_named() {
+        let now = 1_700_000_000;
+        let mut ks = KeySet::new();
+        ks.add_hmac_secret(b"k", Algorithm::HS256);
+        let mut a = Authenticator::new(ClaimsPolicy::default(), 16);
+        a.set_keys(ks);
+        let claims =
+            json!({"sub": "u", "exp": now + 100, "labs": ["l1"], "tier": "gold", "realm_access": {"roles": []}});
+        let t = encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"k")).unwrap();
+        let names = |v: &LocalVerdict| match v {
+            LocalVerdict::Valid { verified, .. } => verified.identity.claims.iter().map(|(k, _)| k.clone()).collect(),
+            _ => Vec::new(),
+        };
+        assert_eq!(names(&a.authenticate(&t, now)), ["labs", "realm_access", "tier"], "no set named: every claim");
+        a.keep_only_claims(Some(vec!["labs".into()]));
+        assert_eq!(a.cached(), 0, "a new set empties the cache");
+        let first = a.authenticate(&t, now);
+        assert!(matches!(first, LocalVerdict::Valid { cache_hit: false, .. }));
+        assert_eq!(names(&first), ["labs"]);
+        assert!(matches!(a.authenticate(&t, now), LocalVerdict::Valid { cache_hit: true, .. }));
+        a.keep_only_claims(Some(vec!["labs".into()]));
+        assert_eq!(a.cached(), 1, "the same set keeps the cache");
     }
 
     #[test]

@@ -29,12 +29,34 @@ pub fn digest(token: &str) -> TokenDigest {
 /// A short, stable fingerprint of a credential for audit events and logs: the first 12 hex
 /// digits of its SHA-256 (enough to correlate events, far too little to recover anything).
 pub fn fingerprint(token: &str) -> String {
-    fingerprint_of(&digest(token))
+    Fingerprint::of(token).as_str().to_owned()
 }
 
-/// [`fingerprint`] of an already computed digest.
-pub fn fingerprint_of(d: &TokenDigest) -> String {
-    d.iter().take(6).map(|b| format!("{b:02x}")).collect()
+/// [`fingerprint`] held inline, as a cached identity keeps it: no allocation of its own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 12]);
+
+impl Fingerprint {
+    pub fn of(token: &str) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 12];
+        for (pair, b) in hex.chunks_exact_mut(2).zip(digest(token)) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
+        }
+        Self(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Always ASCII hex digits.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The in-memory key of a token (see the module docs).

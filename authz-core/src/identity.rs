@@ -1,7 +1,7 @@
 //! A verified identity and the headers it projects onto the upstream request.
 
 use crate::claims::Claims;
-use crate::headers::{X_INTERNAL_SERVICE, X_USER_EMAIL, X_USER_ID, X_USER_ROLES, is_safe_value};
+use crate::headers::is_safe_value;
 use crate::token::TokenError;
 
 pub mod claim_headers;
@@ -105,9 +105,8 @@ impl Identity {
     /// `/` is a JSON pointer (RFC 6901) into the claims (`/kubernetes.io/serviceaccount/name`).
     pub fn claim(&self, name: &str) -> Option<serde_json::Value> {
         if let Some(pointer) = name.strip_prefix('/') {
-            let (first, rest) = pointer.split_once('/').map_or((pointer, ""), |(f, r)| (f, r));
-            let first = first.replace("~1", "/").replace("~0", "~");
-            let top = self.named_claim(&first)?;
+            let rest = pointer.split_once('/').map_or("", |(_, r)| r);
+            let top = self.named_claim(&claim_root(name))?;
             return if rest.is_empty() { Some(top) } else { top.pointer(&format!("/{rest}")).cloned() };
         }
         self.named_claim(name)
@@ -125,32 +124,36 @@ impl Identity {
         }
     }
 
-    /// The identity headers plus `mapped` claims (`claimToHeaders`).
-    pub fn headers_with(&self, mapped: &[ClaimHeader]) -> Vec<(String, String)> {
-        let mut h = self.headers();
-        h.extend(mapped.iter().filter_map(|m| m.value(self).map(|v| (m.header.clone(), v))));
-        h
+    /// Drops the extra claims (`labs`, `tier`, ...) that `keep` (sorted) does not name: a
+    /// cache keeps only what its policy reads.
+    pub fn keep_claims(&mut self, keep: &[String]) {
+        self.claims.retain(|name| keep.binary_search_by(|k| k.as_str().cmp(name)).is_ok());
     }
 
-    pub fn headers(&self) -> Vec<(String, String)> {
-        let mut h = Vec::with_capacity(3);
-        h.push((X_USER_ID.to_string(), self.user_id.clone()));
-        if let Some(e) = &self.email {
-            h.push((X_USER_EMAIL.to_string(), e.clone()));
-        }
-        if !self.roles.is_empty() {
-            h.push((X_USER_ROLES.to_string(), self.roles.join(",")));
-        }
-        if let Some(s) = &self.service {
-            h.push((X_INTERNAL_SERVICE.to_string(), s.clone()));
-        }
-        h
+    /// The value of `X-User-Roles` when it is not one role: the roles joined by commas (one
+    /// role is sent as the identity's own string, so only several cost an allocation).
+    pub fn joined_roles(&self) -> Option<Box<str>> {
+        (self.roles.len() > 1).then(|| self.roles.join(",").into_boxed_str())
+    }
+}
+
+/// The top-level claim a claim name reads: the name itself, or the first reference token of a
+/// JSON pointer (`/kubernetes.io/namespace` reads `kubernetes.io`; RFC 6901 escapes undone).
+pub fn claim_root(name: &str) -> String {
+    match name.strip_prefix('/') {
+        Some(pointer) => pointer.split('/').next().unwrap_or_default().replace("~1", "/").replace("~0", "~"),
+        None => name.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authenticator::Verified;
+
+    fn headers(id: Identity) -> Vec<(String, String)> {
+        Verified::new(id, "t").headers().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
 
     #[test]
     fn projects_headers() {
@@ -163,7 +166,7 @@ mod tests {
         };
         let id = Identity::from_claims(c).unwrap();
         assert_eq!(
-            id.headers(),
+            headers(id),
             vec![
                 ("x-user-id".to_string(), "u-42".to_string()),
                 ("x-user-email".to_string(), "ada@lab.org".to_string()),
@@ -187,13 +190,21 @@ mod tests {
         assert_eq!(id.claim("/a~1b/c~0d"), Some(1.into()));
         assert_eq!(id.claim("/kubernetes.io/nope"), None);
         assert_eq!(id.claim("kubernetes.io").and_then(|v| v.get("namespace").cloned()), Some("tes".into()));
+        assert_eq!(
+            ["/kubernetes.io/namespace", "/a~1b/c~0d", "tier", "/x"].map(claim_root),
+            ["kubernetes.io", "a/b", "tier", "x"].map(String::from)
+        );
+        let mut kept = id.clone();
+        kept.keep_claims(&["kubernetes.io".to_string()]);
+        assert_eq!(kept.claim("/kubernetes.io/namespace"), Some("tes".into()));
+        assert_eq!((kept.claim("/a~1b/c~0d"), kept.claims.len()), (None, 1));
     }
 
     #[test]
     fn service_tokens_project_internal_service() {
         let c = Claims { sub: Some("svc-tes".into()), svc: Some("tes".into()), exp: Some(10), ..Claims::default() };
         let id = Identity::from_claims(c).unwrap();
-        assert!(id.headers().contains(&("x-internal-service".to_string(), "tes".to_string())));
+        assert!(headers(id).contains(&("x-internal-service".to_string(), "tes".to_string())));
         let bad = Claims { sub: Some("s".into()), svc: Some("a\nb".into()), ..Claims::default() };
         assert_eq!(Identity::from_claims(bad), Err(TokenError::BadClaim("svc")));
     }
@@ -204,6 +215,10 @@ mod tests {
         assert!(Identity::from_claims(bad).is_err());
         let c = Claims { sub: Some("u".into()), email: Some("x\r\ny".into()), ..Claims::default() };
         let id = Identity::from_claims(c).unwrap();
-        assert_eq!(id.headers(), vec![("x-user-id".to_string(), "u".to_string())]);
+        assert_eq!(headers(id), vec![("x-user-id".to_string(), "u".to_string())]);
+        let one = Claims { sub: Some("u".into()), roles: vec!["user".into()], ..Claims::default() };
+        let one = Identity::from_claims(one).unwrap();
+        assert_eq!(one.joined_roles(), None, "one role is sent as it is");
+        assert_eq!(headers(one)[1], ("x-user-roles".to_string(), "user".to_string()));
     }
 }

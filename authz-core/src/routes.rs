@@ -423,6 +423,23 @@ impl RouteTable {
         self.routes.len()
     }
 
+    /// The top-level claims beyond the typed ones that the rules read (claim conditions and
+    /// `bind`), sorted: what a cache of identities checked against this table must keep.
+    pub fn claims_read(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .routes
+            .iter()
+            .flat_map(|r| {
+                let conditions = r.requirements.claims.iter().map(|c| c.claim.as_str());
+                conditions.chain(r.requirements.bind.values().map(String::as_str))
+            })
+            .map(crate::identity::claim_root)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }

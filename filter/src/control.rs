@@ -184,6 +184,13 @@ impl ControlState {
                     Ok((table, settings)) => {
                         let pushed = Pushed::new(settings);
                         w.auth.set_providers(pushed.providers.clone());
+                        // Cached identities keep the claims these rules and the audit's tenant
+                        // read, not every claim a token carries.
+                        let mut kept = table.claims_read();
+                        kept.push(authz_core::identity::claim_root(&pushed.settings.tenant_claim));
+                        kept.sort_unstable();
+                        kept.dedup();
+                        w.auth.keep_only_claims(Some(kept));
                         w.pushed = Rc::new(pushed);
                         w.policy = Some(Rc::new(table));
                         w.policy_version = snapshot.version;

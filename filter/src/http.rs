@@ -140,7 +140,7 @@ impl<H: Host> Http<H> {
     /// `x-trace-id` only when the client's is not the one chosen, and adds `identity`. A few
     /// hostcalls instead of replacing the whole header map, which makes Envoy re-create every
     /// header and was the largest cost of the hit path (see BENCHMARKS.md).
-    fn write_headers(&self, removed: &[String], client_trace: ClientTrace, identity: &[(String, String)]) {
+    fn write_headers(&self, removed: &[String], client_trace: ClientTrace, identity: Option<&Verified>) {
         for name in removed {
             // Removes every value of the name.
             self.host.set_request_header(name, None);
@@ -153,7 +153,7 @@ impl<H: Host> Http<H> {
                 self.host.add_request_header(X_TRACE_ID, &self.trace_id);
             }
         }
-        for (name, value) in identity {
+        for (name, value) in identity.into_iter().flat_map(Verified::headers) {
             self.host.add_request_header(name, value);
         }
     }
@@ -162,14 +162,14 @@ impl<H: Host> Http<H> {
     /// sanitised headers are written first, so whatever happens next no client-sent identity
     /// header survives.
     fn ask_sidecar(&mut self, shared: &Shared, req: Sanitized<Vec<u8>>) -> Action {
-        self.write_headers(&req.removed, req.client_trace, &[]);
+        self.write_headers(&req.removed, req.client_trace, None);
         self.send_check(shared, &req.headers, &[])
     }
 
     /// A compute route: the sidecar needs the body to read the requested resources, so the
     /// (sanitised) headers wait for it; `on_http_request_body` sends both.
     fn ask_sidecar_with_body(&mut self, shared: &Shared, req: Sanitized<Vec<u8>>, end_of_stream: bool) -> Action {
-        self.write_headers(&req.removed, req.client_trace, &[]);
+        self.write_headers(&req.removed, req.client_trace, None);
         if end_of_stream {
             return self.send_check(shared, &req.headers, &[]);
         }
@@ -337,8 +337,7 @@ impl<H: Host> Http<H> {
         let credential = pipeline.credential_text();
         match local {
             Local::Allow(verified, consumed) => {
-                let identity = verified.as_ref().map_or(&[][..], |v| v.headers.as_slice());
-                self.write_headers(&req.removed, req.client_trace, identity);
+                self.write_headers(&req.removed, req.client_trace, verified.as_deref());
                 for name in consumed.names() {
                     self.host.set_request_header(name, None);
                 }
@@ -362,7 +361,7 @@ impl<H: Host> Http<H> {
                 // one included (`%REQ(x-trace-id)%`), so a client's malformed id left in place
                 // would be handed back instead of the gateway's.
                 if req.client_trace == ClientTrace::Replaced {
-                    self.write_headers(&req.removed, req.client_trace, &[]);
+                    self.write_headers(&req.removed, req.client_trace, None);
                 }
                 self.deny(&d, verified.as_deref(), credential)
             }

@@ -24,6 +24,12 @@ impl ClaimMap {
         }
     }
 
+    /// Keeps only the claims `keep` names, in a vector of the exact length left.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|(k, _)| keep(k));
+        self.0.shrink_to_fit();
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
         self.0.iter().map(|(k, v)| (k, v))
     }
@@ -70,6 +76,9 @@ mod tests {
             (c.get("labs"), c.get("tier"), c.get("a"), c.get("zz")),
             (Some(&json!(["l1", "l2"])), Some(&json!("gold")), Some(&json!(1)), None)
         );
+        let mut kept = c.clone();
+        kept.retain(|k| k == "labs" || k == "nope");
+        assert_eq!((kept.len(), kept.get("labs")), (1, Some(&json!(["l1", "l2"]))));
         c.insert("b".into(), json!(true));
         c.insert("tier".into(), json!("platinum"));
         assert_eq!(c.len(), 4);

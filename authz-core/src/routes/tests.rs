@@ -290,3 +290,26 @@ fn the_prefix_index_agrees_with_a_plain_scan() {
         }
     }
 }
+
+/// The claims a table reads: each condition's top-level claim (a pointer's first token) and
+/// each `bind`'s claim, once each, sorted; typed claims are named too (harmless to keep).
+#[test]
+fn claims_read_by_the_rules() {
+    assert_eq!(table().claims_read(), ["labs"]);
+    let t = RouteTable::new(
+        vec![],
+        vec![],
+        vec![
+            spec(
+                "k8s",
+                serde_json::json!({"prefix": "/a", "claims": [
+                    {"claim": "/kubernetes.io/namespace", "equals": "tes"}, {"claim": "tier", "oneOf": ["gold"]}
+                ]}),
+            ),
+            spec("lab", serde_json::json!({"template": "/l/{lab}", "bind": {"lab": "labs"}, "claims": [{"claim": "tier", "equals": "x"}]})),
+        ],
+    )
+    .unwrap();
+    assert_eq!(t.claims_read(), ["kubernetes.io", "labs", "tier"]);
+    assert!(RouteTable::new(vec![], vec![], vec![]).unwrap().claims_read().is_empty());
+}

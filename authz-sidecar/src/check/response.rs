@@ -48,7 +48,7 @@ pub(super) fn allow(
         _ => {}
     }
     if let Some(caller) = caller {
-        headers.extend(caller.headers.iter().map(|(k, v)| header(k, v)));
+        headers.extend(caller.headers().map(|(k, v)| header(k, v)));
     }
     if let Some(lease) = lease {
         headers.push(header(X_QUOTA_LEASE, lease));

@@ -125,12 +125,26 @@ fn a_policy_brings_its_settings_and_one_without_them_is_refused() {
     assert_eq!(w.policy_version, "v1");
     assert_eq!(w.pushed.providers.default_provider().scope.issuers, ["https://auth"]);
     assert_eq!(w.pushed.settings.tenant_claim, "lab");
+    assert_eq!(w.auth.kept_claims(), Some(&["lab".to_string()][..]), "cached identities keep the tenant claim");
     let table = w.policy.clone().unwrap();
     assert!(matches!(table.find("GET", "/health"), authz_core::routes::Matched::Public));
     // The same policy with other settings (a sidecar restarted with a new configuration).
     s.tenant_claim = "tenant".into();
     c.apply(&mut w, policy("v1", &serde_json::to_string(&s).unwrap()), at(0));
     assert_eq!(w.pushed.settings.tenant_claim, "tenant");
+    // Rules that read claims: those are kept too.
+    let reading = ControlEvent {
+        event: Some(control_event::Event::Policy(PolicySnapshot {
+            version: "v1b".into(),
+            policy_json: r#"{"routes": [{"id": "t", "template": "/l/{lab}", "bind": {"lab": "labs"},
+                "claims": [{"claim": "/org/tier", "equals": "gold"}]}]}"#
+                .into(),
+            settings_json: serde_json::to_string(&s).unwrap(),
+        })),
+    };
+    assert!(c.apply(&mut w, reading, at(0)).is_empty());
+    let kept: Vec<&str> = w.auth.kept_claims().unwrap_or_default().iter().map(String::as_str).collect();
+    assert_eq!(kept, ["labs", "org", "tenant"]);
     // A refused update keeps the last good one.
     let relative = serde_json::to_string(&authz_core::settings::SharedSettings {
         public_paths: vec!["health".into()],
@@ -138,7 +152,7 @@ fn a_policy_brings_its_settings_and_one_without_them_is_refused() {
     })
     .unwrap();
     assert!(!c.apply(&mut w, policy("v2", &relative), at(0)).is_empty());
-    assert_eq!(w.policy_version, "v1");
+    assert_eq!(w.policy_version, "v1b");
 }
 
 #[test]
