@@ -91,11 +91,7 @@ impl Layer {
         match r {
             Revocation::Token { jti, expires_at } => upsert(&mut self.tokens, jti, *expires_at),
             Revocation::Session { sid, expires_at } => upsert(&mut self.sessions, sid, *expires_at),
-            Revocation::User { sub, before, expires_at } => {
-                let e = self.users.entry(sub.clone()).or_insert((0, 0));
-                e.0 = e.0.max(*before);
-                e.1 = e.1.max(*expires_at);
-            }
+            Revocation::User { sub, before, expires_at } => upsert_user(&mut self.users, sub, *before, *expires_at),
             Revocation::ApiKey { sha256, expires_at } => {
                 upsert(&mut self.api_keys, &sha256.to_ascii_lowercase(), *expires_at)
             }
@@ -127,9 +123,7 @@ impl Layer {
             upsert(&mut self.sessions, sid, *e);
         }
         for (sub, (b, e)) in &other.users {
-            let v = self.users.entry(sub.clone()).or_insert((0, 0));
-            v.0 = v.0.max(*b);
-            v.1 = v.1.max(*e);
+            upsert_user(&mut self.users, sub, *b, *e);
         }
         for (h, e) in &other.api_keys {
             upsert(&mut self.api_keys, h, *e);
@@ -237,6 +231,13 @@ impl RevocationSet {
 fn upsert(map: &mut HashMap<String, u64>, key: &str, expires_at: u64) {
     let e = map.entry(key.to_string()).or_insert(0);
     *e = (*e).max(expires_at);
+}
+
+/// A user's latest `before` and expiry win.
+fn upsert_user(map: &mut HashMap<String, (u64, u64)>, sub: &str, before: u64, expires_at: u64) {
+    let e = map.entry(sub.to_string()).or_insert((0, 0));
+    e.0 = e.0.max(before);
+    e.1 = e.1.max(expires_at);
 }
 
 fn hex(bytes: &[u8; 32]) -> String {

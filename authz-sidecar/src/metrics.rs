@@ -38,7 +38,7 @@ pub struct Metrics {
     pub revocation_errors: Counter,
     /// 1 while the revocation subscription is live (after its resync), else 0.
     pub revocation_subscription_live: Gauge,
-    /// When the last revocation fact arrived on pub/sub (Unix seconds, microsecond precision):
+    /// When the last revocation message arrived on pub/sub (Unix seconds, microsecond precision):
     /// against the publisher's clock, the pub/sub hop of the propagation benchmark.
     pub revocation_last_received: Gauge<f64, AtomicU64>,
     /// Policy file reloads by `result` (ok, error).
@@ -89,7 +89,7 @@ impl Default for Metrics {
         let revocation_last_received = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "revocation_last_received_timestamp_seconds",
-            "When the last revocation fact arrived on pub/sub (Unix time)",
+            "When the last revocation message arrived on pub/sub (Unix time)",
             revocation_last_received.clone(),
         );
         registry.register("session_checks", "Session validations at the auth service", session_checks.clone());
