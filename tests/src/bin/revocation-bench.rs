@@ -111,8 +111,9 @@ struct Probe<'a> {
 }
 
 impl Probe<'_> {
-    async fn envoy(&self) -> anyhow::Result<String> {
-        let url = format!("http://127.0.0.1:{}/stats?filter=authz_filter", self.stack.ports.envoy_admin);
+    /// Envoy's stats whose names match `filter` (a regex).
+    async fn envoy(&self, filter: &str) -> anyhow::Result<String> {
+        let url = format!("http://127.0.0.1:{}/stats?filter={filter}", self.stack.ports.envoy_admin);
         Ok(self.stack.client.get(url).send().await?.text().await?)
     }
 
@@ -122,7 +123,8 @@ impl Probe<'_> {
     }
 
     async fn updates(&self) -> anyhow::Result<f64> {
-        stat(&self.envoy().await?, "wasmcustom.authz_filter.revocation_updates").context("no revocation_updates stat")
+        stat(&self.envoy("authz_filter").await?, "wasmcustom.authz_filter.revocation_updates")
+            .context("no revocation_updates stat")
     }
 
     /// Waits until every VM applied one more update than `base`.
@@ -202,8 +204,9 @@ async fn main() -> anyhow::Result<()> {
         let received = stat(&probe.sidecar().await?, "authz_revocation_last_received_timestamp_seconds")
             .context("no revocation_last_received stat at the sidecar")?
             * 1e6;
-        let applied = stat(&probe.envoy().await?, "wasmcustom.authz_filter.revocation_last_applied_unix_us")
-            .context("no revocation_last_applied stat")?;
+        let applied =
+            stat(&probe.envoy("authz_filter").await?, "wasmcustom.authz_filter.revocation_last_applied_unix_us")
+                .context("no revocation_last_applied stat")?;
         pubsub_hop.push((received - published) / 1000.0);
         fanout_hop.push((applied - received) / 1000.0);
         end_to_end.push((applied - published) / 1000.0);
@@ -222,20 +225,8 @@ async fn main() -> anyhow::Result<()> {
     };
     // Envoy merges the VMs' histograms on its stats flush (every 5 s by default).
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let per_vm = stack
-        .client
-        .get(format!("http://127.0.0.1:{}/stats?filter=revocation_delay_us", stack.ports.envoy_admin))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let stats = stack
-        .client
-        .get(format!("http://127.0.0.1:{}/stats?filter=worker_.*downstream_cx_active", stack.ports.envoy_admin))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let per_vm = probe.envoy("revocation_delay_us").await?;
+    let stats = probe.envoy("worker_.*downstream_cx_active").await?;
     let spread: Vec<&str> = stats.lines().filter(|l| l.starts_with("listener.127")).collect();
     println!("connections per worker: {}", spread.join(", "));
     println!(
