@@ -267,6 +267,15 @@ mod tests {
 
     use super::*;
 
+    /// An authenticator holding the HMAC secret `k` (HS256), caching 16 tokens.
+    fn hmac_authenticator() -> Authenticator {
+        let mut ks = KeySet::new();
+        ks.add_hmac_secret(b"k", Algorithm::HS256);
+        let mut a = Authenticator::new(ClaimsPolicy::default(), 16);
+        a.set_keys(ks);
+        a
+    }
+
     #[test]
     fn a_kid_the_sidecar_refused_is_refused_locally_until_the_keys_change() {
         let now = 1_700_000_000;
@@ -288,10 +297,7 @@ mod tests {
     #[test]
     fn cached_identities_keep_only_the_claims_named() {
         let now = 1_700_000_000;
-        let mut ks = KeySet::new();
-        ks.add_hmac_secret(b"k", Algorithm::HS256);
-        let mut a = Authenticator::new(ClaimsPolicy::default(), 16);
-        a.set_keys(ks);
+        let mut a = hmac_authenticator();
         let claims =
             json!({"sub": "u", "exp": now + 100, "labs": ["l1"], "tier": "gold", "realm_access": {"roles": []}});
         let t = encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"k")).unwrap();
@@ -313,10 +319,7 @@ mod tests {
     #[test]
     fn caches_valid_tokens_only_and_defers_unknown_keys() {
         let now = 1_700_000_000;
-        let mut ks = KeySet::new();
-        ks.add_hmac_secret(b"k", Algorithm::HS256);
-        let mut a = Authenticator::new(ClaimsPolicy::default(), 16);
-        a.set_keys(ks);
+        let mut a = hmac_authenticator();
         let sign =
             |c: serde_json::Value| encode(&Header::new(Algorithm::HS256), &c, &EncodingKey::from_secret(b"k")).unwrap();
         let good = sign(json!({"sub": "u", "exp": now + 100}));

@@ -38,12 +38,8 @@ pub struct Fingerprint([u8; 12]);
 
 impl Fingerprint {
     pub fn of(token: &str) -> Self {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut hex = [0u8; 12];
-        for (pair, b) in hex.chunks_exact_mut(2).zip(digest(token)) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0xf)];
-        }
+        hex_into(&digest(token)[..6], &mut hex);
         Self(hex)
     }
 
@@ -57,6 +53,18 @@ impl std::fmt::Debug for Fingerprint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Lower-case hex of `bytes` into `out` (twice as long), without allocating: for the
+/// fingerprint and for looking up a revoked API key by its digest on every API-key request.
+pub(crate) fn hex_into<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(out).unwrap_or_default()
 }
 
 /// The in-memory key of a token (see the module docs).

@@ -198,8 +198,9 @@ impl RevocationSet {
         if self.base.api_keys.is_empty() && self.recent.api_keys.is_empty() {
             return false;
         }
-        let key = hex(sha256);
-        self.base.api_keys.contains_key(&key) || self.recent.api_keys.contains_key(&key)
+        let mut buf = [0u8; 64];
+        let key = crate::cache::hex_into(sha256, &mut buf);
+        self.base.api_keys.contains_key(key) || self.recent.api_keys.contains_key(key)
     }
 
     /// Drops facts that can no longer match a valid credential (and folds the layers).
@@ -238,16 +239,6 @@ fn upsert_user(map: &mut HashMap<String, (u64, u64)>, sub: &str, before: u64, ex
     let e = map.entry(sub.to_string()).or_insert((0, 0));
     e.0 = e.0.max(before);
     e.1 = e.1.max(expires_at);
-}
-
-fn hex(bytes: &[u8; 32]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(64);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
 }
 
 #[cfg(test)]
