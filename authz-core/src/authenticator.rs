@@ -147,9 +147,6 @@ impl Authenticator {
         self.provider_keys.insert(name.to_string(), keys);
     }
 
-    /// Replaces the providers (the settings pushed by the sidecar). Cached identities carry
-    /// their provider's headers and were matched by its issuer, so a change empties the cache;
-    /// the same settings again (every policy reload sends them) keep it.
     /// Keeps only these extra claims (sorted) in identities cached from now on, plus what the
     /// typed fields hold. A change empties the cache: identities cached under the old set may
     /// lack a claim the new policy reads.
@@ -165,6 +162,9 @@ impl Authenticator {
         self.kept_claims.as_deref()
     }
 
+    /// Replaces the providers (the settings pushed by the sidecar). Cached identities carry
+    /// their provider's headers and were matched by its issuer, so a change empties the cache;
+    /// the same settings again (every policy reload sends them) keep it.
     pub fn set_providers(&mut self, providers: Providers) {
         if providers != self.providers {
             self.providers = providers;

@@ -41,15 +41,15 @@ impl ClaimCondition {
     }
 
     fn holds(&self, id: &Identity) -> bool {
-        let Some(v) = claim_value(id, &self.claim) else { return false };
+        let Some(v) = id.claim(&self.claim) else { return false };
         if let Some(e) = &self.equals {
-            return &v == e;
+            return *v == *e;
         }
         if let Some(list) = &self.one_of {
             return list.contains(&v);
         }
         if let Some(c) = &self.contains {
-            return match &v {
+            return match &*v {
                 Value::Array(items) => items.contains(c),
                 Value::String(s) => c.as_str().is_some_and(|c| s.split_ascii_whitespace().any(|x| x == c)),
                 _ => false,
@@ -57,11 +57,6 @@ impl ClaimCondition {
         }
         false
     }
-}
-
-/// The value of a claim by name, including the ones the identity keeps in typed fields.
-fn claim_value(id: &Identity, name: &str) -> Option<Value> {
-    id.claim(name)
 }
 
 /// What a route requires of the identity.
@@ -98,9 +93,9 @@ impl Requirements {
             let Some((_, value)) = params.iter().find(|(name, _)| name == param) else {
                 return Err(Denial::forbidden(codes::TENANT_MISMATCH, "the resource is outside the caller's tenancy"));
             };
-            let allowed = match claim_value(id, claim) {
+            let allowed = match id.claim(claim).as_deref() {
                 Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(value)),
-                Some(Value::String(s)) => s == *value,
+                Some(Value::String(s)) => s == value,
                 _ => false,
             };
             if !allowed {

@@ -1,5 +1,7 @@
 //! A verified identity and the headers it projects onto the upstream request.
 
+use std::borrow::Cow;
+
 use crate::claims::Claims;
 use crate::headers::is_safe_value;
 use crate::token::TokenError;
@@ -103,25 +105,32 @@ impl Identity {
 
     /// A claim's value by name, including the ones kept in typed fields; a name starting with
     /// `/` is a JSON pointer (RFC 6901) into the claims (`/kubernetes.io/serviceaccount/name`).
-    pub fn claim(&self, name: &str) -> Option<serde_json::Value> {
-        if let Some(pointer) = name.strip_prefix('/') {
-            let rest = pointer.split_once('/').map_or("", |(_, r)| r);
-            let top = self.named_claim(&claim_root(name))?;
-            return if rest.is_empty() { Some(top) } else { top.pointer(&format!("/{rest}")).cloned() };
+    /// Borrowed from the identity where it can be: route rules read claims on every request.
+    pub fn claim(&self, name: &str) -> Option<Cow<'_, serde_json::Value>> {
+        let Some(pointer) = name.strip_prefix('/') else { return self.named_claim(name) };
+        let top = self.named_claim(&claim_root(name))?;
+        // The pointer below the top-level claim, with its leading `/` (empty: the claim itself).
+        let below = pointer.find('/').map_or("", |i| &pointer[i..]);
+        if below.is_empty() {
+            return Some(top);
         }
-        self.named_claim(name)
+        match top {
+            Cow::Borrowed(v) => v.pointer(below).map(Cow::Borrowed),
+            Cow::Owned(v) => v.pointer(below).cloned().map(Cow::Owned),
+        }
     }
 
-    fn named_claim(&self, name: &str) -> Option<serde_json::Value> {
+    fn named_claim(&self, name: &str) -> Option<Cow<'_, serde_json::Value>> {
         use serde_json::Value;
-        match name {
-            "sub" => Some(Value::String(self.user_id.clone())),
-            "email" => self.email.clone().map(Value::String),
-            "roles" => Some(Value::from(self.roles.clone())),
-            "iss" => self.issuer.clone().map(Value::String),
-            "svc" => self.service.clone().map(Value::String),
-            other => self.claims.get(other).cloned(),
-        }
+        let typed = match name {
+            "sub" => Value::String(self.user_id.clone()),
+            "email" => Value::String(self.email.clone()?),
+            "roles" => Value::from(self.roles.clone()),
+            "iss" => Value::String(self.issuer.clone()?),
+            "svc" => Value::String(self.service.clone()?),
+            other => return self.claims.get(other).map(Cow::Borrowed),
+        };
+        Some(Cow::Owned(typed))
     }
 
     /// Drops the extra claims (`labs`, `tier`, ...) that `keep` (sorted) does not name: a
@@ -139,17 +148,22 @@ impl Identity {
 
 /// The top-level claim a claim name reads: the name itself, or the first reference token of a
 /// JSON pointer (`/kubernetes.io/namespace` reads `kubernetes.io`; RFC 6901 escapes undone).
-pub fn claim_root(name: &str) -> String {
-    match name.strip_prefix('/') {
-        Some(pointer) => pointer.split('/').next().unwrap_or_default().replace("~1", "/").replace("~0", "~"),
-        None => name.to_string(),
-    }
+/// Borrowed unless an escape had to be undone.
+pub fn claim_root(name: &str) -> Cow<'_, str> {
+    let Some(pointer) = name.strip_prefix('/') else { return Cow::Borrowed(name) };
+    let first = pointer.split('/').next().unwrap_or_default();
+    if first.contains('~') { Cow::Owned(first.replace("~1", "/").replace("~0", "~")) } else { Cow::Borrowed(first) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::authenticator::Verified;
+
+    /// The claim, owned (the assertions compare values).
+    fn claim(id: &Identity, name: &str) -> Option<serde_json::Value> {
+        id.claim(name).map(Cow::into_owned)
+    }
 
     fn headers(id: Identity) -> Vec<(String, String)> {
         Verified::new(id, "t").headers().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -184,20 +198,20 @@ mod tests {
         }))
         .unwrap();
         let id = Identity::from_claims(c).unwrap();
-        assert_eq!(id.claim("/kubernetes.io/serviceaccount/name"), Some("runner".into()));
-        assert_eq!(id.claim("/kubernetes.io/namespace"), Some("tes".into()));
-        assert_eq!(id.claim("/sub"), Some("system:serviceaccount:tes:runner".into()));
-        assert_eq!(id.claim("/a~1b/c~0d"), Some(1.into()));
-        assert_eq!(id.claim("/kubernetes.io/nope"), None);
-        assert_eq!(id.claim("kubernetes.io").and_then(|v| v.get("namespace").cloned()), Some("tes".into()));
+        assert_eq!(claim(&id, "/kubernetes.io/serviceaccount/name"), Some("runner".into()));
+        assert_eq!(claim(&id, "/kubernetes.io/namespace"), Some("tes".into()));
+        assert_eq!(claim(&id, "/sub"), Some("system:serviceaccount:tes:runner".into()));
+        assert_eq!(claim(&id, "/a~1b/c~0d"), Some(1.into()));
+        assert_eq!(claim(&id, "/kubernetes.io/nope"), None);
+        assert_eq!(claim(&id, "kubernetes.io").and_then(|v| v.get("namespace").cloned()), Some("tes".into()));
         assert_eq!(
             ["/kubernetes.io/namespace", "/a~1b/c~0d", "tier", "/x"].map(claim_root),
             ["kubernetes.io", "a/b", "tier", "x"].map(String::from)
         );
         let mut kept = id.clone();
         kept.keep_claims(&["kubernetes.io".to_string()]);
-        assert_eq!(kept.claim("/kubernetes.io/namespace"), Some("tes".into()));
-        assert_eq!((kept.claim("/a~1b/c~0d"), kept.claims.len()), (None, 1));
+        assert_eq!(claim(&kept, "/kubernetes.io/namespace"), Some("tes".into()));
+        assert_eq!((claim(&kept, "/a~1b/c~0d"), kept.claims.len()), (None, 1));
     }
 
     #[test]

@@ -207,7 +207,7 @@ impl Providers {
             id.provider = Some(p.name.clone());
             id.service = match &p.service_claim {
                 None => None,
-                Some(claim) => match id.claim(claim) {
+                Some(claim) => match id.claim(claim).map(std::borrow::Cow::into_owned) {
                     Some(serde_json::Value::String(s)) if crate::headers::is_safe_value(&s, false) => Some(s),
                     Some(_) => return Err(TokenError::BadClaim("service")),
                     None => None,

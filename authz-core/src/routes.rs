@@ -336,7 +336,7 @@ impl RouteTable {
                 let conditions = r.requirements.claims.iter().map(|c| c.claim.as_str());
                 conditions.chain(r.requirements.bind.values().map(String::as_str))
             })
-            .map(crate::identity::claim_root)
+            .map(|name| crate::identity::claim_root(name).into_owned())
             .collect();
         names.sort_unstable();
         names.dedup();

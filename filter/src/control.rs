@@ -187,7 +187,7 @@ impl ControlState {
                         // Cached identities keep the claims these rules and the audit's tenant
                         // read, not every claim a token carries.
                         let mut kept = table.claims_read();
-                        kept.push(authz_core::identity::claim_root(&pushed.settings.tenant_claim));
+                        kept.push(authz_core::identity::claim_root(&pushed.settings.tenant_claim).into_owned());
                         kept.sort_unstable();
                         kept.dedup();
                         w.auth.keep_only_claims(Some(kept));

@@ -61,7 +61,7 @@ impl ClaimHeader {
 
     /// The header value for `id`, if the claim has a value that may be sent.
     pub fn value(&self, id: &Identity) -> Option<String> {
-        let text = match id.claim(&self.claim)? {
+        let text = match id.claim(&self.claim)?.into_owned() {
             Value::String(s) => s,
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
