@@ -243,6 +243,13 @@ impl Stack {
         Ok(self.client.get(url).send().await?.text().await?)
     }
 
+    /// One sample of the sidecar's `/metrics`: `series` as Prometheus prints it (the name, with
+    /// its labels if it has any).
+    pub async fn sidecar_metric(&self, series: &str) -> Option<f64> {
+        let text = self.sidecar_metrics().await.ok()?;
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// Kills the sidecar (as a crash would) and waits for it to be gone.
     pub async fn stop_sidecar(&mut self) -> anyhow::Result<()> {
         if let Some(mut c) = self.sidecar.take() {

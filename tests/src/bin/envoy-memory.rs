@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         let words: Vec<&str> = line.split_whitespace().skip(1).collect();
         println!("  {}", words.join(" "));
     }
-    let stats = client.get(format!("{admin}/stats?filter=wasm_vm_count")).send().await?.text().await?;
-    println!("{}", stats.trim());
+    let vms = stack.envoy_stat("wasm.wasm_vm_count").await.context("no wasm.wasm_vm_count stat")?;
+    println!("V8 VMs (wasm.wasm_vm_count): {vms}");
     Ok(())
 }

@@ -96,14 +96,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-/// One value from a `name: value` (Envoy `/stats`) or `name value` (Prometheus) listing.
-fn stat(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(name)?;
-        rest.trim_start_matches(':').trim().parse().ok()
-    })
-}
-
 struct Probe<'a> {
     stack: &'a Stack,
     /// Filter VMs holding a control stream: one per worker and Envoy's main thread's.
@@ -117,14 +109,9 @@ impl Probe<'_> {
         Ok(self.stack.client.get(url).send().await?.text().await?)
     }
 
-    async fn sidecar(&self) -> anyhow::Result<String> {
-        let url = format!("http://127.0.0.1:{}/metrics", self.stack.ports.sidecar_admin);
-        Ok(self.stack.client.get(url).send().await?.text().await?)
-    }
-
     async fn updates(&self) -> anyhow::Result<f64> {
-        stat(&self.envoy("authz_filter").await?, "wasmcustom.authz_filter.revocation_updates")
-            .context("no revocation_updates stat")
+        let n = self.stack.envoy_stat("authz_filter.revocation_updates").await.context("no revocation_updates stat")?;
+        Ok(n as f64)
     }
 
     /// Waits until every VM applied one more update than `base`.
@@ -201,12 +188,15 @@ async fn main() -> anyhow::Result<()> {
         redis::cmd("PUBLISH").arg(REVOCATION_CHANNEL).arg(&json).query_async::<i64>(&mut conn).await?;
         probe.applied_everywhere(base).await?;
 
-        let received = stat(&probe.sidecar().await?, "authz_revocation_last_received_timestamp_seconds")
+        let received = stack
+            .sidecar_metric("authz_revocation_last_received_timestamp_seconds")
+            .await
             .context("no revocation_last_received stat at the sidecar")?
             * 1e6;
-        let applied =
-            stat(&probe.envoy("authz_filter").await?, "wasmcustom.authz_filter.revocation_last_applied_unix_us")
-                .context("no revocation_last_applied stat")?;
+        let applied = stack
+            .envoy_stat("authz_filter.revocation_last_applied_unix_us")
+            .await
+            .context("no revocation_last_applied stat")? as f64;
         pubsub_hop.push((received - published) / 1000.0);
         fanout_hop.push((applied - received) / 1000.0);
         end_to_end.push((applied - published) / 1000.0);

@@ -105,12 +105,10 @@ pub async fn logout_reaches_every_worker(stack: &Stack) {
     let took = until_every_vm_applied(stack, before).await;
     if stack.opts.mode == Mode::Wasm {
         // Each hop recorded when it saw the fact (what the propagation benchmark reads).
-        let metrics = stack.sidecar_metrics().await.unwrap();
-        let received: f64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("authz_revocation_last_received_timestamp_seconds "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no pub/sub receipt time in\n{metrics}"));
+        let received = stack
+            .sidecar_metric("authz_revocation_last_received_timestamp_seconds")
+            .await
+            .unwrap_or_else(|| panic!("no pub/sub receipt time in the sidecar's metrics"));
         let applied = stack.envoy_stat("authz_filter.revocation_last_applied_unix_us").await.unwrap_or(0);
         assert!(received >= published.as_secs_f64(), "received at {received}, published at {published:?}");
         assert!(applied as f64 >= received * 1e6, "applied at {applied} µs, received at {received} s");
